@@ -1,0 +1,328 @@
+//! `cairn.toml`: the repository, retention, hooks and the stores.
+//!
+//! Relative paths resolve against the config file's directory. Unknown keys
+//! are errors that name the key and the file; plug-in options are checked by
+//! the plug-in itself (see [`StoreConfig::check_options`]).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 10;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this config was read from (named in every config error).
+    pub file: PathBuf,
+    pub repository: PathBuf,
+    pub retention: Retention,
+    pub hooks: Hooks,
+    pub stores: Vec<StoreConfig>,
+    /// How long a run waits for the repository lock before giving up.
+    pub lock_wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hooks {
+    pub before_snapshot: Option<Vec<String>>,
+    pub after_snapshot: Option<Vec<String>>,
+}
+
+/// One `[[store]]` table: the common keys plus the plug-in's own options.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub name: String,
+    pub kind: String,
+    /// Absolute (resolved against the config file's directory).
+    pub path: PathBuf,
+    pub optional: bool,
+    /// Every key that is not a common key, for the plug-in to interpret.
+    pub options: toml::Table,
+    /// The config file, so plug-in errors can name it.
+    pub origin: PathBuf,
+}
+
+impl StoreConfig {
+    /// A config for a store known only from a snapshot's manifest (its kind,
+    /// name and recorded source), used to validate or restore snapshots of
+    /// stores no longer configured.
+    pub fn from_record(name: &str, kind: &str, source: &Path) -> Self {
+        StoreConfig {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            path: source.to_owned(),
+            optional: false,
+            options: toml::Table::new(),
+            origin: PathBuf::from("<manifest>"),
+        }
+    }
+
+    /// Fails on the first option not in `known`, naming it, the store and the file.
+    pub fn check_options(&self, known: &[&str]) -> Result<()> {
+        if let Some(key) = self.options.keys().find(|k| !known.contains(&k.as_str())) {
+            let expected = if known.is_empty() {
+                "this kind takes no options".to_owned()
+            } else {
+                format!("known options: {}", known.join(", "))
+            };
+            return Err(Error::config(
+                &self.origin,
+                format!(
+                    "store {:?} (kind {}): unknown option `{key}` ({expected})",
+                    self.name, self.kind
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A string option holding a path, resolved like `path`.
+    pub fn path_option(&self, key: &str) -> Result<Option<PathBuf>> {
+        match self.options.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => {
+                let base = self.origin.parent().unwrap_or(Path::new("."));
+                Ok(Some(resolve(base, Path::new(s))))
+            }
+            Some(other) => Err(Error::config(
+                &self.origin,
+                format!(
+                    "store {:?}: option `{key}` must be a string path, not {}",
+                    self.name,
+                    other.type_str()
+                ),
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    repository: String,
+    #[serde(default)]
+    retention: Retention,
+    #[serde(default)]
+    hooks: Hooks,
+    #[serde(default)]
+    lock_wait_seconds: Option<u64>,
+    #[serde(default, rename = "store")]
+    stores: Vec<RawStore>,
+}
+
+#[derive(Deserialize)]
+struct RawStore {
+    name: String,
+    kind: String,
+    path: String,
+    #[serde(default)]
+    optional: bool,
+    #[serde(flatten)]
+    options: toml::Table,
+}
+
+impl Config {
+    /// `--config PATH`, else `$CAIRN_CONFIG`, else `./cairn.toml`.
+    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+        if let Some(p) = explicit {
+            return p.to_owned();
+        }
+        match std::env::var_os("CAIRN_CONFIG") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from("cairn.toml"),
+        }
+    }
+
+    pub fn load(file: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            let message = if e.kind() == std::io::ErrorKind::NotFound {
+                "not found (pass --config PATH, set CAIRN_CONFIG, or run `cairn init`)".to_owned()
+            } else {
+                format!("cannot read: {e}")
+            };
+            Error::config(file, message)
+        })?;
+        Config::parse(&text, file)
+    }
+
+    pub fn parse(text: &str, file: &Path) -> Result<Config> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::config(file, e.to_string().trim_end().replace('\n', " ")))?;
+        let file = absolute(file);
+        let base = file.parent().map(Path::to_owned).unwrap_or_default();
+
+        if raw.repository.trim().is_empty() {
+            return Err(Error::config(&file, "`repository` must not be empty"));
+        }
+        for argv in raw.hooks.before_snapshot.iter().chain(raw.hooks.after_snapshot.iter()) {
+            if argv.is_empty() {
+                return Err(Error::config(
+                    &file,
+                    "a hook must be a non-empty argv array, e.g. [\"systemctl\", \"stop\", \"svc\"]",
+                ));
+            }
+        }
+
+        let mut names = BTreeSet::new();
+        let mut stores = Vec::with_capacity(raw.stores.len());
+        for s in raw.stores {
+            if !valid_store_name(&s.name) {
+                return Err(Error::config(
+                    &file,
+                    format!("store name {:?} must match [a-z0-9_-]{{1,64}}", s.name),
+                ));
+            }
+            if !names.insert(s.name.clone()) {
+                return Err(Error::config(
+                    &file,
+                    format!("duplicate store name {:?}", s.name),
+                ));
+            }
+            if s.path.is_empty() {
+                return Err(Error::config(
+                    &file,
+                    format!("store {:?}: `path` must not be empty", s.name),
+                ));
+            }
+            stores.push(StoreConfig {
+                path: resolve(&base, Path::new(&s.path)),
+                name: s.name,
+                kind: s.kind,
+                optional: s.optional,
+                options: s.options,
+                origin: file.clone(),
+            });
+        }
+
+        Ok(Config {
+            repository: resolve(&base, Path::new(&raw.repository)),
+            retention: raw.retention,
+            hooks: raw.hooks,
+            stores,
+            lock_wait: Duration::from_secs(
+                raw.lock_wait_seconds.unwrap_or(DEFAULT_LOCK_WAIT_SECONDS),
+            ),
+            file,
+        })
+    }
+
+    pub fn store(&self, name: &str) -> Option<&StoreConfig> {
+        self.stores.iter().find(|s| s.name == name)
+    }
+
+    /// The configured stores picked by `--only` / `--skip`; unknown names are
+    /// usage errors so a typo never silently selects nothing.
+    pub fn select(&self, only: &[String], skip: &[String]) -> Result<Vec<&StoreConfig>> {
+        for name in only.iter().chain(skip) {
+            if self.store(name).is_none() {
+                return Err(Error::config(
+                    &self.file,
+                    format!(
+                        "no store named {name:?} (configured: {})",
+                        self.stores
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(self
+            .stores
+            .iter()
+            .filter(|s| only.is_empty() || only.contains(&s.name))
+            .filter(|s| !skip.contains(&s.name))
+            .collect())
+    }
+}
+
+pub fn valid_store_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        base.join(p)
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/etc/cairn/cairn.toml"))
+    }
+
+    #[test]
+    fn resolves_paths_and_keeps_plugin_options() {
+        let cfg = parse(
+            r#"
+repository = "backups"
+[[store]]
+name = "chroma"
+kind = "chroma-dir"
+path = "data/chroma"
+lock_file = "data/.ingest.lock"
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.repository, Path::new("/etc/cairn/backups"));
+        assert_eq!(cfg.stores[0].path, Path::new("/etc/cairn/data/chroma"));
+        assert_eq!(
+            cfg.stores[0].path_option("lock_file").unwrap().unwrap(),
+            Path::new("/etc/cairn/data/.ingest.lock")
+        );
+        assert_eq!(cfg.retention, Retention::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_file() {
+        let err = parse("repository = \"b\"\nrepo_sitory = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("repo_sitory") && text.contains("/etc/cairn/cairn.toml"), "{text}");
+        let err = parse("repository = \"b\"\n[retention]\nkeep_yearly = 1\n").unwrap_err();
+        assert!(err.to_string().contains("keep_yearly"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_and_bad_store_names_are_refused() {
+        let dup = "repository = \"b\"\n[[store]]\nname=\"a\"\nkind=\"k\"\npath=\"p\"\n[[store]]\nname=\"a\"\nkind=\"k\"\npath=\"q\"\n";
+        assert!(parse(dup).unwrap_err().to_string().contains("duplicate store name \"a\""));
+        let bad = "repository = \"b\"\n[[store]]\nname=\"A/b\"\nkind=\"k\"\npath=\"p\"\n";
+        assert!(parse(bad).unwrap_err().to_string().contains("\"A/b\""));
+    }
+}

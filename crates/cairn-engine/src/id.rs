@@ -1,0 +1,147 @@
+//! Snapshot ids: a UTC stamp `YYYYMMDDTHHMMSSZ`, with `-N` when that second
+//! is already taken. Parsing is strict so that an id can be joined to a path
+//! safely: nothing that parses can contain `/`, `..` or a NUL.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+use crate::error::{Error, Result};
+
+const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+const STAMP_LEN: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnapshotId {
+    text: String,
+    stamp: DateTime<Utc>,
+    /// 0 for the first snapshot of a second, N for the `-N` suffix.
+    seq: u32,
+}
+
+impl SnapshotId {
+    pub fn parse(value: &str) -> Result<Self> {
+        let bad = || Error::BadId {
+            value: value.to_owned(),
+        };
+        if value.len() < STAMP_LEN || !value.is_ascii() {
+            return Err(bad());
+        }
+        let (stamp_text, rest) = value.split_at(STAMP_LEN);
+        let naive = NaiveDateTime::parse_from_str(stamp_text, STAMP_FORMAT).map_err(|_| bad())?;
+        let seq = if rest.is_empty() {
+            0
+        } else {
+            let digits = rest.strip_prefix('-').ok_or_else(bad)?;
+            // One spelling per id: no leading zeros, no "-0".
+            if digits.is_empty()
+                || digits.starts_with('0')
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(bad());
+            }
+            digits.parse::<u32>().map_err(|_| bad())?
+        };
+        let id = SnapshotId {
+            text: value.to_owned(),
+            stamp: naive.and_utc(),
+            seq,
+        };
+        // Reject stamps chrono accepts loosely (e.g. single-digit fields).
+        if id.stamp.format(STAMP_FORMAT).to_string() != stamp_text {
+            return Err(bad());
+        }
+        Ok(id)
+    }
+
+    /// The id for `at` (whole seconds), with sequence number `seq`.
+    pub fn new(at: DateTime<Utc>, seq: u32) -> Self {
+        let stamp_text = at.format(STAMP_FORMAT).to_string();
+        let text = if seq == 0 {
+            stamp_text
+        } else {
+            format!("{stamp_text}-{seq}")
+        };
+        // Round-trip through the parser so `stamp` is truncated to seconds.
+        match SnapshotId::parse(&text) {
+            Ok(id) => id,
+            // Unreachable: we just formatted a valid stamp.
+            Err(_) => SnapshotId {
+                text,
+                stamp: at,
+                seq,
+            },
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The second the id names (UTC).
+    pub fn stamp(&self) -> DateTime<Utc> {
+        self.stamp
+    }
+
+    pub fn seq(&self) -> u32 {
+        self.seq
+    }
+}
+
+impl fmt::Display for SnapshotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Ord for SnapshotId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.stamp, self.seq).cmp(&(other.stamp, other.seq))
+    }
+}
+
+impl PartialOrd for SnapshotId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_stamps_and_suffixes() {
+        let id = SnapshotId::parse("20260406T180000Z").unwrap();
+        assert_eq!(id.seq(), 0);
+        assert_eq!(id.stamp().to_rfc3339(), "2026-04-06T18:00:00+00:00");
+        let id2 = SnapshotId::parse("20260406T180000Z-2").unwrap();
+        assert_eq!(id2.seq(), 2);
+        assert!(id < id2);
+        assert_eq!(SnapshotId::new(id.stamp(), 3).as_str(), "20260406T180000Z-3");
+    }
+
+    #[test]
+    fn refuses_anything_path_like() {
+        for bad in [
+            "",
+            "..",
+            "../20260406T180000Z",
+            "20260406T180000Z/..",
+            "/tmp",
+            "20260406T180000Z-",
+            "20260406T180000Z-0",
+            "20260406T180000Z-01",
+            "20260406T180000Z-x",
+            "20260406T180000Z-1/x",
+            "20261306T180000Z",
+            "20260406T186000Z",
+            "20260406t180000z",
+            "not-a-timestamp",
+            "20260406T180000Z-99999999999",
+        ] {
+            assert!(SnapshotId::parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+}

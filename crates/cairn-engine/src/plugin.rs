@@ -1,0 +1,287 @@
+//! The store plug-in interface and the registry that plug-in crates fill.
+//!
+//! A plug-in crate submits one const [`PluginDescriptor`] with
+//! `inventory::submit!`; the engine looks kinds up by name and never matches
+//! on one. A binary (or test) links a plug-in with `use <crate> as _;`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, Metadata};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::config::StoreConfig;
+use crate::error::{io_at, Error, Result};
+pub use crate::manifest::Shape;
+use crate::manifest::{Entry, EntryKind, StoreRecord};
+use crate::problem::Problem;
+use crate::{fsutil, restore};
+
+/// Documentation of one plug-in option, shown by `cairn stores` and written
+/// into the starter config by `cairn init`.
+#[derive(Debug)]
+pub struct OptionDoc {
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// A TOML value, e.g. `"data/.ingest.lock"`.
+    pub example: &'static str,
+}
+
+/// What a plug-in crate registers. Everything is `'static` so it can be
+/// built in a const context, as `inventory::submit!` requires.
+#[derive(Debug)]
+pub struct PluginDescriptor {
+    /// The `kind` users write in `cairn.toml`.
+    pub kind: &'static str,
+    /// One line for `cairn stores`.
+    pub summary: &'static str,
+    /// Whether `path` names one file or a directory.
+    pub shape: Shape,
+    /// An example `path` for the starter config.
+    pub example_path: &'static str,
+    pub options: &'static [OptionDoc],
+    /// Checks the store's options and builds its handler.
+    pub build: fn(&StoreConfig) -> Result<Box<dyn StoreHandler>>,
+    /// `module_path!()` of the plug-in, to name it in duplicate reports.
+    pub origin: &'static str,
+}
+
+inventory::collect!(PluginDescriptor);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// Sizes and quick checks (`validate --quick`).
+    Quick,
+    /// Every byte hashed, full integrity checks.
+    Deep,
+}
+
+/// The three pipeline stages a store kind implements. The engine does
+/// everything generic around them: manifests, hashing, verification,
+/// staging, locking, rollback.
+pub trait StoreHandler: Send + Sync {
+    /// Snapshot: capture the live source (`ctx.source()`) into `ctx`.
+    fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()>;
+
+    /// Validate: the kind's own checks on a captured store whose files the
+    /// engine has already compared with the manifest. `root` is the store's
+    /// directory inside a snapshot or a restore staging area.
+    fn check(&self, _root: &Path, _record: &StoreRecord, _depth: Depth) -> Vec<Problem> {
+        Vec::new()
+    }
+
+    /// Restore gate: `Some(reason)` when the live store is visibly in use
+    /// by another process, so swapping it now would corrupt it.
+    fn in_use(&self, _live: &Path) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// Restore: swap the staged, verified content in at `swap.live`.
+    /// The default is the generic atomic swap for the store's shape.
+    fn restore(&self, swap: &SwapCtx<'_>) -> Result<SwapReport> {
+        restore::swap_generic(swap)?;
+        Ok(SwapReport::default())
+    }
+}
+
+/// What the Restore stage hands a plug-in.
+#[derive(Debug)]
+pub struct SwapCtx<'a> {
+    pub store: &'a str,
+    pub shape: Shape,
+    /// The staged file (file shape) or staged directory (dir shape), on
+    /// the same filesystem as `live`.
+    pub staged: &'a Path,
+    pub live: &'a Path,
+    pub record: &'a StoreRecord,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SwapReport {
+    /// `None` when the kind has no integrity check to run after a swap.
+    pub integrity_ok: Option<bool>,
+    pub detail: Option<String>,
+}
+
+/// The registered plug-ins, by kind.
+#[derive(Debug)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, &'static PluginDescriptor>,
+}
+
+impl Registry {
+    /// Every descriptor linked into this binary. Two plug-ins claiming one
+    /// kind is an error naming both, never a silent shadowing.
+    pub fn from_inventory() -> Result<Registry> {
+        Registry::from_descriptors(inventory::iter::<PluginDescriptor>.into_iter())
+    }
+
+    pub fn from_descriptors(
+        descriptors: impl IntoIterator<Item = &'static PluginDescriptor>,
+    ) -> Result<Registry> {
+        let mut kinds: BTreeMap<&'static str, &'static PluginDescriptor> = BTreeMap::new();
+        for d in descriptors {
+            if let Some(first) = kinds.insert(d.kind, d) {
+                return Err(Error::Usage {
+                    message: format!(
+                        "store kind {:?} is registered twice (by {} and {}); link only one of them",
+                        d.kind, first.origin, d.origin
+                    ),
+                });
+            }
+        }
+        Ok(Registry { kinds })
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&'static PluginDescriptor> {
+        self.kinds.get(kind).copied()
+    }
+
+    pub fn descriptors(&self) -> impl Iterator<Item = &'static PluginDescriptor> + '_ {
+        self.kinds.values().copied()
+    }
+
+    pub fn kind_names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    /// Builds the handler for a configured store; an unknown kind is a
+    /// config error naming the kind, the store and the file.
+    pub fn build(&self, store: &StoreConfig) -> Result<(&'static PluginDescriptor, Box<dyn StoreHandler>)> {
+        let d = self.get(&store.kind).ok_or_else(|| {
+            Error::config(
+                &store.origin,
+                format!(
+                    "store {:?}: unknown kind {:?} (registered kinds: {})",
+                    store.name,
+                    store.kind,
+                    self.kind_names().join(", ")
+                ),
+            )
+        })?;
+        Ok((d, (d.build)(store)?))
+    }
+
+    /// Checks every configured store's kind and options up front, so a bad
+    /// config fails before any work starts.
+    pub fn check_config(&self, stores: &[StoreConfig]) -> Result<()> {
+        for s in stores {
+            self.build(s)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a plug-in's Snapshot stage writes: the store's directory inside the
+/// snapshot being built. Every helper records a manifest entry, so what the
+/// plug-in writes and what the manifest says cannot drift apart.
+#[derive(Debug)]
+pub struct CaptureCtx<'a> {
+    store: &'a str,
+    source: &'a Path,
+    dest: PathBuf,
+    entries: Vec<Entry>,
+    metadata: Map<String, Value>,
+    warnings: Vec<String>,
+}
+
+impl<'a> CaptureCtx<'a> {
+    pub(crate) fn new(store: &'a str, source: &'a Path, dest: PathBuf) -> Self {
+        CaptureCtx {
+            store,
+            source,
+            dest,
+            entries: Vec::new(),
+            metadata: Map::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn store_name(&self) -> &str {
+        self.store
+    }
+
+    /// The live path from the config.
+    pub fn source(&self) -> &Path {
+        self.source
+    }
+
+    /// Where the entry `rel` lives in the snapshot being built.
+    pub fn dest_path(&self, rel: &str) -> PathBuf {
+        self.dest.join(rel)
+    }
+
+    /// Copies the regular file `src` into the snapshot as `rel`, hashing it
+    /// on the way (one read). `meta` is `src`'s metadata (not followed).
+    pub fn copy_file(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
+        let mut file = fsutil::open_nofollow(src).map_err(io_at("open", src))?;
+        let dst = self.dest_path(rel);
+        let (size, sha256) = fsutil::copy_hashed(&mut file, src, &dst)?;
+        fsutil::make_read_only(&dst)?;
+        self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
+        Ok(())
+    }
+
+    /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.
+    /// with the SQLite backup API), hashing it. `meta` describes the source.
+    pub fn add_written_file(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
+        let dst = self.dest_path(rel);
+        let (size, sha256) = fsutil::hash_file(&dst)?;
+        fsutil::make_read_only(&dst)?;
+        self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
+        Ok(())
+    }
+
+    pub fn add_dir(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
+        fsutil::create_dir_private(&self.dest_path(rel))?;
+        self.push(rel, EntryKind::Dir, meta, None, None, None);
+        Ok(())
+    }
+
+    /// Stores a symlink as a link (never followed), with its target as is.
+    pub fn add_symlink(&mut self, rel: &str, target: &Path, meta: &Metadata) -> Result<()> {
+        let dst = self.dest_path(rel);
+        std::os::unix::fs::symlink(target, &dst).map_err(io_at("create symlink", &dst))?;
+        let target = target.to_string_lossy().into_owned();
+        self.push(rel, EntryKind::Symlink, meta, None, None, Some(target));
+        Ok(())
+    }
+
+    /// Something skipped on purpose (a FIFO, a socket); kept in the manifest.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.metadata
+    }
+
+    fn push(
+        &mut self,
+        rel: &str,
+        kind: EntryKind,
+        meta: &Metadata,
+        size: Option<u64>,
+        sha256: Option<String>,
+        target: Option<String>,
+    ) {
+        self.entries.push(Entry {
+            path: rel.to_owned(),
+            kind,
+            mode: fsutil::mode_bits(meta),
+            mtime_ns: fsutil::mtime_ns(meta),
+            size,
+            sha256,
+            target,
+        });
+    }
+
+    pub(crate) fn finish(self) -> (Vec<Entry>, Map<String, Value>, Vec<String>) {
+        (self.entries, self.metadata, self.warnings)
+    }
+}
+
+/// `fs::symlink_metadata` with the error naming the path.
+pub fn lstat(path: &Path) -> Result<Metadata> {
+    fs::symlink_metadata(path).map_err(io_at("stat", path))
+}

@@ -1,0 +1,66 @@
+//! Problems found in a snapshot. Unlike [`crate::Error`], a problem does not
+//! stop the run: validation collects every one, each with a stable `code`
+//! that scripts can match on.
+
+use serde::Serialize;
+
+/// Codes the engine itself reports. Plug-ins add their own
+/// (`sqlite_integrity_failed`, `json_invalid`, …); every code is snake_case
+/// and never changes meaning once released.
+pub mod codes {
+    pub const SNAPSHOT_MISSING: &str = "snapshot_missing";
+    pub const MANIFEST_MISSING: &str = "manifest_missing";
+    pub const MANIFEST_INVALID: &str = "manifest_invalid";
+    pub const MANIFEST_DIGEST_MISMATCH: &str = "manifest_digest_mismatch";
+    pub const MANIFEST_UNSUPPORTED_VERSION: &str = "manifest_unsupported_version";
+    pub const FILE_MISSING: &str = "file_missing";
+    pub const FILE_SIZE_MISMATCH: &str = "file_size_mismatch";
+    pub const FILE_CHECKSUM_MISMATCH: &str = "file_checksum_mismatch";
+    pub const FILE_UNEXPECTED: &str = "file_unexpected";
+    pub const FILE_TYPE_MISMATCH: &str = "file_type_mismatch";
+    pub const SYMLINK_TARGET_MISMATCH: &str = "symlink_target_mismatch";
+    pub const READ_FAILED: &str = "read_failed";
+    pub const STORE_KIND_UNKNOWN: &str = "store_kind_unknown";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub code: &'static str,
+    pub store: Option<String>,
+    pub path: Option<String>,
+    pub detail: String,
+}
+
+impl Problem {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            code,
+            store: None,
+            path: None,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn in_store(mut self, store: &str) -> Self {
+        self.store = Some(store.to_owned());
+        self
+    }
+
+    pub fn at(mut self, path: impl Into<String>) -> Self {
+        self.path = Some(path.into());
+        self
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(store) = &self.store {
+            write!(f, " [{store}]")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, " {path}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}

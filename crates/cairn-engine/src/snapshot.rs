@@ -1,0 +1,247 @@
+//! The Snapshot stage of the pipeline.
+//!
+//! A snapshot is built in `tmp/<ID>`, synced, its manifest written and
+//! synced, and only then renamed into `snapshots/<ID>`: a crash at any point
+//! leaves either a complete snapshot or a leftover in `tmp/` that `list`
+//! never shows and `prune` removes.
+
+use std::fs;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, StoreConfig};
+use crate::error::{io_at, Error, ExitClass, Result};
+use crate::hooks;
+use crate::lock::FileLock;
+use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus, FORMAT_VERSION};
+use crate::plugin::{CaptureCtx, PluginDescriptor, Registry, StoreHandler};
+use crate::repo::{Repository, STORES_DIR};
+use crate::validate::{self, ValidationReport};
+use crate::{fsutil, Depth};
+
+#[derive(Debug, Default)]
+pub struct SnapshotRequest {
+    /// `--only`; empty means every configured store.
+    pub only: Vec<String>,
+    /// `--skip`.
+    pub skip: Vec<String>,
+    /// `--at`: the snapshot's time (default: now).
+    pub at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct SnapshotOutcome {
+    pub manifest: Manifest,
+    pub validation: ValidationReport,
+    /// The `after_snapshot` hook failed (the snapshot itself is kept).
+    pub after_hook_error: Option<String>,
+}
+
+/// The stores one capture covers, with their plug-ins already built (so a
+/// bad option fails before any hook runs or file is touched).
+pub struct Plan<'a> {
+    stores: Vec<(&'a StoreConfig, &'static PluginDescriptor, Box<dyn StoreHandler>)>,
+    at: DateTime<Utc>,
+    tags: Vec<String>,
+    restore_of: Option<String>,
+    /// For pre-restore snapshots: a live store that does not exist yet is
+    /// recorded absent rather than failing the restore.
+    missing_is_absent: bool,
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(
+        registry: &Registry,
+        stores: impl IntoIterator<Item = &'a StoreConfig>,
+        at: Option<DateTime<Utc>>,
+        tags: Vec<String>,
+    ) -> Result<Self> {
+        for tag in &tags {
+            if tag.is_empty() || tag.len() > 128 || tag.chars().any(|c| c.is_control() || c == ',') {
+                return Err(Error::Usage {
+                    message: format!("--tag {tag:?}: a tag is 1-128 printable characters without commas"),
+                });
+            }
+        }
+        let mut built = Vec::new();
+        for store in stores {
+            let (descriptor, handler) = registry.build(store)?;
+            built.push((store, descriptor, handler));
+        }
+        Ok(Plan {
+            stores: built,
+            at: at.unwrap_or_else(Utc::now),
+            tags,
+            restore_of: None,
+            missing_is_absent: false,
+        })
+    }
+
+    /// A safety snapshot taken by restore before it swaps anything in.
+    pub fn pre_restore(mut self, restore_of: &str) -> Self {
+        self.restore_of = Some(restore_of.to_owned());
+        self.missing_is_absent = true;
+        self
+    }
+}
+
+/// `cairn snapshot`: hooks around a locked capture, then a deep validation.
+pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<SnapshotOutcome> {
+    let stores = cfg.select(&req.only, &req.skip)?;
+    if stores.is_empty() {
+        return Err(Error::Usage {
+            message: "no stores selected (check --only/--skip and the [[store]] tables)".into(),
+        });
+    }
+    let plan = Plan::new(registry, stores, req.at, req.tags)?;
+    let repo = Repository::new(&cfg.repository);
+
+    let result = (|| {
+        let lock = repo.lock(cfg.lock_wait)?;
+        if let Some(argv) = &cfg.hooks.before_snapshot {
+            hooks::run("before_snapshot", argv)?;
+        }
+        let manifest = capture(&repo, &lock, &plan)?;
+        let id = crate::SnapshotId::parse(&manifest.id)?;
+        // Validated under the lock, so nothing can prune it meanwhile.
+        let (validation, _) = validate::validate_snapshot(&repo, registry, &id, Depth::Deep);
+        Ok((manifest, validation))
+    })();
+
+    let after_hook_error = match &cfg.hooks.after_snapshot {
+        // Runs even when the snapshot failed: it typically restarts the
+        // service that before_snapshot stopped.
+        Some(argv) => hooks::run("after_snapshot", argv).err().map(|e| e.to_string()),
+        None => None,
+    };
+    let (manifest, validation) = result?;
+    Ok(SnapshotOutcome {
+        manifest,
+        validation,
+        after_hook_error,
+    })
+}
+
+/// Captures every store of `plan` into a new snapshot. The caller holds the
+/// repository lock (`_lock` proves it).
+pub fn capture(repo: &Repository, _lock: &FileLock, plan: &Plan<'_>) -> Result<Manifest> {
+    repo.ensure_layout()?;
+    let id = repo.allocate_id(plan.at);
+    let build = repo.tmp_dir().join(id.as_str());
+    fsutil::create_dir_private(&build)?;
+    let result = build_snapshot(repo, &build, &id, plan);
+    if result.is_err() {
+        // Best effort: a leftover would be removed by prune anyway.
+        let _ = fsutil::remove_any(&build);
+    }
+    result
+}
+
+fn build_snapshot(
+    repo: &Repository,
+    build: &Path,
+    id: &crate::SnapshotId,
+    plan: &Plan<'_>,
+) -> Result<Manifest> {
+    let stores_dir = build.join(STORES_DIR);
+    fsutil::create_dir_private(&stores_dir)?;
+
+    let mut records = Vec::with_capacity(plan.stores.len());
+    for (store, descriptor, handler) in &plan.stores {
+        let mut record = StoreRecord {
+            name: store.name.clone(),
+            kind: store.kind.clone(),
+            source: store.path.to_string_lossy().into_owned(),
+            status: StoreStatus::Absent,
+            shape: descriptor.shape,
+            metadata: Default::default(),
+            warnings: Vec::new(),
+            entries: Vec::new(),
+        };
+        if fsutil::is_absent(&store.path) {
+            if store.optional || plan.missing_is_absent {
+                records.push(record);
+                continue;
+            }
+            return Err(Error::store(
+                &store.name,
+                ExitClass::Io,
+                format!(
+                    "source {} does not exist (mark the store `optional = true` if that is expected)",
+                    store.path.display()
+                ),
+            ));
+        }
+        let dest = stores_dir.join(&store.name);
+        fsutil::create_dir_private(&dest)?;
+        let mut ctx = CaptureCtx::new(&store.name, &store.path, dest);
+        handler.snapshot(&mut ctx).map_err(|e| name_store(e, &store.name))?;
+        let (entries, metadata, warnings) = ctx.finish();
+        if descriptor.shape == Shape::File && entries.len() != 1 {
+            return Err(Error::store(
+                &store.name,
+                ExitClass::Io,
+                format!(
+                    "plug-in {} captured {} entries for a single-file store",
+                    descriptor.kind,
+                    entries.len()
+                ),
+            ));
+        }
+        record.status = StoreStatus::Captured;
+        record.entries = entries;
+        record.metadata = metadata;
+        record.warnings = warnings;
+        records.push(record);
+    }
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        id: id.to_string(),
+        created_at: plan.at,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        host: hostname(),
+        tags: plan.tags.clone(),
+        restore_of: plan.restore_of.clone(),
+        stores: records,
+    };
+
+    // Durability order: every copied byte and directory entry reaches the
+    // disk, then the manifest (synced), then the build directory, then the
+    // rename that publishes the snapshot, then its parent directory.
+    fsutil::sync_filesystem(build)?;
+    manifest.write_to(build)?;
+    fsutil::sync_dir(build)?;
+    let final_dir = repo.snapshot_dir(id);
+    fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
+    fsutil::sync_dir(&repo.snapshots_dir())?;
+    Ok(manifest)
+}
+
+/// Plug-in errors from shared helpers may not know their store's name.
+fn name_store(e: Error, store: &str) -> Error {
+    match e {
+        Error::Store {
+            store: s,
+            message,
+            class,
+        } if s.is_empty() => Error::Store {
+            store: store.to_owned(),
+            message,
+            class,
+        },
+        other => other,
+    }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,110 @@
+//! Walking directory trees without following symlinks: capturing a live
+//! tree into a snapshot, and listing what a snapshot directory holds.
+
+use std::fs::{self, Metadata};
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_at, Error, ExitClass, Result};
+use crate::plugin::CaptureCtx;
+
+/// What a plug-in wants done with one regular file of a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAction {
+    /// Copy it byte for byte (the default).
+    Copy,
+    /// The plug-in captured it itself (e.g. an SQLite file via the backup API).
+    Handled,
+    /// Leave it out (e.g. a `-wal` sidecar folded into its database's copy).
+    Skip,
+}
+
+/// Captures the directory `ctx.source()` into `ctx`: directories (empty ones
+/// too), regular files, symlinks as links. FIFOs, sockets and devices are
+/// never opened; each is skipped with a warning kept in the manifest.
+/// `on_file` decides per regular file (see [`FileAction`]).
+pub fn capture_tree(
+    ctx: &mut CaptureCtx<'_>,
+    on_file: &mut dyn FnMut(&mut CaptureCtx<'_>, &Path, &str, &Metadata) -> Result<FileAction>,
+) -> Result<()> {
+    let root = ctx.source().to_owned();
+    let mut stack: Vec<(PathBuf, String)> = vec![(root, String::new())];
+    while let Some((dir, rel_dir)) = stack.pop() {
+        let mut children = Vec::new();
+        for entry in sorted_children(&dir)? {
+            let (name, path) = entry;
+            let rel = if rel_dir.is_empty() {
+                name
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                ctx.add_dir(&rel, &meta)?;
+                children.push((path, rel));
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&path).map_err(io_at("read symlink", &path))?;
+                ctx.add_symlink(&rel, &target, &meta)?;
+            } else if ft.is_file() {
+                match on_file(ctx, &path, &rel, &meta)? {
+                    FileAction::Copy => ctx.copy_file(&path, &rel, &meta)?,
+                    FileAction::Handled | FileAction::Skip => {}
+                }
+            } else {
+                ctx.warn(format!(
+                    "skipped {rel}: not a regular file, directory or symlink (FIFO, socket or device)"
+                ));
+            }
+        }
+        // Depth first, in name order: parents are always recorded before
+        // their children, and the manifest order is deterministic.
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(())
+}
+
+/// Every path under `root` (relative, `/`-separated) with its metadata,
+/// symlinks not followed, parents before children.
+pub fn list_tree(root: &Path) -> Result<Vec<(String, Metadata)>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_owned(), String::new())];
+    while let Some((dir, rel_dir)) = stack.pop() {
+        let mut children = Vec::new();
+        for (name, path) in sorted_children(&dir)? {
+            let rel = if rel_dir.is_empty() {
+                name
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
+            if meta.is_dir() {
+                children.push((path, rel.clone()));
+            }
+            out.push((rel, meta));
+        }
+        stack.extend(children.into_iter().rev());
+    }
+    Ok(out)
+}
+
+fn sorted_children(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_at("read directory", dir))? {
+        let entry = entry.map_err(io_at("read directory", dir))?;
+        let path = entry.path();
+        let name = entry.file_name().into_string().map_err(|raw| {
+            Error::store(
+                "",
+                ExitClass::Io,
+                format!(
+                    "file name {:?} in {} is not UTF-8; Cairn's manifest cannot record it",
+                    raw,
+                    dir.display()
+                ),
+            )
+        })?;
+        children.push((name, path));
+    }
+    children.sort();
+    Ok(children)
+}

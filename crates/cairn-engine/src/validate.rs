@@ -1,0 +1,278 @@
+//! The Validate stage: a snapshot against its manifest, then each plug-in's
+//! own check. Every problem is collected (with a stable code), none stops
+//! the run; a snapshot is valid when the list is empty.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::config::StoreConfig;
+use crate::fsutil;
+use crate::id::SnapshotId;
+use crate::manifest::{self, Entry, EntryKind, Manifest, StoreRecord, StoreStatus};
+use crate::plugin::{Depth, Registry};
+use crate::problem::{codes, Problem};
+use crate::repo::{Repository, PINNED_MARKER, STORES_DIR};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub id: String,
+    pub valid: bool,
+    pub errors: Vec<Problem>,
+}
+
+impl ValidationReport {
+    fn new(id: &SnapshotId, errors: Vec<Problem>) -> Self {
+        ValidationReport {
+            id: id.to_string(),
+            valid: errors.is_empty(),
+            errors,
+        }
+    }
+}
+
+/// Validates one snapshot; also returns its manifest when it could be read.
+pub fn validate_snapshot(
+    repo: &Repository,
+    registry: &Registry,
+    id: &SnapshotId,
+    depth: Depth,
+) -> (ValidationReport, Option<Manifest>) {
+    let dir = repo.snapshot_dir(id);
+    if !dir.is_dir() {
+        let p = Problem::new(codes::SNAPSHOT_MISSING, format!("{} does not exist", dir.display()));
+        return (ValidationReport::new(id, vec![p]), None);
+    }
+    let manifest = match Manifest::read_from(&dir, id.as_str()) {
+        Ok(m) => m,
+        Err(p) => return (ValidationReport::new(id, vec![p]), None),
+    };
+    let mut problems = check_layout(&dir, &manifest);
+    for record in &manifest.stores {
+        if record.status != StoreStatus::Captured {
+            continue;
+        }
+        let root = dir.join(STORES_DIR).join(&record.name);
+        let file_problems = check_files(&root, record, depth);
+        problems.extend(file_problems);
+        problems.extend(plugin_check(registry, &root, record, depth));
+    }
+    (ValidationReport::new(id, problems), Some(manifest))
+}
+
+/// The kind's own check, if its plug-in is linked into this binary.
+pub fn plugin_check(registry: &Registry, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+    let Some(descriptor) = registry.get(&record.kind) else {
+        return vec![Problem::new(
+            codes::STORE_KIND_UNKNOWN,
+            format!(
+                "no plug-in for kind {:?} is linked into this cairn; its files were checked, its own checks were not",
+                record.kind
+            ),
+        )
+        .in_store(&record.name)];
+    };
+    let config = StoreConfig::from_record(&record.name, &record.kind, Path::new(&record.source));
+    match (descriptor.build)(&config) {
+        Ok(handler) => handler
+            .check(root, record, depth)
+            .into_iter()
+            .map(|p| if p.store.is_none() { p.in_store(&record.name) } else { p })
+            .collect(),
+        Err(e) => vec![Problem::new(codes::STORE_KIND_UNKNOWN, e.to_string()).in_store(&record.name)],
+    }
+}
+
+/// Top level of a snapshot dir: the manifest, `stores/` with one directory
+/// per captured store, and the pin marker. Anything else is unexpected.
+fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let captured: BTreeSet<&str> = manifest
+        .stores
+        .iter()
+        .filter(|s| s.status == StoreStatus::Captured)
+        .map(|s| s.name.as_str())
+        .collect();
+    for (rel, meta) in list_shallow(dir) {
+        let ok = match rel.as_str() {
+            manifest::FILE_NAME | PINNED_MARKER => meta.is_file(),
+            STORES_DIR => meta.is_dir(),
+            _ => false,
+        };
+        if !ok {
+            problems.push(Problem::new(codes::FILE_UNEXPECTED, "not part of a snapshot").at(rel));
+        }
+    }
+    let stores_dir = dir.join(STORES_DIR);
+    for (name, meta) in list_shallow(&stores_dir) {
+        if !(meta.is_dir() && captured.contains(name.as_str())) {
+            problems.push(
+                Problem::new(codes::FILE_UNEXPECTED, "no captured store of this name in the manifest")
+                    .at(format!("{STORES_DIR}/{name}")),
+            );
+        }
+    }
+    problems
+}
+
+fn list_shallow(dir: &Path) -> Vec<(String, Metadata)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Metadata)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let meta = std::fs::symlink_metadata(e.path()).ok()?;
+            Some((e.file_name().to_string_lossy().into_owned(), meta))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// One store's files against its manifest entries: presence, type, size,
+/// symlink target, nothing unlisted, and (deep) every byte's SHA-256.
+pub fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+    let store = record.name.as_str();
+    let mut problems = Vec::new();
+    let on_disk: BTreeMap<String, Metadata> = match crate::tree::list_tree(root) {
+        Ok(list) => list.into_iter().collect(),
+        Err(e) => {
+            return vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)];
+        }
+    };
+    let listed: BTreeSet<&str> = record.entries.iter().map(|e| e.path.as_str()).collect();
+    for path in on_disk.keys() {
+        if !listed.contains(path.as_str()) {
+            problems.push(
+                Problem::new(codes::FILE_UNEXPECTED, "present in the snapshot but not in its manifest")
+                    .in_store(store)
+                    .at(path.clone()),
+            );
+        }
+    }
+
+    let mut to_hash: Vec<&Entry> = Vec::new();
+    for entry in &record.entries {
+        let Some(meta) = on_disk.get(&entry.path) else {
+            problems.push(
+                Problem::new(codes::FILE_MISSING, "listed in the manifest but not in the snapshot")
+                    .in_store(store)
+                    .at(entry.path.clone()),
+            );
+            continue;
+        };
+        let actual_kind = if meta.is_dir() {
+            Some(EntryKind::Dir)
+        } else if meta.is_symlink() {
+            Some(EntryKind::Symlink)
+        } else if meta.is_file() {
+            Some(EntryKind::File)
+        } else {
+            None
+        };
+        if actual_kind != Some(entry.kind) {
+            problems.push(
+                Problem::new(
+                    codes::FILE_TYPE_MISMATCH,
+                    format!("manifest says {:?}, found {:?}", entry.kind, actual_kind),
+                )
+                .in_store(store)
+                .at(entry.path.clone()),
+            );
+            continue;
+        }
+        match entry.kind {
+            EntryKind::File => {
+                let expected = entry.size.unwrap_or(0);
+                if meta.size() != expected {
+                    problems.push(
+                        Problem::new(
+                            codes::FILE_SIZE_MISMATCH,
+                            format!("manifest says {expected} bytes, found {}", meta.size()),
+                        )
+                        .in_store(store)
+                        .at(entry.path.clone()),
+                    );
+                } else if depth == Depth::Deep {
+                    to_hash.push(entry);
+                }
+            }
+            EntryKind::Symlink => {
+                let actual = std::fs::read_link(root.join(&entry.path))
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if Some(actual.as_str()) != entry.target.as_deref() {
+                    problems.push(
+                        Problem::new(
+                            codes::SYMLINK_TARGET_MISMATCH,
+                            format!("manifest says -> {:?}, found -> {actual:?}", entry.target),
+                        )
+                        .in_store(store)
+                        .at(entry.path.clone()),
+                    );
+                }
+            }
+            EntryKind::Dir => {}
+        }
+    }
+    problems.extend(hash_all(root, store, &to_hash));
+    problems
+}
+
+/// Hashes files on every core; the work is split by file, largest first,
+/// so one huge file does not leave the other cores idle at the end.
+fn hash_all(root: &Path, store: &str, entries: &[&Entry]) -> Vec<Problem> {
+    let mut order: Vec<&Entry> = entries.to_vec();
+    order.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
+    let next = AtomicUsize::new(0);
+    let problems = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(order.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(entry) = order.get(i) else { break };
+                if let Some(p) = hash_one(root, store, entry) {
+                    if let Ok(mut list) = problems.lock() {
+                        list.push(p);
+                    }
+                }
+            });
+        }
+    });
+    let mut problems = problems.into_inner().unwrap_or_default();
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems
+}
+
+fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
+    let path = root.join(&entry.path);
+    match fsutil::hash_file(&path) {
+        Ok((_, sha)) if Some(sha.as_str()) == entry.sha256.as_deref() => None,
+        Ok((_, sha)) => Some(
+            Problem::new(
+                codes::FILE_CHECKSUM_MISMATCH,
+                format!(
+                    "manifest says sha256 {}, content hashes to {sha}",
+                    entry.sha256.as_deref().unwrap_or("")
+                ),
+            )
+            .in_store(store)
+            .at(entry.path.clone()),
+        ),
+        Err(e) => Some(
+            Problem::new(codes::READ_FAILED, e.to_string())
+                .in_store(store)
+                .at(entry.path.clone()),
+        ),
+    }
+}
