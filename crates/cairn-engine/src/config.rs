@@ -177,7 +177,12 @@ impl Config {
         if raw.repository.trim().is_empty() {
             return Err(Error::config(&file, "`repository` must not be empty"));
         }
-        for argv in raw.hooks.before_snapshot.iter().chain(raw.hooks.after_snapshot.iter()) {
+        for argv in raw
+            .hooks
+            .before_snapshot
+            .iter()
+            .chain(raw.hooks.after_snapshot.iter())
+        {
             if argv.is_empty() {
                 return Err(Error::config(
                     &file,
@@ -313,7 +318,10 @@ lock_file = "data/.ingest.lock"
     fn unknown_keys_name_the_key_and_file() {
         let err = parse("repository = \"b\"\nrepo_sitory = 1\n").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("repo_sitory") && text.contains("/etc/cairn/cairn.toml"), "{text}");
+        assert!(
+            text.contains("repo_sitory") && text.contains("/etc/cairn/cairn.toml"),
+            "{text}"
+        );
         let err = parse("repository = \"b\"\n[retention]\nkeep_yearly = 1\n").unwrap_err();
         assert!(err.to_string().contains("keep_yearly"), "{err}");
     }
@@ -321,7 +329,10 @@ lock_file = "data/.ingest.lock"
     #[test]
     fn duplicate_and_bad_store_names_are_refused() {
         let dup = "repository = \"b\"\n[[store]]\nname=\"a\"\nkind=\"k\"\npath=\"p\"\n[[store]]\nname=\"a\"\nkind=\"k\"\npath=\"q\"\n";
-        assert!(parse(dup).unwrap_err().to_string().contains("duplicate store name \"a\""));
+        assert!(parse(dup)
+            .unwrap_err()
+            .to_string()
+            .contains("duplicate store name \"a\""));
         let bad = "repository = \"b\"\n[[store]]\nname=\"A/b\"\nkind=\"k\"\npath=\"p\"\n";
         assert!(parse(bad).unwrap_err().to_string().contains("\"A/b\""));
     }

@@ -119,7 +119,10 @@ mod tests {
         let id2 = SnapshotId::parse("20260406T180000Z-2").unwrap();
         assert_eq!(id2.seq(), 2);
         assert!(id < id2);
-        assert_eq!(SnapshotId::new(id.stamp(), 3).as_str(), "20260406T180000Z-3");
+        assert_eq!(
+            SnapshotId::new(id.stamp(), 3).as_str(),
+            "20260406T180000Z-3"
+        );
     }
 
     #[test]

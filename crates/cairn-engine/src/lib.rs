@@ -6,6 +6,7 @@
 //! [`plugin::PluginDescriptor`] with `inventory::submit!`.
 
 pub mod config;
+pub mod drill;
 pub mod error;
 pub mod fault;
 pub mod fsutil;

@@ -140,10 +140,12 @@ impl Manifest {
     /// Writes `manifest.json` into `dir` and syncs it.
     pub fn write_to(&self, dir: &Path) -> crate::Result<()> {
         let path = dir.join(FILE_NAME);
-        let mut file = std::fs::File::create(&path).map_err(crate::error::io_at("create", &path))?;
+        let mut file =
+            std::fs::File::create(&path).map_err(crate::error::io_at("create", &path))?;
         file.write_all(&self.to_bytes())
             .map_err(crate::error::io_at("write", &path))?;
-        file.sync_all().map_err(crate::error::io_at("sync", &path))?;
+        file.sync_all()
+            .map_err(crate::error::io_at("sync", &path))?;
         drop(file);
         fsutil::make_read_only(&path)
     }
@@ -154,26 +156,36 @@ impl Manifest {
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Problem::new(codes::MANIFEST_MISSING, "manifest.json is missing")
-                    .at(FILE_NAME))
+                return Err(
+                    Problem::new(codes::MANIFEST_MISSING, "manifest.json is missing").at(FILE_NAME),
+                )
             }
             Err(e) => {
-                return Err(Problem::new(codes::READ_FAILED, format!("cannot stat: {e}")).at(FILE_NAME))
+                return Err(
+                    Problem::new(codes::READ_FAILED, format!("cannot stat: {e}")).at(FILE_NAME),
+                )
             }
         };
         if !meta.is_file() {
-            return Err(Problem::new(codes::MANIFEST_INVALID, "manifest.json is not a regular file")
-                .at(FILE_NAME));
+            return Err(Problem::new(
+                codes::MANIFEST_INVALID,
+                "manifest.json is not a regular file",
+            )
+            .at(FILE_NAME));
         }
         if meta.len() > MAX_MANIFEST_BYTES {
             return Err(Problem::new(
                 codes::MANIFEST_INVALID,
-                format!("manifest.json is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit", meta.len()),
+                format!(
+                    "manifest.json is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                    meta.len()
+                ),
             )
             .at(FILE_NAME));
         }
-        let bytes = std::fs::read(&path)
-            .map_err(|e| Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME))?;
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME)
+        })?;
         Manifest::parse(&bytes, expected_id).map_err(|p| p.at(FILE_NAME))
     }
 
@@ -236,7 +248,10 @@ impl Manifest {
                 return Err(format!("store {:?} is listed twice", store.name));
             }
             if store.status == StoreStatus::Absent && !store.entries.is_empty() {
-                return Err(format!("store {:?} is absent but lists entries", store.name));
+                return Err(format!(
+                    "store {:?} is absent but lists entries",
+                    store.name
+                ));
             }
             if store.status == StoreStatus::Captured
                 && store.shape == Shape::File
@@ -250,17 +265,18 @@ impl Manifest {
             }
             let mut paths = BTreeSet::new();
             for entry in &store.entries {
-                check_rel_path(&entry.path)
-                    .map_err(|why| format!("store {:?}: entry path {:?} {why}", store.name, entry.path))?;
+                check_rel_path(&entry.path).map_err(|why| {
+                    format!("store {:?}: entry path {:?} {why}", store.name, entry.path)
+                })?;
                 if !paths.insert(entry.path.as_str()) {
                     return Err(format!(
                         "store {:?}: entry {:?} is listed twice",
                         store.name, entry.path
                     ));
                 }
-                entry
-                    .check_fields()
-                    .map_err(|why| format!("store {:?}: entry {:?} {why}", store.name, entry.path))?;
+                entry.check_fields().map_err(|why| {
+                    format!("store {:?}: entry {:?} {why}", store.name, entry.path)
+                })?;
             }
             // Every parent is listed as a directory, so restore can create
             // the tree from the manifest alone.
@@ -293,12 +309,16 @@ impl Entry {
                 if self.size.is_none() {
                     return Err("is a file without size");
                 }
-                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                {
                     return Err("has a sha256 that is not 64 lowercase hex digits");
                 }
             }
             EntryKind::Symlink => {
-                let target = self.target.as_deref().ok_or("is a symlink without target")?;
+                let target = self
+                    .target
+                    .as_deref()
+                    .ok_or("is a symlink without target")?;
                 if target.is_empty() || target.contains('\0') {
                     return Err("has an empty symlink target");
                 }
@@ -437,7 +457,13 @@ mod tests {
         v["format_version"] = 2.into();
         let p = Manifest::parse(v.to_string().as_bytes(), "20260406T180000Z").unwrap_err();
         assert_eq!(p.code, codes::MANIFEST_UNSUPPORTED_VERSION);
-        for garbage in [&b""[..], b"{", b"[]", b"\xff\xfe", b"{\"format_version\": 1e400}"] {
+        for garbage in [
+            &b""[..],
+            b"{",
+            b"[]",
+            b"\xff\xfe",
+            b"{\"format_version\": 1e400}",
+        ] {
             let p = Manifest::parse(garbage, "20260406T180000Z").unwrap_err();
             assert_eq!(p.code, codes::MANIFEST_INVALID, "{garbage:?}");
         }
@@ -445,7 +471,14 @@ mod tests {
 
     #[test]
     fn refuses_hostile_paths_even_with_a_valid_digest() {
-        for bad in ["../etc/passwd", "/etc/passwd", "seg//x", "seg/./x", "seg/../../x", ""] {
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "seg//x",
+            "seg/./x",
+            "seg/../../x",
+            "",
+        ] {
             let mut m = sample();
             m.stores[0].entries[1].path = bad.into();
             let p = Manifest::parse(&m.to_bytes(), &m.id).unwrap_err();

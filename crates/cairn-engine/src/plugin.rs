@@ -76,6 +76,25 @@ pub trait StoreHandler: Send + Sync {
         Ok(None)
     }
 
+    /// Drill: checks on a restored copy at `root`, each named, with a detail
+    /// for the report (`Ok` passed, `Err` failed). The default runs
+    /// [`StoreHandler::check`]; kinds add what an operator wants to see
+    /// (SQLite: row counts per table).
+    fn drill(
+        &self,
+        root: &Path,
+        record: &StoreRecord,
+    ) -> Vec<(String, std::result::Result<String, String>)> {
+        let problems = self.check(root, record, Depth::Deep);
+        if problems.is_empty() {
+            return vec![(format!("{}_check", record.kind), Ok("ok".into()))];
+        }
+        problems
+            .into_iter()
+            .map(|p| (p.code.to_owned(), Err(p.to_string())))
+            .collect()
+    }
+
     /// Restore: swap the staged, verified content in at `swap.live`.
     /// The default is the generic atomic swap for the store's shape.
     fn restore(&self, swap: &SwapCtx<'_>) -> Result<SwapReport> {
@@ -113,7 +132,7 @@ impl Registry {
     /// Every descriptor linked into this binary. Two plug-ins claiming one
     /// kind is an error naming both, never a silent shadowing.
     pub fn from_inventory() -> Result<Registry> {
-        Registry::from_descriptors(inventory::iter::<PluginDescriptor>.into_iter())
+        Registry::from_descriptors(inventory::iter::<PluginDescriptor>)
     }
 
     pub fn from_descriptors(
@@ -147,7 +166,10 @@ impl Registry {
 
     /// Builds the handler for a configured store; an unknown kind is a
     /// config error naming the kind, the store and the file.
-    pub fn build(&self, store: &StoreConfig) -> Result<(&'static PluginDescriptor, Box<dyn StoreHandler>)> {
+    pub fn build(
+        &self,
+        store: &StoreConfig,
+    ) -> Result<(&'static PluginDescriptor, Box<dyn StoreHandler>)> {
         let d = self.get(&store.kind).ok_or_else(|| {
             Error::config(
                 &store.origin,

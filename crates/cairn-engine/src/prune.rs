@@ -61,7 +61,11 @@ pub struct PrunePlan {
 
 /// The pure rule: which of `ids` to keep, with reasons. `ids` may come in
 /// any order; the result does not depend on it.
-pub fn decide(ids: &[SnapshotId], pinned: &BTreeSet<SnapshotId>, policy: &Retention) -> BTreeMap<SnapshotId, Vec<Reason>> {
+pub fn decide(
+    ids: &[SnapshotId],
+    pinned: &BTreeSet<SnapshotId>,
+    policy: &Retention,
+) -> BTreeMap<SnapshotId, Vec<Reason>> {
     // Newest snapshot of each day, days newest first.
     let mut newest_of_day: BTreeMap<NaiveDate, &SnapshotId> = BTreeMap::new();
     for id in ids {
@@ -71,8 +75,11 @@ pub fn decide(ids: &[SnapshotId], pinned: &BTreeSet<SnapshotId>, policy: &Retent
             *slot = id;
         }
     }
-    let days_newest_first: Vec<(NaiveDate, &SnapshotId)> =
-        newest_of_day.iter().rev().map(|(d, id)| (*d, *id)).collect();
+    let days_newest_first: Vec<(NaiveDate, &SnapshotId)> = newest_of_day
+        .iter()
+        .rev()
+        .map(|(d, id)| (*d, *id))
+        .collect();
 
     let mut kept: BTreeMap<SnapshotId, Vec<Reason>> = BTreeMap::new();
     let mut covered_days: BTreeSet<NaiveDate> = BTreeSet::new();
@@ -81,8 +88,11 @@ pub fn decide(ids: &[SnapshotId], pinned: &BTreeSet<SnapshotId>, policy: &Retent
         kept.entry((*id).clone()).or_default().push(Reason::Daily);
         covered_days.insert(*day);
     }
-    let tiers: [(Reason, u32, fn(NaiveDate) -> bool); 2] = [
-        (Reason::Weekly, policy.keep_weekly, |d| d.weekday() == Weekday::Sun),
+    type Qualifies = fn(NaiveDate) -> bool;
+    let tiers: [(Reason, u32, Qualifies); 2] = [
+        (Reason::Weekly, policy.keep_weekly, |d| {
+            d.weekday() == Weekday::Sun
+        }),
         (Reason::Monthly, policy.keep_monthly, |d| d.day() == 1),
     ];
     for (reason, count, qualifies) in tiers {
@@ -106,8 +116,18 @@ pub fn decide(ids: &[SnapshotId], pinned: &BTreeSet<SnapshotId>, policy: &Retent
 /// Reads the repository and computes the plan (no changes made).
 pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> Result<PrunePlan> {
     let listing = repo.list()?;
-    let pinned: BTreeSet<SnapshotId> = listing.ids.iter().filter(|id| repo.is_pinned(id)).cloned().collect();
-    if policy.keep_daily == 0 && policy.keep_weekly == 0 && policy.keep_monthly == 0 && pinned.is_empty() && !allow_empty_policy {
+    let pinned: BTreeSet<SnapshotId> = listing
+        .ids
+        .iter()
+        .filter(|id| repo.is_pinned(id))
+        .cloned()
+        .collect();
+    if policy.keep_daily == 0
+        && policy.keep_weekly == 0
+        && policy.keep_monthly == 0
+        && pinned.is_empty()
+        && !allow_empty_policy
+    {
         return Err(Error::Usage {
             message: "the retention policy keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0 and no snapshot is pinned); pass --allow-empty-policy to delete every snapshot".into(),
         });
@@ -228,15 +248,24 @@ mod tests {
 
     #[test]
     fn newest_of_a_day_wins_and_sunday_already_kept_is_not_kept_twice() {
-        let ids = vec![id("20260405T010000Z"), id("20260405T230000Z"), id("20260405T230000Z-1")];
+        let ids = vec![
+            id("20260405T010000Z"),
+            id("20260405T230000Z"),
+            id("20260405T230000Z-1"),
+        ];
         let kept = decide(&ids, &BTreeSet::new(), &Retention::default());
-        assert_eq!(kept.keys().cloned().collect::<Vec<_>>(), vec![id("20260405T230000Z-1")]);
+        assert_eq!(
+            kept.keys().cloned().collect::<Vec<_>>(),
+            vec![id("20260405T230000Z-1")]
+        );
     }
 
     fn arb_ids() -> impl Strategy<Value = Vec<SnapshotId>> {
         // ~2 years of seconds, with collisions in the same second possible.
         prop::collection::vec((0i64..730 * 86400, 0u32..3), 0..60).prop_map(|v| {
-            let base = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().to_utc();
+            let base = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+                .unwrap()
+                .to_utc();
             let mut ids: Vec<SnapshotId> = v
                 .into_iter()
                 .map(|(s, seq)| SnapshotId::new(base + chrono::Duration::seconds(s), seq))

@@ -106,7 +106,8 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
     let id = repo.resolve(id.as_str())?;
     let snap_dir = repo.snapshot_dir(&id);
 
-    let manifest = Manifest::read_from(&snap_dir, id.as_str()).map_err(|p| unsound_refusal(&id, &[p]))?;
+    let manifest =
+        Manifest::read_from(&snap_dir, id.as_str()).map_err(|p| unsound_refusal(&id, &[p]))?;
     let records = select_records(&manifest, &req.only, &req.skip)?;
 
     // Up front: presence, types and sizes (no hashing; staging hashes).
@@ -231,14 +232,23 @@ fn unsound_refusal(id: &SnapshotId, problems: &[Problem]) -> Error {
     )
 }
 
-fn select_records<'m>(manifest: &'m Manifest, only: &[String], skip: &[String]) -> Result<Vec<&'m StoreRecord>> {
+fn select_records<'m>(
+    manifest: &'m Manifest,
+    only: &[String],
+    skip: &[String],
+) -> Result<Vec<&'m StoreRecord>> {
     for name in only.iter().chain(skip) {
         if manifest.store(name).is_none() {
             return Err(Error::Usage {
                 message: format!(
                     "snapshot {} has no store named {name:?} (it has: {})",
                     manifest.id,
-                    manifest.stores.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    manifest
+                        .stores
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             });
         }
@@ -257,7 +267,12 @@ fn select_records<'m>(manifest: &'m Manifest, only: &[String], skip: &[String]) 
     Ok(selected)
 }
 
-fn plan_job<'a>(cfg: &'a Config, registry: &Registry, record: &'a StoreRecord, to: Option<&Path>) -> Result<Job<'a>> {
+fn plan_job<'a>(
+    cfg: &'a Config,
+    registry: &Registry,
+    record: &'a StoreRecord,
+    to: Option<&Path>,
+) -> Result<Job<'a>> {
     let config = cfg.store(&record.name);
     let handler = match (to, config) {
         (None, None) => {
@@ -290,7 +305,10 @@ fn plan_job<'a>(cfg: &'a Config, registry: &Registry, record: &'a StoreRecord, t
     let target = match to {
         Some(dir) => {
             let store_dir = dir.join(&record.name);
-            if fs::read_dir(&store_dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+            if fs::read_dir(&store_dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+            {
                 return Err(Error::Usage {
                     message: format!(
                         "--to: {} is not empty; restore into an empty or new directory",
@@ -394,9 +412,12 @@ fn stage(
                     Ok(f) => f,
                     Err(e) => {
                         problems.push(
-                            Problem::new(codes::READ_FAILED, format!("cannot open without following links: {e}"))
-                                .in_store(&record.name)
-                                .at(entry.path.clone()),
+                            Problem::new(
+                                codes::READ_FAILED,
+                                format!("cannot open without following links: {e}"),
+                            )
+                            .in_store(&record.name)
+                            .at(entry.path.clone()),
                         );
                         continue;
                     }
@@ -427,7 +448,10 @@ fn stage(
     let checked = handler.check(&base, record, Depth::Deep);
     if !checked.is_empty() {
         return Err(StageError::Problems(
-            checked.into_iter().map(|p| p.in_store(&record.name)).collect(),
+            checked
+                .into_iter()
+                .map(|p| p.in_store(&record.name))
+                .collect(),
         ));
     }
     Ok(staged)
@@ -454,24 +478,39 @@ fn apply_metadata(record: &StoreRecord, base: &Path, owner: Option<&fs::Metadata
             _ => entry.mode,
         };
         if entry.kind == EntryKind::File {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io_at("chmod", &path))?;
-            let f = File::options().write(true).open(&path).or_else(|_| File::open(&path));
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(io_at("chmod", &path))?;
+            let f = File::options()
+                .write(true)
+                .open(&path)
+                .or_else(|_| File::open(&path));
             if let Ok(f) = f {
                 let _ = f.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
             }
         }
     }
-    for entry in record.entries.iter().rev().filter(|e| e.kind == EntryKind::Dir) {
+    for entry in record
+        .entries
+        .iter()
+        .rev()
+        .filter(|e| e.kind == EntryKind::Dir)
+    {
         let path = base.join(&entry.path);
         if let Ok(f) = File::open(&path) {
             let _ = f.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
         }
-        fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode)).map_err(io_at("chmod", &path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
+            .map_err(io_at("chmod", &path))?;
     }
     Ok(())
 }
 
-fn swap(record: &StoreRecord, handler: &dyn StoreHandler, target: &Path, staged: &Staged) -> Result<SwapReport> {
+fn swap(
+    record: &StoreRecord,
+    handler: &dyn StoreHandler,
+    target: &Path,
+    staged: &Staged,
+) -> Result<SwapReport> {
     fault::check_swap(&record.name, target)?;
     handler.restore(&SwapCtx {
         store: &record.name,
@@ -573,7 +612,9 @@ fn roll_back(repo: &Repository, outcome: &mut RestoreOutcome, swapped: &[&Job<'_
         let manifest = Manifest::read_from(&repo.snapshot_dir(&pre), pre.as_str())
             .map_err(|p| Error::store("", ExitClass::Unsound, p.to_string()))?;
         for job in swapped {
-            let Some(record) = manifest.store(&job.record.name) else { continue };
+            let Some(record) = manifest.store(&job.record.name) else {
+                continue;
+            };
             if record.status == StoreStatus::Absent {
                 // The store did not exist before the restore.
                 if record.shape == Shape::File {
@@ -596,7 +637,11 @@ fn roll_back(repo: &Repository, outcome: &mut RestoreOutcome, swapped: &[&Job<'_
                 Err(StageError::Fatal(e)) => return Err(e),
             };
             swap(record, handler, &job.target, &staged)?;
-            if let Some(s) = outcome.stores.iter_mut().find(|s| s.name == job.record.name) {
+            if let Some(s) = outcome
+                .stores
+                .iter_mut()
+                .find(|s| s.name == job.record.name)
+            {
                 s.restored = false;
                 s.detail = Some(format!("rolled back to pre-restore snapshot {pre}"));
             }
@@ -612,4 +657,3 @@ fn roll_back(repo: &Repository, outcome: &mut RestoreOutcome, swapped: &[&Job<'_
         }
     }
 }
-

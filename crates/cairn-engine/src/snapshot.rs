@@ -42,7 +42,11 @@ pub struct SnapshotOutcome {
 /// The stores one capture covers, with their plug-ins already built (so a
 /// bad option fails before any hook runs or file is touched).
 pub struct Plan<'a> {
-    stores: Vec<(&'a StoreConfig, &'static PluginDescriptor, Box<dyn StoreHandler>)>,
+    stores: Vec<(
+        &'a StoreConfig,
+        &'static PluginDescriptor,
+        Box<dyn StoreHandler>,
+    )>,
     at: DateTime<Utc>,
     tags: Vec<String>,
     restore_of: Option<String>,
@@ -59,9 +63,12 @@ impl<'a> Plan<'a> {
         tags: Vec<String>,
     ) -> Result<Self> {
         for tag in &tags {
-            if tag.is_empty() || tag.len() > 128 || tag.chars().any(|c| c.is_control() || c == ',') {
+            if tag.is_empty() || tag.len() > 128 || tag.chars().any(|c| c.is_control() || c == ',')
+            {
                 return Err(Error::Usage {
-                    message: format!("--tag {tag:?}: a tag is 1-128 printable characters without commas"),
+                    message: format!(
+                        "--tag {tag:?}: a tag is 1-128 printable characters without commas"
+                    ),
                 });
             }
         }
@@ -113,7 +120,9 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
     let after_hook_error = match &cfg.hooks.after_snapshot {
         // Runs even when the snapshot failed: it typically restarts the
         // service that before_snapshot stopped.
-        Some(argv) => hooks::run("after_snapshot", argv).err().map(|e| e.to_string()),
+        Some(argv) => hooks::run("after_snapshot", argv)
+            .err()
+            .map(|e| e.to_string()),
         None => None,
     };
     let (manifest, validation) = result?;
@@ -177,7 +186,9 @@ fn build_snapshot(
         let dest = stores_dir.join(&store.name);
         fsutil::create_dir_private(&dest)?;
         let mut ctx = CaptureCtx::new(&store.name, &store.path, dest);
-        handler.snapshot(&mut ctx).map_err(|e| name_store(e, &store.name))?;
+        handler
+            .snapshot(&mut ctx)
+            .map_err(|e| name_store(e, &store.name))?;
         let (entries, metadata, warnings) = ctx.finish();
         if descriptor.shape == Shape::File && entries.len() != 1 {
             return Err(Error::store(

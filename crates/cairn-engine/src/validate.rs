@@ -45,7 +45,10 @@ pub fn validate_snapshot(
 ) -> (ValidationReport, Option<Manifest>) {
     let dir = repo.snapshot_dir(id);
     if !dir.is_dir() {
-        let p = Problem::new(codes::SNAPSHOT_MISSING, format!("{} does not exist", dir.display()));
+        let p = Problem::new(
+            codes::SNAPSHOT_MISSING,
+            format!("{} does not exist", dir.display()),
+        );
         return (ValidationReport::new(id, vec![p]), None);
     }
     let manifest = match Manifest::read_from(&dir, id.as_str()) {
@@ -66,7 +69,12 @@ pub fn validate_snapshot(
 }
 
 /// The kind's own check, if its plug-in is linked into this binary.
-pub fn plugin_check(registry: &Registry, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+pub fn plugin_check(
+    registry: &Registry,
+    root: &Path,
+    record: &StoreRecord,
+    depth: Depth,
+) -> Vec<Problem> {
     let Some(descriptor) = registry.get(&record.kind) else {
         return vec![Problem::new(
             codes::STORE_KIND_UNKNOWN,
@@ -82,9 +90,17 @@ pub fn plugin_check(registry: &Registry, root: &Path, record: &StoreRecord, dept
         Ok(handler) => handler
             .check(root, record, depth)
             .into_iter()
-            .map(|p| if p.store.is_none() { p.in_store(&record.name) } else { p })
+            .map(|p| {
+                if p.store.is_none() {
+                    p.in_store(&record.name)
+                } else {
+                    p
+                }
+            })
             .collect(),
-        Err(e) => vec![Problem::new(codes::STORE_KIND_UNKNOWN, e.to_string()).in_store(&record.name)],
+        Err(e) => {
+            vec![Problem::new(codes::STORE_KIND_UNKNOWN, e.to_string()).in_store(&record.name)]
+        }
     }
 }
 
@@ -112,8 +128,11 @@ fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
     for (name, meta) in list_shallow(&stores_dir) {
         if !(meta.is_dir() && captured.contains(name.as_str())) {
             problems.push(
-                Problem::new(codes::FILE_UNEXPECTED, "no captured store of this name in the manifest")
-                    .at(format!("{STORES_DIR}/{name}")),
+                Problem::new(
+                    codes::FILE_UNEXPECTED,
+                    "no captured store of this name in the manifest",
+                )
+                .at(format!("{STORES_DIR}/{name}")),
             );
         }
     }
@@ -150,9 +169,12 @@ pub fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Probl
     for path in on_disk.keys() {
         if !listed.contains(path.as_str()) {
             problems.push(
-                Problem::new(codes::FILE_UNEXPECTED, "present in the snapshot but not in its manifest")
-                    .in_store(store)
-                    .at(path.clone()),
+                Problem::new(
+                    codes::FILE_UNEXPECTED,
+                    "present in the snapshot but not in its manifest",
+                )
+                .in_store(store)
+                .at(path.clone()),
             );
         }
     }
@@ -161,9 +183,12 @@ pub fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Probl
     for entry in &record.entries {
         let Some(meta) = on_disk.get(&entry.path) else {
             problems.push(
-                Problem::new(codes::FILE_MISSING, "listed in the manifest but not in the snapshot")
-                    .in_store(store)
-                    .at(entry.path.clone()),
+                Problem::new(
+                    codes::FILE_MISSING,
+                    "listed in the manifest but not in the snapshot",
+                )
+                .in_store(store)
+                .at(entry.path.clone()),
             );
             continue;
         };

@@ -1,0 +1,163 @@
+//! The command line, as clap derives it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done, and everything checked was sound
+  1  ran, and something checked was not sound (invalid snapshot, failed drill, restore rolled back)
+  2  bad usage or bad config (the message names the flag, key or file)
+  3  refused by a safety gate before anything was touched (no --confirm-service-stopped,
+     snapshot invalid before restore, service still running, repository busy)
+  4  an I/O or system error stopped the run (the message names the path)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Consistent, checksummed backups of a service's SQLite, JSON and directory stores; safe restores; retention; restore drills.",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// The config file [default: $CAIRN_CONFIG, else ./cairn.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print one JSON document on stdout and nothing else
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing but errors (and the JSON document with --json)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log what each stage does, per store, with durations, to stderr
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Snapshot the configured stores, then validate the new snapshot
+    Snapshot(SnapshotArgs),
+    /// List every snapshot, oldest first, with a problem column for damaged ones
+    List,
+    /// Summarize one snapshot's manifest (the whole manifest with --json)
+    Show {
+        /// Snapshot id (YYYYMMDDTHHMMSSZ[-N])
+        id: String,
+    },
+    /// Check snapshots against their manifests and each plug-in's own checks
+    Validate(ValidateArgs),
+    /// Restore a snapshot into the live paths (or elsewhere with --to)
+    Restore(RestoreArgs),
+    /// Apply the retention policy (a dry run unless --confirm)
+    Prune {
+        /// Delete what the plan says (without it, only print the plan)
+        #[arg(long)]
+        confirm: bool,
+        /// Allow a policy that keeps nothing (every keep_* is 0, nothing pinned)
+        #[arg(long)]
+        allow_empty_policy: bool,
+    },
+    /// Exempt a snapshot from pruning
+    Pin {
+        /// Snapshot id
+        id: String,
+    },
+    /// Make a pinned snapshot prunable again
+    Unpin {
+        /// Snapshot id
+        id: String,
+    },
+    /// Restore into a scratch directory, run every check, report timings; touches nothing live
+    Drill(DrillArgs),
+    /// List the registered store plug-ins and their options
+    Stores,
+    /// Write a commented starter cairn.toml
+    Init {
+        /// Where to write it
+        #[arg(long, value_name = "P", default_value = "cairn.toml")]
+        path: PathBuf,
+    },
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// Only these stores (comma-separated names)
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub only: Vec<String>,
+    /// Leave out these stores (comma-separated names)
+    #[arg(long, value_delimiter = ',', value_name = "C")]
+    pub skip: Vec<String>,
+    /// The snapshot's time instead of now (RFC 3339, e.g. 2026-04-06T18:00:00Z)
+    #[arg(long, value_name = "RFC3339")]
+    pub at: Option<String>,
+    /// A tag to record (repeatable)
+    #[arg(long = "tag", value_name = "T")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "latest", "all"])))]
+pub struct ValidateArgs {
+    /// Snapshot id
+    pub id: Option<String>,
+    /// The newest snapshot
+    #[arg(long)]
+    pub latest: bool,
+    /// Every snapshot
+    #[arg(long)]
+    pub all: bool,
+    /// Sizes and quick_check instead of hashing every byte
+    #[arg(long)]
+    pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id
+    pub id: String,
+    /// Confirm the service that writes the stores is stopped (required for live restores)
+    #[arg(long)]
+    pub confirm_service_stopped: bool,
+    /// Only these stores (comma-separated names)
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub only: Vec<String>,
+    /// Leave out these stores (comma-separated names)
+    #[arg(long, value_delimiter = ',', value_name = "C")]
+    pub skip: Vec<String>,
+    /// Do not take the pre-restore safety snapshot (there is then no way back)
+    #[arg(long)]
+    pub no_pre_snapshot: bool,
+    /// Restore into DIR/<store>/… instead of the live paths
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").args(["id", "latest"])))]
+pub struct DrillArgs {
+    /// Snapshot id [default: the latest]
+    pub id: Option<String>,
+    /// The newest snapshot (the default)
+    #[arg(long)]
+    pub latest: bool,
+    /// Keep the scratch directory for inspection
+    #[arg(long)]
+    pub keep: bool,
+    /// Where to make the scratch directory (needs room for one full copy)
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+}

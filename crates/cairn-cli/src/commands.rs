@@ -1,0 +1,382 @@
+//! One function per command: call the engine, shape the JSON and the human
+//! text. No policy lives here; it is all in cairn-engine.
+
+use std::io::Write;
+use std::time::Instant;
+
+use cairn_engine::drill::DrillRequest;
+use cairn_engine::restore::RestoreRequest;
+use cairn_engine::snapshot::SnapshotRequest;
+use cairn_engine::validate::{validate_snapshot, ValidationReport};
+use cairn_engine::{
+    drill, prune, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository, Result,
+};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
+use crate::{render, starter, Output};
+
+pub fn dispatch(cli: &Cli, err: &mut dyn Write) -> Result<Output> {
+    let registry = Registry::from_inventory()?;
+    let log = Log {
+        verbose: cli.verbose && !cli.quiet,
+        started: Instant::now(),
+    };
+    match &cli.command {
+        Command::Stores => Ok(stores(&registry)),
+        Command::Init { path } => init(&registry, path),
+        Command::Completions { shell } => Ok(completions(*shell)),
+        command => {
+            let cfg = load_config(cli, &registry)?;
+            log.say(
+                err,
+                &format!(
+                    "config {} (repository {})",
+                    cfg.file.display(),
+                    cfg.repository.display()
+                ),
+            );
+            let output = match command {
+                Command::Snapshot(args) => snapshot_cmd(&cfg, &registry, args),
+                Command::List => list(&cfg),
+                Command::Show { id } => show(&cfg, id),
+                Command::Validate(args) => validate(&cfg, &registry, args),
+                Command::Restore(args) => restore_cmd(&cfg, &registry, args),
+                Command::Prune {
+                    confirm,
+                    allow_empty_policy,
+                } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
+                Command::Pin { id } => pin(&cfg, id, true),
+                Command::Unpin { id } => pin(&cfg, id, false),
+                Command::Drill(args) => drill_cmd(&cfg, &registry, args),
+                Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
+                    unreachable_command()
+                }
+            };
+            log.say(err, "done");
+            output
+        }
+    }
+}
+
+/// `-v`: what happened, with elapsed time, on stderr.
+struct Log {
+    verbose: bool,
+    started: Instant,
+}
+
+impl Log {
+    fn say(&self, err: &mut dyn Write, what: &str) {
+        if self.verbose {
+            let _ = writeln!(
+                err,
+                "[{:>8.3}s] {what}",
+                self.started.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+fn unreachable_command() -> Result<Output> {
+    Err(Error::Usage {
+        message: "internal: command dispatched twice".into(),
+    })
+}
+
+fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
+    let path = Config::locate(cli.config.as_deref());
+    let cfg = Config::load(&path)?;
+    registry.check_config(&cfg.stores)?;
+    Ok(cfg)
+}
+
+fn stores(registry: &Registry) -> Output {
+    let list: Vec<Value> = registry
+        .descriptors()
+        .map(|d| {
+            json!({
+                "kind": d.kind,
+                "summary": d.summary,
+                "shape": d.shape,
+                "options": d.options.iter().map(|o| json!({"name": o.name, "doc": o.doc, "example": o.example})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Output {
+        human: render::stores(registry),
+        json: json!({ "stores": list }),
+        sound: true,
+    }
+}
+
+fn init(registry: &Registry, path: &std::path::Path) -> Result<Output> {
+    let text = starter::config_text(registry);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Usage {
+                    message: format!(
+                        "{} already exists; refusing to overwrite it (use --path for another file)",
+                        path.display()
+                    ),
+                }
+            } else {
+                Error::io("create", path, e)
+            }
+        })?;
+    file.write_all(text.as_bytes())
+        .map_err(cairn_engine::error::io_at("write", path))?;
+    Ok(Output {
+        human: format!(
+            "wrote {}: edit the [[store]] tables, then run `cairn snapshot`\n",
+            path.display()
+        ),
+        json: json!({ "path": path.display().to_string() }),
+        sound: true,
+    })
+}
+
+fn completions(shell: clap_complete::Shell) -> Output {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cairn", &mut buf);
+    let script = String::from_utf8_lossy(&buf).into_owned();
+    Output {
+        json: json!({ "shell": shell.to_string(), "script": script }),
+        human: script,
+        sound: true,
+    }
+}
+
+fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Result<Output> {
+    let at = match &args.at {
+        None => None,
+        Some(text) => Some(
+            DateTime::parse_from_rfc3339(text)
+                .map_err(|e| Error::Usage {
+                    message: format!(
+                        "--at {text:?} is not an RFC 3339 time ({e}); e.g. 2026-04-06T18:00:00Z"
+                    ),
+                })?
+                .with_timezone(&Utc),
+        ),
+    };
+    let outcome = snapshot::run(
+        cfg,
+        registry,
+        SnapshotRequest {
+            only: args.only.clone(),
+            skip: args.skip.clone(),
+            at,
+            tags: args.tags.clone(),
+        },
+    )?;
+    let m = &outcome.manifest;
+    let json = json!({
+        "id": m.id,
+        "created_at": m.created_at,
+        "tags": m.tags,
+        "stores": m.stores.iter().map(|s| json!({
+            "name": s.name,
+            "kind": s.kind,
+            "status": s.status,
+            "files": s.files(),
+            "bytes": s.bytes(),
+            "warnings": s.warnings,
+        })).collect::<Vec<_>>(),
+        "validated": outcome.validation.valid,
+        "validation_errors": outcome.validation.errors,
+        "after_hook_error": outcome.after_hook_error,
+    });
+    Ok(Output {
+        human: render::snapshot(&outcome),
+        json,
+        sound: outcome.validation.valid && outcome.after_hook_error.is_none(),
+    })
+}
+
+/// One row of `list`.
+pub struct ListRow {
+    pub id: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub tags: Vec<String>,
+    pub pinned: bool,
+    pub stores: Vec<String>,
+    pub bytes: Option<u64>,
+    pub problem: Option<&'static str>,
+}
+
+fn list(cfg: &Config) -> Result<Output> {
+    let repo = Repository::new(&cfg.repository);
+    let listing = repo.list()?;
+    let rows: Vec<ListRow> = listing
+        .ids
+        .iter()
+        .map(|id| {
+            let pinned = repo.is_pinned(id);
+            match Manifest::read_from(&repo.snapshot_dir(id), id.as_str()) {
+                Ok(m) => ListRow {
+                    id: id.to_string(),
+                    created_at: Some(m.created_at),
+                    tags: m.tags.clone(),
+                    pinned,
+                    stores: m
+                        .stores
+                        .iter()
+                        .filter(|s| s.status == cairn_engine::StoreStatus::Captured)
+                        .map(|s| s.name.clone())
+                        .collect(),
+                    bytes: Some(m.total_bytes()),
+                    problem: None,
+                },
+                Err(p) => ListRow {
+                    id: id.to_string(),
+                    created_at: None,
+                    tags: Vec::new(),
+                    pinned,
+                    stores: Vec::new(),
+                    bytes: None,
+                    problem: Some(p.code),
+                },
+            }
+        })
+        .collect();
+    let json = json!({
+        "snapshots": rows.iter().map(|r| json!({
+            "id": r.id,
+            "created_at": r.created_at,
+            "tags": r.tags,
+            "pinned": r.pinned,
+            "stores": r.stores,
+            "bytes": r.bytes,
+            "problem": r.problem,
+        })).collect::<Vec<_>>(),
+        "unparseable": listing.unparseable,
+    });
+    Ok(Output {
+        human: render::list(&rows, &listing.unparseable, Utc::now()),
+        json,
+        sound: true,
+    })
+}
+
+fn show(cfg: &Config, id: &str) -> Result<Output> {
+    let repo = Repository::new(&cfg.repository);
+    let id = repo.resolve(id)?;
+    let manifest =
+        Manifest::read_from(&repo.snapshot_dir(&id), id.as_str()).map_err(|p| Error::Manifest {
+            id: id.to_string(),
+            message: p.to_string(),
+        })?;
+    let mut json = serde_json::to_value(&manifest).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut json {
+        map.insert("pinned".into(), repo.is_pinned(&id).into());
+    }
+    Ok(Output {
+        human: render::show(&manifest, repo.is_pinned(&id)),
+        json,
+        sound: true,
+    })
+}
+
+fn validate(cfg: &Config, registry: &Registry, args: &ValidateArgs) -> Result<Output> {
+    let repo = Repository::new(&cfg.repository);
+    let ids = if args.all {
+        repo.list()?.ids
+    } else if args.latest {
+        vec![repo.latest()?.ok_or_else(|| Error::Usage {
+            message: format!("no snapshots in {}", repo.root().display()),
+        })?]
+    } else {
+        // Parsed before any file is touched: a path-like id is refused here.
+        vec![cairn_engine::SnapshotId::parse(
+            args.id.as_deref().unwrap_or_default(),
+        )?]
+    };
+    let depth = if args.quick {
+        Depth::Quick
+    } else {
+        Depth::Deep
+    };
+    let results: Vec<ValidationReport> = ids
+        .iter()
+        .map(|id| validate_snapshot(&repo, registry, id, depth).0)
+        .collect();
+    let sound = results.iter().all(|r| r.valid);
+    Ok(Output {
+        human: render::validate(&results, depth),
+        json: json!({ "results": results }),
+        sound,
+    })
+}
+
+fn restore_cmd(cfg: &Config, registry: &Registry, args: &RestoreArgs) -> Result<Output> {
+    let outcome = restore::run(
+        cfg,
+        registry,
+        RestoreRequest {
+            id: args.id.clone(),
+            only: args.only.clone(),
+            skip: args.skip.clone(),
+            confirm_service_stopped: args.confirm_service_stopped,
+            no_pre_snapshot: args.no_pre_snapshot,
+            to: args.to.clone(),
+        },
+    )?;
+    Ok(Output {
+        human: render::restore(&outcome),
+        json: serde_json::to_value(&outcome).unwrap_or(Value::Null),
+        sound: outcome.is_sound(),
+    })
+}
+
+fn prune_cmd(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<Output> {
+    let plan = prune::run(cfg, confirm, allow_empty_policy)?;
+    Ok(Output {
+        human: render::prune(&plan, &cfg.retention),
+        json: serde_json::to_value(&plan).unwrap_or(Value::Null),
+        sound: true,
+    })
+}
+
+fn pin(cfg: &Config, id: &str, pinned: bool) -> Result<Output> {
+    let repo = Repository::new(&cfg.repository);
+    let id = cairn_engine::SnapshotId::parse(id)?;
+    // Under the lock, so a concurrent prune sees the pin or deletes first.
+    let _lock = repo.lock(cfg.lock_wait)?;
+    let id = repo.resolve(id.as_str())?;
+    repo.set_pinned(&id, pinned)?;
+    Ok(Output {
+        human: format!(
+            "{id} {}\n",
+            if pinned {
+                "pinned: prune keeps it"
+            } else {
+                "unpinned"
+            }
+        ),
+        json: json!({ "id": id.to_string(), "pinned": pinned }),
+        sound: true,
+    })
+}
+
+fn drill_cmd(cfg: &Config, registry: &Registry, args: &DrillArgs) -> Result<Output> {
+    let report = drill::run(
+        cfg,
+        registry,
+        DrillRequest {
+            id: args.id.clone(),
+            scratch: args.scratch.clone(),
+            keep: args.keep,
+        },
+    )?;
+    Ok(Output {
+        human: render::drill(&report),
+        json: serde_json::to_value(&report).unwrap_or(Value::Null),
+        sound: report.ok,
+    })
+}

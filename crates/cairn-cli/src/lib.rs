@@ -1,0 +1,106 @@
+//! The `cairn` command, as a library: [`run`] parses arguments, calls the
+//! engine, prints, and returns the exit code. `main.rs` only links the
+//! plug-ins; tests call [`run`] with extra plug-ins linked in.
+
+mod cli;
+mod commands;
+mod render;
+mod starter;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use cairn_engine::{Error, ExitClass};
+use clap::Parser;
+
+pub use cli::{Cli, EXIT_CODES};
+
+/// What a command hands back: the JSON document, the human text, and
+/// whether everything it checked was sound.
+pub struct Output {
+    pub json: serde_json::Value,
+    pub human: String,
+    pub sound: bool,
+}
+
+pub fn main() -> ExitCode {
+    let code = run(
+        std::env::args_os(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(code)
+}
+
+/// Runs one `cairn` invocation; returns the contract's exit code.
+pub fn run(
+    args: impl IntoIterator<Item = OsString>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let text = e.render().ansi().to_string();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = write!(out, "{text}");
+                    0
+                }
+                _ => {
+                    let _ = write!(err, "{text}");
+                    ExitClass::Usage.code()
+                }
+            };
+        }
+    };
+
+    let result = commands::dispatch(&cli, err);
+    match result {
+        Ok(output) => {
+            if cli.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&output.json).unwrap_or_default()
+                );
+            } else if !cli.quiet {
+                let _ = write!(out, "{}", output.human);
+            }
+            if output.sound {
+                0
+            } else {
+                ExitClass::Unsound.code()
+            }
+        }
+        Err(e) => {
+            report_error(&cli, &e, out, err);
+            e.exit_class().code()
+        }
+    }
+}
+
+fn report_error(cli: &Cli, e: &Error, out: &mut dyn Write, err: &mut dyn Write) {
+    let _ = writeln!(err, "error: {e}");
+    let hint = e.hint();
+    if let Some(h) = &hint {
+        let _ = writeln!(err, "hint: {h}");
+    }
+    if cli.json {
+        // Scripts always get one document, failures included.
+        let doc = serde_json::json!({
+            "error": {
+                "message": e.to_string(),
+                "hint": hint,
+                "exit_code": e.exit_class().code(),
+            }
+        });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Restore drills: restore a snapshot into a scratch directory through the
+//! same restore code as `restore --to`, then run every check on what came
+//! out. Touches nothing live; the repository lock is held only while the
+//! restore itself runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::config::{Config, StoreConfig};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, StoreStatus};
+use crate::plugin::{Depth, Registry};
+use crate::repo::Repository;
+use crate::restore::{self, RestoreRequest};
+use crate::{fsutil, validate};
+
+#[derive(Debug, Default)]
+pub struct DrillRequest {
+    /// `None`: the latest snapshot.
+    pub id: Option<String>,
+    /// Where the scratch directory goes (default: the system temp dir).
+    pub scratch: Option<PathBuf>,
+    /// Keep the scratch directory for inspection.
+    pub keep: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillCheck {
+    pub store: String,
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DrillReport {
+    pub id: String,
+    pub ok: bool,
+    /// Wall time of the restore: an honest estimate of the restore time
+    /// objective for this snapshot on this machine.
+    pub restore_seconds: f64,
+    /// Age of the snapshot now: the recovery point if you restored it.
+    pub snapshot_age_seconds: i64,
+    pub checks: Vec<DrillCheck>,
+    /// The scratch directory, when kept.
+    pub scratch: Option<String>,
+}
+
+pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<DrillReport> {
+    let repo = Repository::new(&cfg.repository);
+    let id = match &req.id {
+        Some(text) => repo.resolve(text)?,
+        None => repo.latest()?.ok_or_else(|| Error::Usage {
+            message: format!("no snapshots in {} to drill", repo.root().display()),
+        })?,
+    };
+    let manifest = Manifest::read_from(&repo.snapshot_dir(&id), id.as_str());
+
+    let base = match &req.scratch {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&base)
+        .map_err(crate::error::io_at("create scratch directory", &base))?;
+    if let Ok(m) = &manifest {
+        check_room(&base, m.total_bytes())?;
+    }
+    let scratch = tempfile_dir(&base)?;
+
+    let mut report = DrillReport {
+        id: id.to_string(),
+        ok: false,
+        restore_seconds: 0.0,
+        snapshot_age_seconds: manifest
+            .as_ref()
+            .map(|m| (Utc::now() - m.created_at).num_seconds())
+            .unwrap_or((Utc::now() - id.stamp()).num_seconds()),
+        checks: Vec::new(),
+        scratch: None,
+    };
+
+    let started = Instant::now();
+    let restored = restore::run(
+        cfg,
+        registry,
+        RestoreRequest {
+            id: id.to_string(),
+            to: Some(scratch.clone()),
+            ..RestoreRequest::default()
+        },
+    );
+    report.restore_seconds = started.elapsed().as_secs_f64();
+
+    match (restored, manifest) {
+        (Ok(outcome), Ok(manifest)) if outcome.is_sound() => {
+            report.checks.push(DrillCheck {
+                store: String::new(),
+                check: "restore".into(),
+                ok: true,
+                detail: format!(
+                    "restored into {} with every checksum verified",
+                    scratch.display()
+                ),
+            });
+            report
+                .checks
+                .extend(check_restored(registry, &manifest, &scratch));
+        }
+        (Ok(outcome), _) => report.checks.push(DrillCheck {
+            store: String::new(),
+            check: "restore".into(),
+            ok: false,
+            detail: outcome
+                .failure
+                .unwrap_or_else(|| "a store failed its check after restore".into()),
+        }),
+        (Err(e), _) => report.checks.push(DrillCheck {
+            store: String::new(),
+            check: "restore".into(),
+            ok: false,
+            detail: e.to_string(),
+        }),
+    }
+    report.ok = !report.checks.is_empty() && report.checks.iter().all(|c| c.ok);
+
+    if req.keep {
+        report.scratch = Some(scratch.display().to_string());
+    } else {
+        fsutil::remove_any(&scratch)?;
+    }
+    Ok(report)
+}
+
+/// Every check on the restored copy: the files against the manifest (each
+/// byte re-read), then each kind's own drill checks.
+fn check_restored(registry: &Registry, manifest: &Manifest, scratch: &Path) -> Vec<DrillCheck> {
+    let mut checks = Vec::new();
+    for record in &manifest.stores {
+        if record.status == StoreStatus::Absent {
+            checks.push(DrillCheck {
+                store: record.name.clone(),
+                check: "captured".into(),
+                ok: true,
+                detail: "absent in the snapshot (optional store); nothing to restore".into(),
+            });
+            continue;
+        }
+        let root = scratch.join(&record.name);
+        let problems = validate::check_files(&root, record, Depth::Deep);
+        checks.push(DrillCheck {
+            store: record.name.clone(),
+            check: "files_match_manifest".into(),
+            ok: problems.is_empty(),
+            detail: if problems.is_empty() {
+                format!(
+                    "{} files, {} bytes, every SHA-256 as recorded",
+                    record.files(),
+                    record.bytes()
+                )
+            } else {
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            },
+        });
+        let Some(descriptor) = registry.get(&record.kind) else {
+            checks.push(DrillCheck {
+                store: record.name.clone(),
+                check: "plugin".into(),
+                ok: false,
+                detail: format!("no plug-in for kind {:?} in this cairn", record.kind),
+            });
+            continue;
+        };
+        let config =
+            StoreConfig::from_record(&record.name, &record.kind, Path::new(&record.source));
+        match (descriptor.build)(&config) {
+            Ok(handler) => checks.extend(handler.drill(&root, record).into_iter().map(
+                |(check, result)| DrillCheck {
+                    store: record.name.clone(),
+                    check,
+                    ok: result.is_ok(),
+                    detail: result.unwrap_or_else(|e| e),
+                },
+            )),
+            Err(e) => checks.push(DrillCheck {
+                store: record.name.clone(),
+                check: "plugin".into(),
+                ok: false,
+                detail: e.to_string(),
+            }),
+        }
+    }
+    checks
+}
+
+fn check_room(base: &Path, needed: u64) -> Result<()> {
+    if let Some(free) = fsutil::free_bytes(base) {
+        // Room for the copy plus a little slack for directories and staging.
+        let wanted = needed + needed / 50 + (16 << 20);
+        if free < wanted {
+            return Err(Error::refused(
+                format!(
+                    "scratch directory {} has {} free; the drill needs about {} for one full copy",
+                    base.display(),
+                    fsutil::human_bytes(free),
+                    fsutil::human_bytes(wanted)
+                ),
+                Some("pass --scratch DIR on a filesystem with room for one full copy of the snapshot"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn tempfile_dir(base: &Path) -> Result<PathBuf> {
+    let pid = std::process::id();
+    for n in 0..1000u32 {
+        let dir = base.join(format!("cairn-drill-{pid}-{n}"));
+        match std::fs::DirBuilder::new().create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io("create scratch directory", &dir, e)),
+        }
+    }
+    Err(Error::io(
+        "create scratch directory",
+        base,
+        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+    ))
+}

@@ -1,0 +1,167 @@
+//! Store kind `chroma-dir`: a directory tree, typically a Chroma persist
+//! directory (often a Docker bind-mounted volume).
+//!
+//! - Snapshot: the tree is copied while the optional `lock_file` is held
+//!   with an exclusive flock, so a service that takes the same lock while
+//!   ingesting cannot change the tree mid-copy. Empty directories, modes and
+//!   mtimes are kept; symlinks are stored as links, never followed; FIFOs,
+//!   sockets and devices are skipped with a warning. SQLite files inside
+//!   the tree (found by their header) are copied with the backup API, and
+//!   their `-wal`/`-shm`/`-journal` sidecars are folded into that copy.
+//! - Validate: the engine checks the tree against the manifest; this adds
+//!   `integrity_check` of each embedded SQLite file.
+//! - Restore: the engine's directory swap keeps the directory itself (same
+//!   inode, so a bind mount keeps working) and replaces its contents.
+
+use std::path::Path;
+use std::time::Duration;
+
+use cairn_engine::lock::FileLock;
+use cairn_engine::plugin::OptionDoc;
+use cairn_engine::tree::{capture_tree, FileAction};
+use cairn_engine::{
+    CaptureCtx, Depth, Error, ExitClass, PluginDescriptor, Problem, Result, Shape, StoreConfig,
+    StoreHandler, StoreRecord,
+};
+
+pub const KIND: &str = "chroma-dir";
+/// Manifest metadata key listing the tree's embedded SQLite files.
+const SQLITE_FILES: &str = "sqlite_files";
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+inventory::submit! {
+    PluginDescriptor {
+        kind: KIND,
+        summary: "a directory tree (a Chroma persist dir, or any directory); embedded SQLite files copied online",
+        shape: Shape::Dir,
+        example_path: "\"data/chroma\"",
+        options: &[
+            OptionDoc {
+                name: "lock_file",
+                doc: "a file the service flocks while it writes the tree; held exclusively while the tree is copied",
+                example: "\"data/.ingest.lock\"",
+            },
+            OptionDoc {
+                name: "lock_timeout_seconds",
+                doc: "how long to wait for lock_file before giving up (default 60)",
+                example: "60",
+            },
+        ],
+        build,
+        origin: module_path!(),
+    }
+}
+
+fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
+    config.check_options(&["lock_file", "lock_timeout_seconds"])?;
+    let lock_timeout = match config.options.get("lock_timeout_seconds") {
+        None => DEFAULT_LOCK_TIMEOUT,
+        Some(v) => match v.as_integer() {
+            Some(n) if n >= 0 => Duration::from_secs(n as u64),
+            _ => {
+                return Err(Error::config(
+                    &config.origin,
+                    format!(
+                    "store {:?}: option `lock_timeout_seconds` must be a whole number of seconds",
+                    config.name
+                ),
+                ))
+            }
+        },
+    };
+    Ok(Box::new(ChromaDir {
+        lock_file: config.path_option("lock_file")?,
+        lock_timeout,
+    }))
+}
+
+struct ChromaDir {
+    lock_file: Option<std::path::PathBuf>,
+    lock_timeout: Duration,
+}
+
+impl StoreHandler for ChromaDir {
+    fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
+        let source = ctx.source().to_owned();
+        if !cairn_engine::plugin::lstat(&source)?.is_dir() {
+            return Err(Error::store(
+                ctx.store_name(),
+                ExitClass::Usage,
+                format!(
+                    "{} is not a directory (kind chroma-dir expects one)",
+                    source.display()
+                ),
+            ));
+        }
+        // Held until the end of this function: the whole tree is copied
+        // under the service's own lock.
+        let _guard = match &self.lock_file {
+            Some(path) => Some(FileLock::acquire(path, self.lock_timeout).map_err(|e| match e {
+                Error::Busy { lock, .. } => Error::store(
+                    ctx.store_name(),
+                    ExitClass::Refused,
+                    format!(
+                        "lock_file {} stayed locked for {}s (the service is ingesting); try again later",
+                        lock.display(),
+                        self.lock_timeout.as_secs()
+                    ),
+                ),
+                other => other,
+            })?),
+            None => None,
+        };
+
+        let mut sqlite_files: Vec<serde_json::Value> = Vec::new();
+        capture_tree(ctx, &mut |ctx, path, rel, meta| {
+            if is_sidecar_of_sqlite(path) {
+                return Ok(FileAction::Skip);
+            }
+            if !cairn_sqlite::is_sqlite_file(path) {
+                return Ok(FileAction::Copy);
+            }
+            cairn_sqlite::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
+                .map_err(|e| Error::store(ctx.store_name(), ExitClass::Io, e))?;
+            ctx.add_written_file(rel, meta)?;
+            sqlite_files.push(rel.into());
+            Ok(FileAction::Handled)
+        })?;
+        ctx.metadata_mut()
+            .insert(SQLITE_FILES.into(), sqlite_files.into());
+        Ok(())
+    }
+
+    fn check(&self, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+        let files = record
+            .metadata
+            .get(SQLITE_FILES)
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        files
+            .into_iter()
+            // Only paths the manifest lists (and so were checked on read).
+            .filter(|rel| record.entries.iter().any(|e| e.path == *rel))
+            .filter_map(|rel| {
+                cairn_sqlite::integrity_check(&root.join(rel), depth)
+                    .err()
+                    .map(|detail| {
+                        Problem::new(cairn_sqlite::INTEGRITY_FAILED, detail).at(rel.to_owned())
+                    })
+            })
+            .collect()
+    }
+}
+
+/// `x.sqlite3-wal` next to an SQLite `x.sqlite3`: its content is in the
+/// database's online copy already.
+fn is_sidecar_of_sqlite(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    cairn_sqlite::SIDECAR_SUFFIXES.iter().any(|suffix| {
+        name.strip_suffix(suffix)
+            .filter(|base| !base.is_empty())
+            .is_some_and(|base| cairn_sqlite::is_sqlite_file(&path.with_file_name(base)))
+    })
+}

@@ -1,0 +1,214 @@
+//! Shared fixtures for the end-to-end tests: a sample service state (an
+//! SQLite database in WAL mode, a project registry JSON, a Chroma-like
+//! directory with its own SQLite file) with a `cairn.toml`, and a runner
+//! for the real `cairn` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::Connection;
+use serde_json::Value;
+
+pub const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+pub const CONFIG: &str = r#"repository = "backups"
+lock_wait_seconds = 5
+
+[[store]]
+name = "db"
+kind = "sqlite"
+path = "data/atocore.db"
+
+[[store]]
+name = "registry"
+kind = "registry-json"
+path = "config/project-registry.json"
+optional = true
+
+[[store]]
+name = "chroma"
+kind = "chroma-dir"
+path = "data/chroma"
+lock_file = "data/.ingest.lock"
+"#;
+
+impl Env {
+    /// The sample state and the standard three-store config.
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_owned();
+        let env = Env { _dir: dir, root };
+        env.seed();
+        env.write_config(CONFIG);
+        env
+    }
+
+    /// Only the directory, no state, no config.
+    pub fn empty() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_owned();
+        Env { _dir: dir, root }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.path("cairn.toml"), text).expect("write config");
+    }
+
+    fn seed(&self) {
+        std::fs::create_dir_all(self.path("data/chroma/seg-0001")).unwrap();
+        std::fs::create_dir_all(self.path("data/chroma/empty-dir")).unwrap();
+        std::fs::create_dir_all(self.path("config")).unwrap();
+        let db = self.db();
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE projects(id TEXT PRIMARY KEY, name TEXT);
+             CREATE TABLE memories(id INTEGER PRIMARY KEY, content TEXT NOT NULL);
+             INSERT INTO projects VALUES ('p01', 'P01 Example');
+             INSERT INTO memories(content) VALUES ('baseline memory');",
+        )
+        .unwrap();
+        std::fs::write(
+            self.path("config/project-registry.json"),
+            "{\"projects\":[{\"id\":\"p01-example\",\"aliases\":[],\"ingest_roots\":[]}]}\n",
+        )
+        .unwrap();
+        let chroma = Connection::open(self.path("data/chroma/chroma.sqlite3")).unwrap();
+        chroma
+            .execute_batch("CREATE TABLE embeddings(id INTEGER PRIMARY KEY, doc TEXT); INSERT INTO embeddings(doc) VALUES ('baseline');")
+            .unwrap();
+        let segment: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        std::fs::write(self.path("data/chroma/seg-0001/data_level0.bin"), segment).unwrap();
+        std::fs::write(self.path("data/chroma/seg-0001/header.bin"), b"header").unwrap();
+    }
+
+    /// A connection to the live database.
+    pub fn db(&self) -> Connection {
+        Connection::open(self.path("data/atocore.db")).unwrap()
+    }
+
+    pub fn cairn(&self, args: &[&str]) -> Run {
+        self.cairn_env(args, &[])
+    }
+
+    pub fn cairn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(CAIRN);
+        cmd.current_dir(&self.root)
+            .args(args)
+            .env_remove("CAIRN_CONFIG")
+            .env_remove("CAIRN_FAILPOINT");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run cairn").into()
+    }
+
+    /// `cairn snapshot --json …`, asserting success; returns the new id.
+    pub fn snapshot(&self, extra: &[&str]) -> String {
+        let mut args = vec!["--json", "snapshot"];
+        args.extend_from_slice(extra);
+        let run = self.cairn(&args);
+        assert_eq!(
+            run.code, 0,
+            "snapshot failed: {}\n{}",
+            run.stdout, run.stderr
+        );
+        run.json()["id"].as_str().expect("id").to_owned()
+    }
+
+    pub fn snapshot_dir(&self, id: &str) -> PathBuf {
+        self.path(&format!("backups/snapshots/{id}"))
+    }
+
+    /// Makes a snapshot's files writable so a test can damage them.
+    pub fn unlock_snapshot(&self, id: &str) {
+        make_writable(&self.snapshot_dir(id));
+    }
+}
+
+pub fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    if meta.file_type().is_symlink() {
+        return;
+    }
+    let mode = if meta.is_dir() { 0o700 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            make_writable(&e.unwrap().path());
+        }
+    }
+}
+
+/// Every entry under `root` as (relative path, kind, bytes or link target).
+pub fn tree(root: &Path) -> Vec<(String, String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String, Vec<u8>)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    "link".into(),
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .to_string_lossy()
+                        .as_bytes()
+                        .to_vec(),
+                ));
+            } else if meta.is_dir() {
+                out.push((rel, "dir".into(), Vec::new()));
+                walk(root, &p, out);
+            } else {
+                out.push((rel, "file".into(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
