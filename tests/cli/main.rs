@@ -1,5 +1,6 @@
 //! End-to-end tests of the real `cairn` binary (core slice, restore,
 //! retention, drill, operator experience).
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
 
 #[path = "../support/mod.rs"]
 mod support;

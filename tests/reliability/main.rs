@@ -1,4 +1,5 @@
 //! Reliability and security invariants, each driven through the real binary.
+#![allow(clippy::unwrap_used)] // a panic is how a test fails
 
 #[path = "../support/mod.rs"]
 mod support;
