@@ -4,3 +4,10 @@
 
 #[path = "../support/mod.rs"]
 mod support;
+
+mod core;
+mod drill;
+mod output;
+mod plugin_guide;
+mod prune;
+mod restore;
