@@ -272,3 +272,58 @@ fn drill_human_report_ends_with_the_outcome() {
     assert!(last.starts_with("ok"), "{last}");
     assert!(last.contains(&id), "{last}");
 }
+
+/// A drill is safe on production: the service keeps running.
+#[test]
+fn drill_runs_while_the_service_has_the_database_open() {
+    let env = Env::new();
+    env.snapshot(&[]);
+    let service = env.db();
+    let n: i64 = service
+        .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let run = drill(&env, scratch.path(), &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["ok"], true);
+    let m: i64 = service
+        .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, m);
+}
+
+#[test]
+fn drill_reports_an_absent_optional_store_and_passes() {
+    let env = Env::new();
+    std::fs::remove_file(env.path("config/project-registry.json")).unwrap();
+    let id = env.snapshot(&[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let run = drill(&env, scratch.path(), &[&id]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["ok"], true);
+    assert!(
+        checks(&doc).iter().any(|c| c["store"] == "registry"),
+        "the absent store is reported: {doc}"
+    );
+    assert!(!config_exists(&env));
+}
+
+fn config_exists(env: &Env) -> bool {
+    env.path("config/project-registry.json").exists()
+}
+
+#[test]
+fn drill_of_a_missing_snapshot_is_an_error_naming_it() {
+    let env = Env::new();
+    env.snapshot(&[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let run = drill(&env, scratch.path(), &["20200101T000000Z"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("20200101T000000Z"), "{}", run.stderr);
+    assert!(entries(scratch.path()).is_empty());
+
+    let empty = Env::new();
+    let run = drill(&empty, scratch.path(), &[]);
+    assert_eq!(run.code, 2, "no snapshots to drill: {}", run.stderr);
+}

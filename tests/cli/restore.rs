@@ -279,6 +279,9 @@ fn restore_round_trip_reverses_post_backup_mutations() {
 fn decorate_chroma(env: &Env) {
     let chroma = env.path("data/chroma");
     std::os::unix::fs::symlink("seg-0001/header.bin", chroma.join("current")).unwrap();
+    // Links are restored as links, never followed: one outside, one dangling.
+    std::os::unix::fs::symlink("/etc/hostname", chroma.join("outside")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", chroma.join("dangling")).unwrap();
     std::fs::set_permissions(
         chroma.join("seg-0001/header.bin"),
         std::fs::Permissions::from_mode(0o640),
@@ -288,6 +291,10 @@ fn decorate_chroma(env: &Env) {
     std::fs::File::options()
         .write(true)
         .open(chroma.join("seg-0001/data_level0.bin"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    std::fs::File::open(chroma.join("empty-dir"))
         .unwrap()
         .set_modified(old)
         .unwrap();
@@ -333,6 +340,7 @@ fn restore_round_trip_with_chroma() {
     let chroma = env.path("data/chroma");
     let seg_mode = mode(&chroma.join("seg-0001/data_level0.bin"));
     let seg_mtime = mtime(&chroma.join("seg-0001/data_level0.bin"));
+    let dir_mtime = mtime(&chroma.join("empty-dir"));
     let id = env.snapshot(&[]);
     mutate_chroma(&env);
 
@@ -364,6 +372,15 @@ fn restore_round_trip_with_chroma() {
     assert_eq!(mode(&chroma.join("seg-0001/header.bin")), 0o640);
     assert_eq!(mode(&chroma.join("seg-0001/data_level0.bin")), seg_mode);
     assert_eq!(mtime(&chroma.join("seg-0001/data_level0.bin")), seg_mtime);
+    assert_eq!(mtime(&chroma.join("empty-dir")), dir_mtime);
+    assert_eq!(
+        std::fs::read_link(chroma.join("outside")).unwrap(),
+        PathBuf::from("/etc/hostname")
+    );
+    assert!(std::fs::symlink_metadata(chroma.join("dangling"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_chroma_is_snapshot(&env, &id, &chroma);
     assert_no_leftovers(&env);
 }
@@ -799,4 +816,146 @@ fn restore_into_a_bind_mounted_chroma_dir() {
         std::fs::read(volume.path().join("seg-0001/header.bin")).unwrap(),
         b"header"
     );
+}
+
+/// Disaster recovery: the live files are gone entirely.
+#[test]
+fn restore_into_missing_live_paths() {
+    let env = Env::new();
+    decorate_chroma(&env);
+    let id = env.snapshot(&[]);
+    std::fs::remove_dir_all(env.path("data")).unwrap();
+    std::fs::remove_dir_all(env.path("config")).unwrap();
+
+    let run = restore(&env, &id, &["--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        memories(&env.path("data/atocore.db")),
+        vec!["baseline memory".to_owned()]
+    );
+    assert_eq!(integrity(&env.path("data/atocore.db")), "ok");
+    assert_eq!(
+        std::fs::read(env.path("config/project-registry.json")).unwrap(),
+        std::fs::read(
+            env.snapshot_dir(&id)
+                .join("stores/registry/project-registry.json")
+        )
+        .unwrap()
+    );
+    assert_chroma_is_snapshot(&env, &id, &env.path("data/chroma"));
+    assert_no_leftovers(&env);
+}
+
+/// A full disk while staging: nothing live was replaced, nothing is left.
+#[test]
+fn restore_stops_on_a_full_disk_while_staging_and_touches_nothing() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    add_memory(&env, POST_BACKUP);
+    mutate_chroma_simple(&env);
+    let before = live(&env);
+    let snapshots_before = ids(&env);
+
+    let run = env.cairn_env(
+        &["--json", "restore", &id, "--confirm-service-stopped"],
+        &[("CAIRN_FAILPOINT", "write:data_level0.bin")],
+    );
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("data_level0.bin"), "{}", run.stderr);
+    assert_trees_eq(&live(&env), &before, "a failed staging touched live data");
+    assert_eq!(ids(&env), snapshots_before, "no pre-restore snapshot");
+}
+
+/// With no pre-restore snapshot there is nothing to roll back from: the
+/// report must say which stores are in which state.
+#[test]
+fn restore_failure_without_pre_snapshot_says_what_is_where() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    add_memory(&env, POST_BACKUP);
+    mutate_chroma_simple(&env);
+
+    let run = env.cairn_env(
+        &[
+            "--json",
+            "restore",
+            &id,
+            "--confirm-service-stopped",
+            "--no-pre-snapshot",
+        ],
+        &[("CAIRN_FAILPOINT", "swap:chroma")],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["rolled_back"], false, "{doc}");
+    let what = doc["rollback_failure"].as_str().expect("rollback_failure");
+    assert!(what.contains("db") && what.contains("registry"), "{what}");
+    assert!(doc["failure"].as_str().unwrap().contains("chroma"), "{doc}");
+    // db was restored, chroma was not.
+    assert_eq!(
+        memories(&env.path("data/atocore.db")),
+        vec!["baseline memory".to_owned()]
+    );
+    assert!(env.path("data/chroma/post-backup.bin").exists());
+    assert_no_leftovers(&env);
+}
+
+#[test]
+fn restore_names_an_unknown_store() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    let before = live(&env);
+    for flag in ["--only", "--skip"] {
+        let run = restore(&env, &id, &["--confirm-service-stopped", flag, "nosuch"]);
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(run.stderr.contains("nosuch"), "{}", run.stderr);
+    }
+    assert_trees_eq(&live(&env), &before, "a bad --only touched live data");
+}
+
+/// A replaced file keeps the live file's mode (and owner, as root); a kept
+/// directory keeps its own; new entries in it take its owner.
+#[test]
+fn restore_keeps_the_live_targets_mode_and_owner() {
+    use std::os::unix::fs::chown;
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    let db = env.path("data/atocore.db");
+    let registry = env.path("config/project-registry.json");
+    let chroma = env.path("data/chroma");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&registry, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&chroma, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
+    if root {
+        chown(&db, Some(4321), Some(4322)).unwrap();
+        chown(&registry, Some(4321), Some(4322)).unwrap();
+        chown(&chroma, Some(4321), Some(4322)).unwrap();
+    }
+    let chroma_inode = std::fs::metadata(&chroma).unwrap().ino();
+    add_memory(&env, POST_BACKUP);
+
+    let run = restore(&env, &id, &["--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(memories(&db), vec!["baseline memory".to_owned()]);
+    assert_eq!(mode(&db), 0o640);
+    assert_eq!(mode(&registry), 0o600);
+    assert_eq!(mode(&chroma), 0o750);
+    assert_eq!(std::fs::metadata(&chroma).unwrap().ino(), chroma_inode);
+    if root {
+        for path in [&db, &registry, &chroma] {
+            let m = std::fs::metadata(path).unwrap();
+            assert_eq!((m.uid(), m.gid()), (4321, 4322), "{}", path.display());
+        }
+        let m = std::fs::metadata(chroma.join("seg-0001/header.bin")).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid()),
+            (4321, 4322),
+            "new entries take the dir's owner"
+        );
+    } else {
+        eprintln!("owner checks skipped: not root");
+    }
 }
