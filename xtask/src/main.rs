@@ -1,7 +1,52 @@
 //! `cargo xtask <task>`: the project's automation, in Rust so it runs
 //! anywhere the toolchain does.
 
-fn main() -> anyhow::Result<()> {
-    eprintln!("usage: cargo xtask <task>\n\ntasks:\n  drill   build cairn and run the canonical restore drill end to end");
-    Ok(())
+mod bench;
+mod drill;
+mod fuzz;
+mod man;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  drill [--keep]                  build cairn and run the canonical restore drill end to end
+                                  (snapshot, mutate, stop, restore, verify, drill, prune);
+                                  --keep keeps the scratch directory and prints its path
+  man                             write the man page to target/man/cairn.1
+  bench [--size small|default|large] [--runs N]
+                                  time cairn against cp -a (and sqlite3/restic/borg when
+                                  installed) on a cached fixture; writes docs/performance.md
+  fuzz [--seconds N]              run the `manifest` fuzz target (needs cargo-fuzz)
+  help                            print this message
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("drill") => drill::main(&rest),
+        Some("man") => man::main(&rest),
+        Some("bench") => bench::main(&rest),
+        Some("fuzz") => fuzz::main(&rest),
+        Some(other) => {
+            eprintln!("error: unknown task `{other}`\n\n{HELP}");
+            Ok(ExitCode::from(2))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
