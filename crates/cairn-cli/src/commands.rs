@@ -17,71 +17,40 @@ use serde_json::{json, Value};
 use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
 use crate::{render, starter, Output};
 
-pub fn dispatch(cli: &Cli, err: &mut dyn Write) -> Result<Output> {
+pub fn dispatch(cli: &Cli) -> Result<Output> {
     let registry = Registry::from_inventory()?;
-    let log = Log {
-        verbose: cli.verbose && !cli.quiet,
-        started: Instant::now(),
-    };
+    // Commands that need no config first: they work on a fresh machine.
     match &cli.command {
-        Command::Stores => Ok(stores(&registry)),
-        Command::Init { path } => init(&registry, path),
-        Command::Completions { shell } => Ok(completions(*shell)),
-        command => {
-            let cfg = load_config(cli, &registry)?;
-            log.say(
-                err,
-                &format!(
-                    "config {} (repository {})",
-                    cfg.file.display(),
-                    cfg.repository.display()
-                ),
-            );
-            let output = match command {
-                Command::Snapshot(args) => snapshot_cmd(&cfg, &registry, args),
-                Command::List => list(&cfg),
-                Command::Show { id } => show(&cfg, id),
-                Command::Validate(args) => validate(&cfg, &registry, args),
-                Command::Restore(args) => restore_cmd(&cfg, &registry, args),
-                Command::Prune {
-                    confirm,
-                    allow_empty_policy,
-                } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
-                Command::Pin { id } => pin(&cfg, id, true),
-                Command::Unpin { id } => pin(&cfg, id, false),
-                Command::Drill(args) => drill_cmd(&cfg, &registry, args),
-                Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
-                    unreachable_command()
-                }
-            };
-            log.say(err, "done");
-            output
-        }
+        Command::Stores => return Ok(stores(&registry)),
+        Command::Init { path } => return init(&registry, path),
+        Command::Completions { shell } => return Ok(completions(*shell)),
+        _ => {}
     }
-}
-
-/// `-v`: what happened, with elapsed time, on stderr.
-struct Log {
-    verbose: bool,
-    started: Instant,
-}
-
-impl Log {
-    fn say(&self, err: &mut dyn Write, what: &str) {
-        if self.verbose {
-            let _ = writeln!(
-                err,
-                "[{:>8.3}s] {what}",
-                self.started.elapsed().as_secs_f64()
-            );
+    let cfg = load_config(cli, &registry)?;
+    tracing::info!(config = %cfg.file.display(), repository = %cfg.repository.display(), "loaded config");
+    let started = Instant::now();
+    let output = match &cli.command {
+        Command::Snapshot(args) => snapshot_cmd(&cfg, &registry, args),
+        Command::List => list(&cfg),
+        Command::Show { id } => show(&cfg, id),
+        Command::Validate(args) => validate(&cfg, &registry, args),
+        Command::Restore(args) => restore_cmd(&cfg, &registry, args),
+        Command::Prune {
+            confirm,
+            allow_empty_policy,
+        } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
+        Command::Pin { id } => pin(&cfg, id, true),
+        Command::Unpin { id } => pin(&cfg, id, false),
+        Command::Drill(args) => drill_cmd(&cfg, &registry, args),
+        Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
+            unreachable!("handled above")
         }
-    }
-}
-
-fn unreachable_command() -> Result<Output> {
-    Err(Error::Usage {
-        message: "internal: command dispatched twice".into(),
-    })
+    };
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "command finished"
+    );
+    output
 }
 
 fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod progress;
 mod render;
 mod starter;
 
@@ -25,10 +26,12 @@ pub struct Output {
 }
 
 pub fn main() -> ExitCode {
+    // Unlocked handles: the progress bar writes to stderr from other
+    // threads, which a lock held here for the whole run would deadlock.
     let code = run(
         std::env::args_os(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
     );
     ExitCode::from(code)
 }
@@ -57,7 +60,17 @@ pub fn run(
         }
     };
 
-    let result = commands::dispatch(&cli, err);
+    progress::install(cli.quiet, cli.json);
+    if cli.verbose {
+        // Logs go to stderr, so stdout stays one JSON document with --json.
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_max_level(tracing::Level::INFO)
+            .try_init();
+    }
+    let result = commands::dispatch(&cli);
     match result {
         Ok(output) => {
             if cli.json {

@@ -86,6 +86,7 @@ pub fn copy_hashed(src: &mut impl Read, src_path: &Path, dst: &Path) -> Result<(
         fault::check_write(dst)?;
         out.write_all(&buf[..n]).map_err(io_at("write", dst))?;
         total += n as u64;
+        crate::progress::advance(n as u64);
     }
     Ok((total, hex(&hasher.finalize())))
 }
@@ -109,6 +110,7 @@ pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, String)>
         };
         hasher.update(&buf[..n]);
         total += n as u64;
+        crate::progress::advance(n as u64);
     }
     Ok((total, hex(&hasher.finalize())))
 }

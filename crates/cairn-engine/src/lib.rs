@@ -16,6 +16,7 @@ pub mod lock;
 pub mod manifest;
 pub mod plugin;
 pub mod problem;
+pub mod progress;
 pub mod prune;
 pub mod repo;
 pub mod restore;

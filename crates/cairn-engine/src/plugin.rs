@@ -307,3 +307,46 @@ impl<'a> CaptureCtx<'a> {
 pub fn lstat(path: &Path) -> Result<Metadata> {
     fs::symlink_metadata(path).map_err(io_at("stat", path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_nothing(_: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
+        Err(Error::Usage {
+            message: "test descriptor".into(),
+        })
+    }
+
+    static FIRST: PluginDescriptor = PluginDescriptor {
+        kind: "twice",
+        summary: "first",
+        shape: Shape::File,
+        example_path: "\"x\"",
+        options: &[],
+        build: build_nothing,
+        origin: "plugin_a",
+    };
+    static SECOND: PluginDescriptor = PluginDescriptor {
+        kind: "twice",
+        summary: "second",
+        shape: Shape::File,
+        example_path: "\"x\"",
+        options: &[],
+        build: build_nothing,
+        origin: "plugin_b",
+    };
+
+    #[test]
+    fn a_duplicate_kind_is_reported_with_both_plugins_not_shadowed() {
+        let err = Registry::from_descriptors([&FIRST, &SECOND]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("\"twice\"") && text.contains("plugin_a") && text.contains("plugin_b"),
+            "{text}"
+        );
+        assert_eq!(err.exit_class(), crate::ExitClass::Usage);
+        let one = Registry::from_descriptors([&FIRST]).unwrap();
+        assert_eq!(one.kind_names(), vec!["twice"]);
+    }
+}

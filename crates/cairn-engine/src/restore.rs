@@ -150,15 +150,26 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
 
     // Stage and verify everything before anything live changes.
     let mut staged = Vec::new();
+    crate::progress::begin("restore", Some(jobs.iter().map(|j| j.record.bytes()).sum()));
     for job in &jobs {
+        let started = std::time::Instant::now();
         let root = snap_dir.join(STORES_DIR).join(&job.record.name);
         match stage(&id, &root, job.record, job.handler.as_ref(), &job.target) {
-            Ok(s) => staged.push(s),
+            Ok(s) => {
+                tracing::info!(
+                    store = %job.record.name,
+                    target = %job.target.display(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "staged and verified"
+                );
+                staged.push(s)
+            }
             Err(StageError::Problems(p)) => return Err(unsound_refusal(&id, &p)),
             Err(StageError::Fatal(e)) => return Err(e),
         }
     }
 
+    crate::progress::finish();
     let pre_restore_snapshot = if live && !req.no_pre_snapshot {
         let stores = jobs.iter().filter_map(|j| j.config);
         let plan = Plan::new(registry, stores, None, vec![PRE_RESTORE_TAG.to_owned()])?
@@ -186,6 +197,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
     for (job, staged) in jobs.iter().zip(staged.iter()) {
         match swap(job.record, job.handler.as_ref(), &job.target, staged) {
             Ok(report) => {
+                tracing::info!(store = %job.record.name, integrity_ok = ?report.integrity_ok, "swapped in");
                 swapped.push(job);
                 outcome.stores.push(StoreOutcome {
                     name: job.record.name.clone(),

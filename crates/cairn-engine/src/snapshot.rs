@@ -158,7 +158,9 @@ fn build_snapshot(
     fsutil::create_dir_private(&stores_dir)?;
 
     let mut records = Vec::with_capacity(plan.stores.len());
+    crate::progress::begin("snapshot", None);
     for (store, descriptor, handler) in &plan.stores {
+        let started = std::time::Instant::now();
         let mut record = StoreRecord {
             name: store.name.clone(),
             kind: store.kind.clone(),
@@ -171,6 +173,7 @@ fn build_snapshot(
         };
         if fsutil::is_absent(&store.path) {
             if store.optional || plan.missing_is_absent {
+                tracing::info!(store = %store.name, source = %store.path.display(), "source absent; recorded as absent");
                 records.push(record);
                 continue;
             }
@@ -202,6 +205,13 @@ fn build_snapshot(
             ));
         }
         record.status = StoreStatus::Captured;
+        tracing::info!(
+            store = %store.name,
+            kind = %store.kind,
+            entries = entries.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "captured"
+        );
         record.entries = entries;
         record.metadata = metadata;
         record.warnings = warnings;
@@ -222,12 +232,15 @@ fn build_snapshot(
     // Durability order: every copied byte and directory entry reaches the
     // disk, then the manifest (synced), then the build directory, then the
     // rename that publishes the snapshot, then its parent directory.
+    crate::progress::finish();
+    let started = std::time::Instant::now();
     fsutil::sync_filesystem(build)?;
     manifest.write_to(build)?;
     fsutil::sync_dir(build)?;
     let final_dir = repo.snapshot_dir(id);
     fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
     fsutil::sync_dir(&repo.snapshots_dir())?;
+    tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "synced and published");
     Ok(manifest)
 }
 

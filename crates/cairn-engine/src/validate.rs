@@ -56,15 +56,28 @@ pub fn validate_snapshot(
         Err(p) => return (ValidationReport::new(id, vec![p]), None),
     };
     let mut problems = check_layout(&dir, &manifest);
+    if depth == Depth::Deep {
+        crate::progress::begin("validate", Some(manifest.total_bytes()));
+    }
     for record in &manifest.stores {
         if record.status != StoreStatus::Captured {
             continue;
         }
+        let started = std::time::Instant::now();
         let root = dir.join(STORES_DIR).join(&record.name);
         let file_problems = check_files(&root, record, depth);
+        let files_ms = started.elapsed().as_millis() as u64;
         problems.extend(file_problems);
         problems.extend(plugin_check(registry, &root, record, depth));
+        tracing::info!(
+            id = %id,
+            store = %record.name,
+            files_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "validated"
+        );
     }
+    crate::progress::finish();
     (ValidationReport::new(id, problems), Some(manifest))
 }
 
