@@ -107,6 +107,10 @@ pub struct SnapshotArgs {
     /// A tag to record (repeatable)
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
+    /// Read every source byte; by default a file unchanged since the last
+    /// snapshot (same size, mtime, ctime, inode, device) is hard-linked from it
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Args)]

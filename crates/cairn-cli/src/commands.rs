@@ -142,6 +142,7 @@ fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Resul
             skip: args.skip.clone(),
             at,
             tags: args.tags.clone(),
+            full: args.full,
         },
     )?;
     let m = &outcome.manifest;

@@ -9,7 +9,7 @@ mod render;
 mod starter;
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use cairn_engine::{Error, ExitClass};
@@ -46,7 +46,17 @@ pub fn run(
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            let text = e.render().ansi().to_string();
+            let to_stdout = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            let colour = if to_stdout {
+                std::io::stdout().is_terminal()
+            } else {
+                std::io::stderr().is_terminal()
+            };
+            let text = if colour {
+                e.render().ansi().to_string()
+            } else {
+                e.render().to_string()
+            };
             return match e.kind() {
                 ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
                     let _ = write!(out, "{text}");
@@ -66,7 +76,7 @@ pub fn run(
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_target(false)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(std::io::stderr().is_terminal())
             .with_max_level(tracing::Level::INFO)
             .try_init();
     }

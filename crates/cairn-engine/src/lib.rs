@@ -5,6 +5,7 @@
 //! It never names a store kind: kinds live in plug-in crates that submit a
 //! [`plugin::PluginDescriptor`] with `inventory::submit!`.
 
+pub mod capture;
 pub mod config;
 pub mod drill;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod hooks;
 pub mod id;
 pub mod lock;
 pub mod manifest;
+pub mod parallel;
 pub mod plugin;
 pub mod problem;
 pub mod progress;

@@ -113,6 +113,20 @@ pub struct Entry {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Identity of the source file when it was copied byte for byte, so
+    /// the next snapshot can tell it is unchanged and hard-link this copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_stat: Option<SourceStat>,
+}
+
+/// What must all be equal for a source file to count as unchanged: size
+/// and mtime (in [`Entry`]) plus these. A rewrite in place changes ctime
+/// even when mtime is forged back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStat {
+    pub dev: u64,
+    pub ino: u64,
+    pub ctime_ns: i64,
 }
 
 impl Manifest {
@@ -424,6 +438,7 @@ mod tests {
                         size: None,
                         sha256: None,
                         target: None,
+                        source_stat: None,
                     },
                     Entry {
                         path: "seg/data.bin".into(),
@@ -433,6 +448,7 @@ mod tests {
                         size: Some(3),
                         sha256: Some("a".repeat(64)),
                         target: None,
+                        source_stat: None,
                     },
                 ],
             }],

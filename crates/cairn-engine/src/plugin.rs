@@ -6,16 +6,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::{Map, Value};
-
+pub use crate::capture::CaptureCtx;
 use crate::config::StoreConfig;
 use crate::error::{io_at, Error, Result};
 pub use crate::manifest::Shape;
-use crate::manifest::{Entry, EntryKind, StoreRecord};
+use crate::manifest::StoreRecord;
 use crate::problem::Problem;
-use crate::{fsutil, restore};
+use crate::restore;
 
 /// Documentation of one plug-in option, shown by `cairn stores` and written
 /// into the starter config by `cairn init`.
@@ -191,115 +190,6 @@ impl Registry {
             self.build(s)?;
         }
         Ok(())
-    }
-}
-
-/// Where a plug-in's Snapshot stage writes: the store's directory inside the
-/// snapshot being built. Every helper records a manifest entry, so what the
-/// plug-in writes and what the manifest says cannot drift apart.
-#[derive(Debug)]
-pub struct CaptureCtx<'a> {
-    store: &'a str,
-    source: &'a Path,
-    dest: PathBuf,
-    entries: Vec<Entry>,
-    metadata: Map<String, Value>,
-    warnings: Vec<String>,
-}
-
-impl<'a> CaptureCtx<'a> {
-    pub(crate) fn new(store: &'a str, source: &'a Path, dest: PathBuf) -> Self {
-        CaptureCtx {
-            store,
-            source,
-            dest,
-            entries: Vec::new(),
-            metadata: Map::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    pub fn store_name(&self) -> &str {
-        self.store
-    }
-
-    /// The live path from the config.
-    pub fn source(&self) -> &Path {
-        self.source
-    }
-
-    /// Where the entry `rel` lives in the snapshot being built.
-    pub fn dest_path(&self, rel: &str) -> PathBuf {
-        self.dest.join(rel)
-    }
-
-    /// Copies the regular file `src` into the snapshot as `rel`, hashing it
-    /// on the way (one read). `meta` is `src`'s metadata (not followed).
-    pub fn copy_file(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
-        let mut file = fsutil::open_nofollow(src).map_err(io_at("open", src))?;
-        let dst = self.dest_path(rel);
-        let (size, sha256) = fsutil::copy_hashed(&mut file, src, &dst)?;
-        fsutil::make_read_only(&dst)?;
-        self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
-        Ok(())
-    }
-
-    /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.
-    /// with the SQLite backup API), hashing it. `meta` describes the source.
-    pub fn add_written_file(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
-        let dst = self.dest_path(rel);
-        let (size, sha256) = fsutil::hash_file(&dst)?;
-        fsutil::make_read_only(&dst)?;
-        self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
-        Ok(())
-    }
-
-    pub fn add_dir(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
-        fsutil::create_dir_private(&self.dest_path(rel))?;
-        self.push(rel, EntryKind::Dir, meta, None, None, None);
-        Ok(())
-    }
-
-    /// Stores a symlink as a link (never followed), with its target as is.
-    pub fn add_symlink(&mut self, rel: &str, target: &Path, meta: &Metadata) -> Result<()> {
-        let dst = self.dest_path(rel);
-        std::os::unix::fs::symlink(target, &dst).map_err(io_at("create symlink", &dst))?;
-        let target = target.to_string_lossy().into_owned();
-        self.push(rel, EntryKind::Symlink, meta, None, None, Some(target));
-        Ok(())
-    }
-
-    /// Something skipped on purpose (a FIFO, a socket); kept in the manifest.
-    pub fn warn(&mut self, message: impl Into<String>) {
-        self.warnings.push(message.into());
-    }
-
-    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.metadata
-    }
-
-    fn push(
-        &mut self,
-        rel: &str,
-        kind: EntryKind,
-        meta: &Metadata,
-        size: Option<u64>,
-        sha256: Option<String>,
-        target: Option<String>,
-    ) {
-        self.entries.push(Entry {
-            path: rel.to_owned(),
-            kind,
-            mode: fsutil::mode_bits(meta),
-            mtime_ns: fsutil::mtime_ns(meta),
-            size,
-            sha256,
-            target,
-        });
-    }
-
-    pub(crate) fn finish(self) -> (Vec<Entry>, Map<String, Value>, Vec<String>) {
-        (self.entries, self.metadata, self.warnings)
     }
 }
 

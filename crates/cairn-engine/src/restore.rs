@@ -31,8 +31,11 @@ use crate::snapshot::{self, Plan};
 use crate::{fault, fsutil, validate};
 
 pub const PRE_RESTORE_TAG: &str = "pre-restore";
-const STAGING_PREFIX: &str = ".cairn-restore-";
-const PARKED_PREFIX: &str = ".cairn-old-";
+/// Restore's work directories inside a directory store. Snapshots never
+/// capture them (see `tree::capture_tree`): a pre-restore snapshot is taken
+/// while staged content sits there, and a crash can leave them behind.
+pub const STAGING_PREFIX: &str = ".cairn-restore-";
+pub const PARKED_PREFIX: &str = ".cairn-old-";
 
 #[derive(Debug, Default)]
 pub struct RestoreRequest {
@@ -409,9 +412,10 @@ fn stage(
     // a kept directory take the directory's owner.
     let owner = fs::metadata(target).ok();
 
-    let mut problems = Vec::new();
+    // Directories and links first, in manifest order (parents first), then
+    // every file on every core, verified against its hash while copying.
+    let mut files = Vec::new();
     for entry in &record.entries {
-        let src = root.join(&entry.path);
         let dst = base.join(&entry.path);
         match entry.kind {
             EntryKind::Dir => fsutil::create_dir_private(&dst)?,
@@ -419,36 +423,18 @@ fn stage(
                 let target = entry.target.as_deref().unwrap_or_default();
                 std::os::unix::fs::symlink(target, &dst).map_err(io_at("create symlink", &dst))?;
             }
-            EntryKind::File => {
-                let mut file = match fsutil::open_nofollow(&src) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        problems.push(
-                            Problem::new(
-                                codes::READ_FAILED,
-                                format!("cannot open without following links: {e}"),
-                            )
-                            .in_store(&record.name)
-                            .at(entry.path.clone()),
-                        );
-                        continue;
-                    }
-                };
-                let (size, sha) = fsutil::copy_hashed(&mut file, &src, &dst)?;
-                if Some(sha.as_str()) != entry.sha256.as_deref() || Some(size) != entry.size {
-                    problems.push(
-                        Problem::new(
-                            codes::FILE_CHECKSUM_MISMATCH,
-                            format!(
-                                "manifest says sha256 {}, content hashes to {sha}",
-                                entry.sha256.as_deref().unwrap_or("")
-                            ),
-                        )
-                        .in_store(&record.name)
-                        .at(entry.path.clone()),
-                    );
-                }
-            }
+            EntryKind::File => files.push(entry),
+        }
+    }
+    let verified = crate::parallel::map_largest_first(
+        &files,
+        |e| e.size.unwrap_or(0),
+        |e| stage_file(&record.name, &root.join(&e.path), &base.join(&e.path), e),
+    );
+    let mut problems = Vec::new();
+    for result in verified {
+        if let Some(p) = result? {
+            problems.push(p);
         }
     }
     if !problems.is_empty() {
@@ -467,6 +453,44 @@ fn stage(
         ));
     }
     Ok(staged)
+}
+
+/// Copies one snapshot file to staging; `Some(problem)` when its bytes are
+/// not what the manifest recorded.
+fn stage_file(
+    store: &str,
+    src: &Path,
+    dst: &Path,
+    entry: &crate::Entry,
+) -> Result<Option<Problem>> {
+    let mut file = match fsutil::open_nofollow(src) {
+        Ok(f) => f,
+        Err(e) => {
+            return Ok(Some(
+                Problem::new(
+                    codes::READ_FAILED,
+                    format!("cannot open without following links: {e}"),
+                )
+                .in_store(store)
+                .at(entry.path.clone()),
+            ))
+        }
+    };
+    let (size, sha) = fsutil::copy_hashed(&mut file, src, dst)?;
+    if Some(sha.as_str()) == entry.sha256.as_deref() && Some(size) == entry.size {
+        return Ok(None);
+    }
+    Ok(Some(
+        Problem::new(
+            codes::FILE_CHECKSUM_MISMATCH,
+            format!(
+                "manifest says sha256 {}, content hashes to {sha}",
+                entry.sha256.as_deref().unwrap_or("")
+            ),
+        )
+        .in_store(store)
+        .at(entry.path.clone()),
+    ))
 }
 
 /// Modes and mtimes from the manifest (a replaced file keeps the live

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use crate::capture::Parent;
 use crate::config::{Config, StoreConfig};
 use crate::error::{io_at, Error, ExitClass, Result};
 use crate::hooks;
@@ -29,6 +30,8 @@ pub struct SnapshotRequest {
     /// `--at`: the snapshot's time (default: now).
     pub at: Option<DateTime<Utc>>,
     pub tags: Vec<String>,
+    /// `--full`: read every source byte, reusing nothing from the parent.
+    pub full: bool,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub struct Plan<'a> {
     /// For pre-restore snapshots: a live store that does not exist yet is
     /// recorded absent rather than failing the restore.
     missing_is_absent: bool,
+    /// Hard-link unchanged files from the latest snapshot of each store.
+    reuse_parent: bool,
 }
 
 impl<'a> Plan<'a> {
@@ -83,7 +88,14 @@ impl<'a> Plan<'a> {
             tags,
             restore_of: None,
             missing_is_absent: false,
+            reuse_parent: true,
         })
+    }
+
+    /// Reads every source byte instead of reusing unchanged files.
+    pub fn full(mut self, full: bool) -> Self {
+        self.reuse_parent = !full;
+        self
     }
 
     /// A safety snapshot taken by restore before it swaps anything in.
@@ -102,7 +114,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
             message: "no stores selected (check --only/--skip and the [[store]] tables)".into(),
         });
     }
-    let plan = Plan::new(registry, stores, req.at, req.tags)?;
+    let plan = Plan::new(registry, stores, req.at, req.tags)?.full(req.full);
     let repo = Repository::new(&cfg.repository);
 
     let result = (|| {
@@ -158,6 +170,11 @@ fn build_snapshot(
     fsutil::create_dir_private(&stores_dir)?;
 
     let mut records = Vec::with_capacity(plan.stores.len());
+    let latest = if plan.reuse_parent {
+        latest_manifest(repo)
+    } else {
+        None
+    };
     crate::progress::begin("snapshot", None);
     for (store, descriptor, handler) in &plan.stores {
         let started = std::time::Instant::now();
@@ -188,11 +205,16 @@ fn build_snapshot(
         }
         let dest = stores_dir.join(&store.name);
         fsutil::create_dir_private(&dest)?;
-        let mut ctx = CaptureCtx::new(&store.name, &store.path, dest);
+        let parent = latest
+            .as_ref()
+            .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind));
+        let mut ctx = CaptureCtx::new(&store.name, &store.path, dest, parent);
         handler
             .snapshot(&mut ctx)
             .map_err(|e| name_store(e, &store.name))?;
-        let (entries, metadata, warnings) = ctx.finish();
+        let captured = ctx.finish().map_err(|e| name_store(e, &store.name))?;
+        let (entries, metadata, warnings) =
+            (captured.entries, captured.metadata, captured.warnings);
         if descriptor.shape == Shape::File && entries.len() != 1 {
             return Err(Error::store(
                 &store.name,
@@ -209,6 +231,7 @@ fn build_snapshot(
             store = %store.name,
             kind = %store.kind,
             entries = entries.len(),
+            reused_bytes = captured.reused_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "captured"
         );
@@ -242,6 +265,36 @@ fn build_snapshot(
     fsutil::sync_dir(&repo.snapshots_dir())?;
     tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "synced and published");
     Ok(manifest)
+}
+
+/// The newest readable snapshot, whose unchanged files can be reused.
+fn latest_manifest(repo: &Repository) -> Option<(crate::SnapshotId, Manifest)> {
+    let ids = repo.list().ok()?.ids;
+    let id = ids.last()?.clone();
+    let manifest = Manifest::read_from(&repo.snapshot_dir(&id), id.as_str()).ok()?;
+    Some((id, manifest))
+}
+
+fn parent_of(
+    repo: &Repository,
+    id: &crate::SnapshotId,
+    manifest: &Manifest,
+    store: &str,
+    kind: &str,
+) -> Option<Parent> {
+    let record = manifest.store(store)?;
+    if record.kind != kind || record.status != StoreStatus::Captured {
+        return None;
+    }
+    Some(Parent {
+        root: repo.store_dir(id, store),
+        files: record
+            .entries
+            .iter()
+            .filter(|e| e.kind == crate::EntryKind::File && e.source_stat.is_some())
+            .map(|e| (e.path.clone(), e.clone()))
+            .collect(),
+    })
 }
 
 /// Plug-in errors from shared helpers may not know their store's name.

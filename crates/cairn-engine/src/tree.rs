@@ -10,7 +10,8 @@ use crate::plugin::CaptureCtx;
 /// What a plug-in wants done with one regular file of a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileAction {
-    /// Copy it byte for byte (the default).
+    /// Copy it byte for byte (the default; copies run on every core once
+    /// the walk is done).
     Copy,
     /// The plug-in captured it itself (e.g. an SQLite file via the backup API).
     Handled,
@@ -37,6 +38,12 @@ pub fn capture_tree(
             } else {
                 format!("{rel_dir}/{name}")
             };
+            if rel_dir.is_empty() && is_restore_work_dir(&rel) {
+                ctx.warn(format!(
+                    "skipped {rel}: a restore's work directory (staged or parked contents), not store data"
+                ));
+                continue;
+            }
             let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
             let ft = meta.file_type();
             if ft.is_dir() {
@@ -47,7 +54,7 @@ pub fn capture_tree(
                 ctx.add_symlink(&rel, &target, &meta)?;
             } else if ft.is_file() {
                 match on_file(ctx, &path, &rel, &meta)? {
-                    FileAction::Copy => ctx.copy_file(&path, &rel, &meta)?,
+                    FileAction::Copy => ctx.queue_copy(&path, &rel, &meta),
                     FileAction::Handled | FileAction::Skip => {}
                 }
             } else {
@@ -61,6 +68,11 @@ pub fn capture_tree(
         stack.extend(children.into_iter().rev());
     }
     Ok(())
+}
+
+fn is_restore_work_dir(name: &str) -> bool {
+    name.starts_with(crate::restore::STAGING_PREFIX)
+        || name.starts_with(crate::restore::PARKED_PREFIX)
 }
 
 /// Every path under `root` (relative, `/`-separated) with its metadata,

@@ -6,8 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -263,33 +261,14 @@ pub fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Probl
     problems
 }
 
-/// Hashes files on every core; the work is split by file, largest first,
-/// so one huge file does not leave the other cores idle at the end.
+/// Hashes files on every core.
 fn hash_all(root: &Path, store: &str, entries: &[&Entry]) -> Vec<Problem> {
-    let mut order: Vec<&Entry> = entries.to_vec();
-    order.sort_by_key(|e| std::cmp::Reverse(e.size.unwrap_or(0)));
-    let next = AtomicUsize::new(0);
-    let problems = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(order.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(entry) = order.get(i) else { break };
-                if let Some(p) = hash_one(root, store, entry) {
-                    if let Ok(mut list) = problems.lock() {
-                        list.push(p);
-                    }
-                }
-            });
-        }
-    });
-    let mut problems = problems.into_inner().unwrap_or_default();
-    problems.sort_by(|a, b| a.path.cmp(&b.path));
-    problems
+    let results = crate::parallel::map_largest_first(
+        entries,
+        |e| e.size.unwrap_or(0),
+        |e| hash_one(root, store, e),
+    );
+    results.into_iter().flatten().collect()
 }
 
 fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {

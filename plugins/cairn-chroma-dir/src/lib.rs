@@ -131,6 +131,31 @@ impl StoreHandler for ChromaDir {
         Ok(())
     }
 
+    /// The tree is in use when the service holds its lock file, or when
+    /// any embedded SQLite database is open (the `sqlite` kind's probe).
+    fn in_use(&self, live: &Path) -> Result<Option<String>> {
+        if cairn_engine::fsutil::is_absent(live) {
+            return Ok(None);
+        }
+        if let Some(lock) = &self.lock_file {
+            if !cairn_engine::fsutil::is_absent(lock) && FileLock::try_acquire(lock)?.is_none() {
+                return Ok(Some(format!(
+                    "lock_file {} is held: the service is writing the tree",
+                    lock.display()
+                )));
+            }
+        }
+        for (rel, meta) in cairn_engine::tree::list_tree(live)? {
+            let path = live.join(&rel);
+            if meta.is_file() && cairn_sqlite::is_sqlite_file(&path) {
+                if let Some(reason) = cairn_sqlite::in_use(&path)? {
+                    return Ok(Some(reason));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn check(&self, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
         let files = record
             .metadata

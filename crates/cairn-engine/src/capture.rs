@@ -1,0 +1,263 @@
+//! Where a plug-in's Snapshot stage writes: the store's directory inside
+//! the snapshot being built. Every helper records a manifest entry, so what
+//! a plug-in writes and what the manifest says cannot drift apart.
+//!
+//! Two things make repeated snapshots cheap, both invisible to plug-ins:
+//! - regular files are copied on every core at once (hashing as they pass,
+//!   so each byte is read once);
+//! - a file whose source is unchanged since the parent snapshot (same size,
+//!   mtime, ctime, inode and device) is hard-linked from the parent's copy,
+//!   with the parent's hash. Snapshot files are read-only, so the shared
+//!   inode cannot change under either snapshot; validation still reads
+//!   every byte of every snapshot.
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{io_at, Result};
+use crate::fsutil;
+use crate::manifest::{Entry, EntryKind, SourceStat};
+
+/// The previous snapshot of the same store, to reuse unchanged files from.
+#[derive(Debug, Default)]
+pub struct Parent {
+    /// The store's directory in the parent snapshot.
+    pub root: PathBuf,
+    /// Its file entries by path.
+    pub files: HashMap<String, Entry>,
+}
+
+#[derive(Debug)]
+pub struct CaptureCtx<'a> {
+    store: &'a str,
+    source: &'a Path,
+    dest: PathBuf,
+    parent: Option<Parent>,
+    entries: Vec<Entry>,
+    metadata: Map<String, Value>,
+    warnings: Vec<String>,
+    /// Files queued by [`CaptureCtx::queue_copy`], copied by
+    /// [`CaptureCtx::flush_copies`].
+    queued: Vec<Queued>,
+    reused_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Queued {
+    src: PathBuf,
+    rel: String,
+    meta: Metadata,
+}
+
+impl<'a> CaptureCtx<'a> {
+    pub(crate) fn new(
+        store: &'a str,
+        source: &'a Path,
+        dest: PathBuf,
+        parent: Option<Parent>,
+    ) -> Self {
+        CaptureCtx {
+            store,
+            source,
+            dest,
+            parent,
+            entries: Vec::new(),
+            metadata: Map::new(),
+            warnings: Vec::new(),
+            queued: Vec::new(),
+            reused_bytes: 0,
+        }
+    }
+
+    pub fn store_name(&self) -> &str {
+        self.store
+    }
+
+    /// The live path from the config.
+    pub fn source(&self) -> &Path {
+        self.source
+    }
+
+    /// Where the entry `rel` lives in the snapshot being built.
+    pub fn dest_path(&self, rel: &str) -> PathBuf {
+        self.dest.join(rel)
+    }
+
+    /// Copies the regular file `src` into the snapshot as `rel` now,
+    /// hashing it on the way. `meta` is `src`'s metadata (not followed).
+    pub fn copy_file(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
+        self.queue_copy(src, rel, meta);
+        self.flush_copies()
+    }
+
+    /// Queues a byte-for-byte copy; [`CaptureCtx::flush_copies`] (called by
+    /// the engine after the plug-in's Snapshot stage at the latest) copies
+    /// everything queued on every core. Entries keep the queue's order.
+    pub fn queue_copy(&mut self, src: &Path, rel: &str, meta: &Metadata) {
+        self.queued.push(Queued {
+            src: src.to_owned(),
+            rel: rel.to_owned(),
+            meta: meta.clone(),
+        });
+    }
+
+    /// Copies (or links from the parent) everything queued.
+    pub fn flush_copies(&mut self) -> Result<()> {
+        let queued = std::mem::take(&mut self.queued);
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let this = &*self;
+        let results =
+            crate::parallel::map_largest_first(&queued, |q| q.meta.len(), |q| this.copy_one(q));
+        for (q, result) in queued.iter().zip(results) {
+            let copied = result?;
+            if copied.linked {
+                self.reused_bytes += copied.size;
+            }
+            self.push(
+                &q.rel,
+                EntryKind::File,
+                &q.meta,
+                Some(copied.size),
+                Some(copied.sha256),
+                None,
+            );
+        }
+        Ok(())
+    }
+
+    fn copy_one(&self, q: &Queued) -> Result<Copied> {
+        let dst = self.dest_path(&q.rel);
+        if let Some(copied) = self.link_from_parent(q, &dst) {
+            return Ok(copied);
+        }
+        let mut file = fsutil::open_nofollow(&q.src).map_err(io_at("open", &q.src))?;
+        let (size, sha256) = fsutil::copy_hashed(&mut file, &q.src, &dst)?;
+        fsutil::make_read_only(&dst)?;
+        Ok(Copied {
+            size,
+            sha256,
+            linked: false,
+        })
+    }
+
+    /// Hard-links the parent's copy when the source is provably unchanged;
+    /// `None` means copy it (no parent, changed, or the link failed).
+    fn link_from_parent(&self, q: &Queued, dst: &Path) -> Option<Copied> {
+        let parent = self.parent.as_ref()?;
+        let old = parent.files.get(&q.rel)?;
+        let unchanged = old.size == Some(q.meta.len())
+            && old.mtime_ns == fsutil::mtime_ns(&q.meta)
+            && old.source_stat == Some(source_stat(&q.meta));
+        if !unchanged {
+            return None;
+        }
+        fs::hard_link(parent.root.join(&q.rel), dst).ok()?;
+        crate::progress::advance(q.meta.len());
+        Some(Copied {
+            size: q.meta.len(),
+            sha256: old.sha256.clone()?,
+            linked: true,
+        })
+    }
+
+    /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.
+    /// with the SQLite backup API), hashing it. `meta` describes the source.
+    pub fn add_written_file(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
+        let dst = self.dest_path(rel);
+        let (size, sha256) = fsutil::hash_file(&dst)?;
+        fsutil::make_read_only(&dst)?;
+        self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
+        // Its bytes differ from the source's: never a candidate for reuse.
+        if let Some(last) = self.entries.last_mut() {
+            last.source_stat = None;
+        }
+        Ok(())
+    }
+
+    pub fn add_dir(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
+        fsutil::create_dir_private(&self.dest_path(rel))?;
+        self.push(rel, EntryKind::Dir, meta, None, None, None);
+        Ok(())
+    }
+
+    /// Stores a symlink as a link (never followed), with its target as is.
+    pub fn add_symlink(&mut self, rel: &str, target: &Path, meta: &Metadata) -> Result<()> {
+        let dst = self.dest_path(rel);
+        std::os::unix::fs::symlink(target, &dst).map_err(io_at("create symlink", &dst))?;
+        let target = target.to_string_lossy().into_owned();
+        self.push(rel, EntryKind::Symlink, meta, None, None, Some(target));
+        Ok(())
+    }
+
+    /// Something skipped on purpose (a FIFO, a socket); kept in the manifest.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.metadata
+    }
+
+    fn push(
+        &mut self,
+        rel: &str,
+        kind: EntryKind,
+        meta: &Metadata,
+        size: Option<u64>,
+        sha256: Option<String>,
+        target: Option<String>,
+    ) {
+        self.entries.push(Entry {
+            path: rel.to_owned(),
+            kind,
+            mode: fsutil::mode_bits(meta),
+            mtime_ns: fsutil::mtime_ns(meta),
+            size,
+            sha256,
+            target,
+            source_stat: (kind == EntryKind::File).then(|| source_stat(meta)),
+        });
+    }
+
+    /// Flushes pending copies and hands back what was captured.
+    pub(crate) fn finish(mut self) -> Result<Captured> {
+        self.flush_copies()?;
+        Ok(Captured {
+            entries: self.entries,
+            metadata: self.metadata,
+            warnings: self.warnings,
+            reused_bytes: self.reused_bytes,
+        })
+    }
+}
+
+pub(crate) struct Captured {
+    pub entries: Vec<Entry>,
+    pub metadata: Map<String, Value>,
+    pub warnings: Vec<String>,
+    /// Bytes hard-linked from the parent snapshot instead of copied.
+    pub reused_bytes: u64,
+}
+
+struct Copied {
+    size: u64,
+    sha256: String,
+    linked: bool,
+}
+
+fn source_stat(meta: &Metadata) -> SourceStat {
+    SourceStat {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        ctime_ns: meta
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec()),
+    }
+}
