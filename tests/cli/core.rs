@@ -8,6 +8,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -1116,4 +1117,291 @@ fn show_summarizes_and_dumps_the_manifest() {
         "{}",
         missing.stderr
     );
+}
+
+// ---------------------------------------------------------------------------
+// more damage and edge cases
+
+#[test]
+fn validate_finds_truncated_file_in_deep_and_quick_mode() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    env.unlock_snapshot(&id);
+    let seg = env
+        .snapshot_dir(&id)
+        .join("stores/chroma/seg-0001/data_level0.bin");
+    let bytes = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &bytes[..bytes.len() - 1]).unwrap();
+
+    for quick in [false, true] {
+        let mut args = vec!["--json", "validate", id.as_str()];
+        if quick {
+            args.push("--quick");
+        }
+        let run = env.cairn(&args);
+        assert_eq!(run.code, 1, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        let errors = run.json()["results"][0]["errors"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_error(
+            &errors,
+            "file_size_mismatch",
+            Some("chroma"),
+            "seg-0001/data_level0.bin",
+        );
+    }
+}
+
+#[test]
+fn validate_latest_checks_only_the_newest() {
+    let env = Env::new();
+    let old = env.snapshot(&["--at", "2026-04-06T10:00:00Z"]);
+    let new = env.snapshot(&["--at", "2026-04-06T11:00:00Z"]);
+    // Damage the older one: --latest must not look at it.
+    env.unlock_snapshot(&old);
+    std::fs::remove_file(env.snapshot_dir(&old).join("stores/db/atocore.db")).unwrap();
+
+    let latest = env.cairn(&["--json", "validate", "--latest"]);
+    assert_eq!(latest.code, 0, "{}\n{}", latest.stdout, latest.stderr);
+    let json = latest.json();
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["id"], new.as_str());
+    assert_eq!(results[0]["valid"], true);
+
+    let all = env.cairn(&["--json", "validate", "--all"]);
+    assert_eq!(all.code, 1, "{}", all.stdout);
+    let json = all.json();
+    let bad = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == old.as_str())
+        .unwrap();
+    assert_eq!(bad["valid"], false);
+    assert_error(
+        bad["errors"].as_array().unwrap(),
+        "file_missing",
+        Some("db"),
+        "atocore.db",
+    );
+}
+
+#[test]
+fn manifest_with_an_escaping_entry_path_is_invalid_and_nothing_panics() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    env.unlock_snapshot(&id);
+    let manifest_path = env.snapshot_dir(&id).join("manifest.json");
+    let good = std::fs::read(&manifest_path).unwrap();
+
+    for evil in [
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "seg-0001//header.bin",
+    ] {
+        let mut manifest = cairn_engine::Manifest::parse(&good, &id).unwrap();
+        let chroma = manifest
+            .stores
+            .iter_mut()
+            .find(|s| s.name == "chroma")
+            .unwrap();
+        let entry = chroma
+            .entries
+            .iter_mut()
+            .find(|e| e.path == "seg-0001/header.bin")
+            .unwrap();
+        entry.path = evil.to_owned();
+        // A digest that matches: only the path rule can catch it.
+        std::fs::write(&manifest_path, manifest.to_bytes()).unwrap();
+
+        let (run, errors) = validate(&env, &id);
+        assert_eq!(run.code, 1, "{evil}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            errors.iter().any(|e| e["code"] == "manifest_invalid"),
+            "{evil}: {errors:?}"
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+
+        let list = env.cairn(&["--json", "list"]);
+        assert_eq!(list.code, 0, "{}", list.stderr);
+        assert_eq!(list.json()["snapshots"][0]["problem"], "manifest_invalid");
+
+        let show = env.cairn(&["show", &id]);
+        assert_ne!(show.code, 0, "{evil}: show accepted it:\n{}", show.stdout);
+        assert!(!show.stderr.contains("panicked"), "{}", show.stderr);
+    }
+}
+
+#[test]
+fn chroma_tree_keeps_symlinks_as_links_modes_and_mtimes() {
+    let env = Env::new();
+    let outside = env.path("outside-secret.txt");
+    std::fs::write(&outside, b"must not be copied").unwrap();
+    std::os::unix::fs::symlink(&outside, env.path("data/chroma/link-out")).unwrap();
+    std::os::unix::fs::symlink("seg-0001/header.bin", env.path("data/chroma/link-in")).unwrap();
+    let header = env.path("data/chroma/seg-0001/header.bin");
+    std::fs::set_permissions(&header, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+    let id = env.snapshot(&[]);
+    let copy = env.snapshot_dir(&id).join("stores/chroma");
+    for (name, target) in [
+        ("link-out", outside.to_str().unwrap()),
+        ("link-in", "seg-0001/header.bin"),
+    ] {
+        let meta = std::fs::symlink_metadata(copy.join(name)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{name} was followed");
+        assert_eq!(
+            std::fs::read_link(copy.join(name)).unwrap(),
+            Path::new(target)
+        );
+    }
+
+    let show = env.cairn(&["--json", "show", &id]).json();
+    let chroma = show["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "chroma")
+        .unwrap();
+    let entry = |p: &str| {
+        chroma["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["path"] == p)
+            .unwrap_or_else(|| panic!("no entry {p}: {chroma}"))
+            .clone()
+    };
+    let link = entry("link-out");
+    assert_eq!(link["type"], "symlink");
+    assert_eq!(link["target"], outside.to_str().unwrap());
+    assert!(link.get("sha256").is_none_or(Value::is_null), "{link}");
+    let h = entry("seg-0001/header.bin");
+    assert_eq!(h["mode"], 0o640);
+    let src_meta = std::fs::metadata(&header).unwrap();
+    let src_mtime_ns = {
+        use std::os::unix::fs::MetadataExt;
+        src_meta.mtime() * 1_000_000_000 + src_meta.mtime_nsec()
+    };
+    assert_eq!(h["mtime_ns"], src_mtime_ns);
+    assert_eq!(entry("empty-dir")["type"], "dir");
+
+    let (run, errors) = validate(&env, &id);
+    assert_eq!(run.code, 0, "{errors:?}");
+}
+
+#[test]
+fn busy_repository_lock_refuses_with_exit_3() {
+    let env = Env::new();
+    env.write_config(&support::CONFIG.replace("lock_wait_seconds = 5", "lock_wait_seconds = 0"));
+    let first = env.snapshot(&["--at", "2026-04-06T10:00:00Z"]);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.path("backups/lock"))
+        .unwrap();
+    lock.lock().unwrap();
+
+    for args in [&["snapshot"][..], &["prune", "--confirm"][..]] {
+        let run = env.cairn(args);
+        assert_eq!(run.code, 3, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr
+                .contains(&*env.path("backups/lock").to_string_lossy()),
+            "the message should name the lock: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(snapshot_ids(&env), [first.as_str()]);
+    assert!(dir_names(&env.path("backups/tmp")).is_empty());
+
+    drop(lock);
+    let second = env.snapshot(&[]);
+    assert_eq!(snapshot_ids(&env), [first, second]);
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let env = Env::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = env.path("cairn.toml");
+    let run: Run = std::process::Command::new(support::CAIRN)
+        .current_dir(elsewhere.path())
+        .env_remove("CAIRN_FAILPOINT")
+        .env("CAIRN_CONFIG", &config)
+        .args(["--json", "snapshot"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let id = run.json()["id"].as_str().unwrap().to_owned();
+    assert!(env.snapshot_dir(&id).join("manifest.json").is_file());
+    assert!(dir_names(elsewhere.path()).is_empty(), "wrote into the cwd");
+}
+
+#[test]
+fn tags_and_bad_at_values() {
+    let env = Env::new();
+    let id = env.snapshot(&["--tag", "nightly", "--tag", "before-upgrade"]);
+    let list = env.cairn(&["--json", "list"]).json();
+    assert_eq!(
+        list["snapshots"][0]["tags"],
+        serde_json::json!(["nightly", "before-upgrade"])
+    );
+    assert_eq!(list["snapshots"][0]["id"], id.as_str());
+
+    for at in ["yesterday", "2026-13-01T00:00:00Z", "20260406T180000Z"] {
+        let run = env.cairn(&["snapshot", "--at", at]);
+        assert_eq!(run.code, 2, "--at {at}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("--at") || run.stderr.contains(at),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(snapshot_ids(&env), [id]);
+}
+
+#[test]
+fn chroma_lock_file_held_by_the_service_blocks_the_copy() {
+    let env = Env::new();
+    env.write_config(&support::CONFIG.replace(
+        "lock_file = \"data/.ingest.lock\"",
+        "lock_file = \"data/.ingest.lock\"\nlock_timeout_seconds = 0",
+    ));
+    // The service is ingesting: it holds the lock.
+    let lock_path = env.path("data/.ingest.lock");
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .unwrap();
+    held.lock().unwrap();
+
+    let run = env.cairn(&["--json", "snapshot"]);
+    assert_ne!(
+        run.code, 0,
+        "copied the tree while the service held its lock"
+    );
+    assert_ne!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(".ingest.lock"),
+        "the message should name the lock file: {}",
+        run.stderr
+    );
+    assert!(snapshot_ids(&env).is_empty());
+    assert!(dir_names(&env.path("backups/tmp")).is_empty());
+
+    // Other stores can still be snapshotted; chroma once the lock is free.
+    env.snapshot(&["--skip", "chroma"]);
+    drop(held);
+    let id = env.snapshot(&["--only", "chroma"]);
+    assert!(env
+        .snapshot_dir(&id)
+        .join("stores/chroma/seg-0001/data_level0.bin")
+        .is_file());
 }
