@@ -511,3 +511,49 @@ fn human_reports_end_with_one_outcome_line() {
     let v = run.stdout.lines().last().unwrap();
     assert!(v.contains("NOT SOUND") || v.contains("invalid"), "{v}");
 }
+
+/// Runs cairn with a pseudo-terminal as stdin, stdout and stderr (through
+/// util-linux `script`); `None` where `script` is not installed.
+fn cairn_on_a_terminal(env: &Env, args: &str) -> Option<String> {
+    let command = format!("{} {args}", support::CAIRN);
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(&env.root)
+        .env_remove("CAIRN_CONFIG")
+        .env_remove("CAIRN_FAILPOINT")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A redraw: a carriage return not ending a line (a terminal turns every
+/// `\n` into `\r\n`).
+fn redraws(text: &str) -> bool {
+    text.as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'\r' && w[1] != b'\n')
+}
+
+#[test]
+fn progress_on_a_terminal_but_not_with_json_or_quiet() {
+    let env = Env::new();
+    let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(env.path("data/chroma/seg-0001/big.bin"), big).unwrap();
+    let Some(shown) = cairn_on_a_terminal(&env, "snapshot") else {
+        eprintln!("skipped: util-linux `script` is not available");
+        return;
+    };
+    assert!(
+        redraws(&shown),
+        "no progress drawn on a terminal: {shown:?}"
+    );
+    assert!(shown.contains("ok: snapshot"), "{shown:?}");
+    for flags in ["--json snapshot", "-q snapshot"] {
+        let out = cairn_on_a_terminal(&env, flags).expect("ran under script");
+        assert!(!redraws(&out), "{flags}: progress drawn: {out:?}");
+        assert!(!out.contains(ESC), "{flags}: escapes: {out:?}");
+    }
+}
