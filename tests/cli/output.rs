@@ -557,3 +557,21 @@ fn progress_on_a_terminal_but_not_with_json_or_quiet() {
         assert!(!out.contains(ESC), "{flags}: escapes: {out:?}");
     }
 }
+
+#[test]
+fn a_rolled_back_restore_ends_saying_so() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    let run = env.cairn_env(
+        &["restore", &id, "--confirm-service-stopped"],
+        &[("CAIRN_FAILPOINT", "swap:chroma")],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let last = run.stdout.lines().last().unwrap_or_default();
+    assert!(last.contains("rolled back"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("chroma"),
+        "names the failing store: {}",
+        run.stdout
+    );
+}
