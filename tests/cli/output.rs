@@ -99,7 +99,6 @@ fn verbose_logs_go_to_stderr() {
 }
 
 #[test]
-#[ignore = "BUG: -v logs carry ANSI colour escapes even when stderr is not a terminal"]
 fn verbose_logs_have_no_escape_codes_when_not_a_terminal() {
     let env = Env::new();
     let run = env.cairn(&["-v", "snapshot"]);
@@ -454,7 +453,6 @@ fn help_footer_lists_the_exit_codes() {
 }
 
 #[test]
-#[ignore = "BUG: --help and clap usage errors carry ANSI escapes when stdout/stderr is not a terminal"]
 fn help_and_usage_errors_have_no_escape_codes_when_not_a_terminal() {
     let env = Env::empty();
     let help = env.cairn(&["--help"]);

@@ -594,3 +594,52 @@ fn dry_run_and_confirm_print_the_same_plan() {
     assert_eq!(real.deleted_ids(), dry.delete_ids());
     assert_eq!(on_disk(&env), dry.keep_ids());
 }
+
+/// A damaged snapshot must not take a retention slot (pushing a good older
+/// one out) and must not be deleted behind the operator's back.
+#[test]
+fn damaged_snapshot_takes_no_slot_and_is_kept_for_inspection() {
+    let env = Env::empty();
+    std::fs::create_dir_all(env.path("config")).unwrap();
+    std::fs::write(env.path("config/registry.json"), "{}\n").unwrap();
+    env.write_config(
+        "repository = \"backups\"\n[retention]\nkeep_daily = 2\nkeep_weekly = 0\nkeep_monthly = 0\n[[store]]\nname = \"registry\"\nkind = \"registry-json\"\npath = \"config/registry.json\"\n",
+    );
+    let old = env.snapshot(&["--at", "2026-03-02T12:00:00Z"]);
+    let good = env.snapshot(&["--at", "2026-03-03T12:00:00Z"]);
+    let damaged = env.snapshot(&["--at", "2026-03-09T12:00:00Z"]);
+    env.unlock_snapshot(&damaged);
+    std::fs::remove_file(env.snapshot_dir(&damaged).join("manifest.json")).unwrap();
+
+    let run = env.cairn(&["--json", "prune", "--confirm"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plan = run.json();
+    let keep: Vec<(String, Vec<String>)> = plan["keep"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let reasons = k["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect();
+            (k["id"].as_str().unwrap().to_owned(), reasons)
+        })
+        .collect();
+    assert!(
+        keep.contains(&(good.clone(), vec!["daily".to_owned()])),
+        "{keep:?}"
+    );
+    assert!(
+        keep.contains(&(old.clone(), vec!["daily".to_owned()])),
+        "{keep:?}"
+    );
+    assert!(
+        keep.contains(&(damaged.clone(), vec!["damaged".to_owned()])),
+        "{keep:?}"
+    );
+    assert!(env.snapshot_dir(&damaged).exists());
+    assert!(env.snapshot_dir(&old).exists() && env.snapshot_dir(&good).exists());
+}

@@ -701,7 +701,6 @@ fn restore_leaves_a_store_absent_in_the_snapshot_alone() {
 /// nothing of the restore's own staging. (Embedded SQLite files are copied
 /// online, so their bytes may differ; their rows are compared instead.)
 #[test]
-#[ignore = "BUG: pre-restore snapshot captures the restore's .cairn-restore-* staging dir inside data/chroma"]
 fn pre_restore_snapshot_holds_exactly_the_live_chroma_tree() {
     let env = Env::new();
     let id = env.snapshot(&[]);
@@ -963,7 +962,6 @@ fn restore_keeps_the_live_targets_mode_and_owner() {
 /// Chroma keeps its own SQLite file open while it runs; replacing the tree
 /// under it is the same hazard as replacing the main database.
 #[test]
-#[ignore = "BUG: restore swaps a chroma-dir whose embedded chroma.sqlite3 is held open by another process (no in_use gate for chroma-dir)"]
 fn restore_refuses_while_chroma_sqlite_is_open() {
     let env = Env::new();
     let id = env.snapshot(&[]);

@@ -13,6 +13,11 @@
 //!
 //! Everything else with a parseable id is deleted. A name under
 //! `snapshots/` that is not an id is never touched.
+//!
+//! A snapshot whose manifest cannot be read (missing, edited, unreadable)
+//! takes no slot — otherwise a run of damaged recent snapshots would push
+//! good older ones out — and is kept with reason `damaged`, for the
+//! operator to look at (`cairn validate`) and remove by hand.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -26,6 +31,7 @@ use crate::error::{io_at, Error, Result};
 use crate::fsutil;
 use crate::id::SnapshotId;
 use crate::lock::FileLock;
+use crate::manifest::Manifest;
 use crate::repo::Repository;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -35,6 +41,7 @@ pub enum Reason {
     Weekly,
     Monthly,
     Pinned,
+    Damaged,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,7 +139,19 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
             message: "the retention policy keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0 and no snapshot is pinned); pass --allow-empty-policy to delete every snapshot".into(),
         });
     }
-    let kept = decide(&listing.ids, &pinned, policy);
+    let (sound, damaged): (Vec<SnapshotId>, Vec<SnapshotId>) = listing
+        .ids
+        .iter()
+        .cloned()
+        .partition(|id| Manifest::read_from(&repo.snapshot_dir(id), id.as_str()).is_ok());
+    let mut kept = decide(&sound, &pinned, policy);
+    for id in damaged {
+        let reasons = kept.entry(id.clone()).or_default();
+        reasons.push(Reason::Damaged);
+        if pinned.contains(&id) {
+            reasons.push(Reason::Pinned);
+        }
+    }
     let keep = kept
         .iter()
         .map(|(id, reasons)| {
