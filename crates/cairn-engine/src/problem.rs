@@ -41,6 +41,24 @@ impl Problem {
         }
     }
 
+    /// A file whose bytes hash to `actual` instead of what the manifest says.
+    pub fn checksum_mismatch(
+        store: &str,
+        path: &str,
+        recorded: Option<&str>,
+        actual: &str,
+    ) -> Self {
+        Problem::new(
+            codes::FILE_CHECKSUM_MISMATCH,
+            format!(
+                "manifest says sha256 {}, content hashes to {actual}",
+                recorded.unwrap_or("")
+            ),
+        )
+        .in_store(store)
+        .at(path)
+    }
+
     pub fn in_store(mut self, store: &str) -> Self {
         self.store = Some(store.to_owned());
         self

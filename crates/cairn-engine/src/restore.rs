@@ -480,17 +480,12 @@ fn stage_file(
     if Some(sha.as_str()) == entry.sha256.as_deref() && Some(size) == entry.size {
         return Ok(None);
     }
-    Ok(Some(
-        Problem::new(
-            codes::FILE_CHECKSUM_MISMATCH,
-            format!(
-                "manifest says sha256 {}, content hashes to {sha}",
-                entry.sha256.as_deref().unwrap_or("")
-            ),
-        )
-        .in_store(store)
-        .at(entry.path.clone()),
-    ))
+    Ok(Some(Problem::checksum_mismatch(
+        store,
+        &entry.path,
+        entry.sha256.as_deref(),
+        &sha,
+    )))
 }
 
 /// Modes and mtimes from the manifest (a replaced file keeps the live

@@ -275,17 +275,12 @@ fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
     let path = root.join(&entry.path);
     match fsutil::hash_file(&path) {
         Ok((_, sha)) if Some(sha.as_str()) == entry.sha256.as_deref() => None,
-        Ok((_, sha)) => Some(
-            Problem::new(
-                codes::FILE_CHECKSUM_MISMATCH,
-                format!(
-                    "manifest says sha256 {}, content hashes to {sha}",
-                    entry.sha256.as_deref().unwrap_or("")
-                ),
-            )
-            .in_store(store)
-            .at(entry.path.clone()),
-        ),
+        Ok((_, sha)) => Some(Problem::checksum_mismatch(
+            store,
+            &entry.path,
+            entry.sha256.as_deref(),
+            &sha,
+        )),
         Err(e) => Some(
             Problem::new(codes::READ_FAILED, e.to_string())
                 .in_store(store)
