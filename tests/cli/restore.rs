@@ -983,3 +983,49 @@ fn restore_refuses_while_chroma_sqlite_is_open() {
         "a refused restore touched chroma",
     );
 }
+
+/// Operators often point a store's `path` at a volume through a symlink.
+/// Snapshot reads through it; restore replaces what it points to and keeps
+/// the link itself.
+#[test]
+fn symlinked_store_paths_are_followed_and_the_links_kept() {
+    let env = Env::new();
+    std::fs::rename(env.path("data/chroma"), env.path("volume-chroma")).unwrap();
+    std::os::unix::fs::symlink(env.path("volume-chroma"), env.path("data/chroma")).unwrap();
+    std::fs::rename(
+        env.path("config/project-registry.json"),
+        env.path("registry-real.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        env.path("registry-real.json"),
+        env.path("config/project-registry.json"),
+    )
+    .unwrap();
+    let original = std::fs::read(env.path("registry-real.json")).unwrap();
+
+    let id = env.snapshot(&[]);
+    std::fs::write(env.path("registry-real.json"), b"{\"changed\":true}").unwrap();
+    std::fs::remove_file(env.path("volume-chroma/seg-0001/header.bin")).unwrap();
+
+    let run = env.cairn(&["restore", &id, "--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        std::fs::symlink_metadata(env.path("config/project-registry.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::symlink_metadata(env.path("data/chroma"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read(env.path("registry-real.json")).unwrap(),
+        original
+    );
+    assert_eq!(
+        std::fs::read(env.path("volume-chroma/seg-0001/header.bin")).unwrap(),
+        b"header"
+    );
+}

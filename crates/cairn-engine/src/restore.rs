@@ -337,7 +337,11 @@ fn plan_job<'a>(
             }
         }
         // Checked above: a live restore has the store's config.
-        None => config.map(|c| c.path.clone()).unwrap_or_default(),
+        // Through a symlinked path to what it names, as snapshot does: the
+        // link itself stays, its target is what gets replaced.
+        None => config
+            .map(|c| fs::canonicalize(&c.path).unwrap_or_else(|_| c.path.clone()))
+            .unwrap_or_default(),
     };
     Ok(Job {
         record,

@@ -208,7 +208,10 @@ fn build_snapshot(
         let parent = latest
             .as_ref()
             .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind));
-        let mut ctx = CaptureCtx::new(&store.name, &store.path, dest, parent);
+        // A configured path that is a symlink (a common way to point at a
+        // volume) names what it points to; links inside a tree stay links.
+        let source = fs::canonicalize(&store.path).map_err(io_at("resolve", &store.path))?;
+        let mut ctx = CaptureCtx::new(&store.name, &source, dest, parent);
         handler
             .snapshot(&mut ctx)
             .map_err(|e| name_store(e, &store.name))?;
