@@ -82,7 +82,11 @@ fn sigkill_during_snapshot_never_publishes_a_partial_snapshot() {
             "leftover {name} not reported in {reported:?}"
         );
     }
-    assert_eq!(tmp_entries(&env), Vec::<String>::new(), "backups/tmp not empty");
+    assert_eq!(
+        tmp_entries(&env),
+        Vec::<String>::new(),
+        "backups/tmp not empty"
+    );
     assert!(listed_ids(&env).contains(&next));
     assert_all_valid(&env, "after prune");
 }

@@ -4,5 +4,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod crash_restore;
 mod crash_snapshot;
 mod util;
