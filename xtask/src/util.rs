@@ -50,7 +50,6 @@ pub fn build_cairn(release: bool) -> Result<PathBuf> {
 }
 
 /// Whether `name` is an executable on PATH.
-#[allow(dead_code)] // used by bench
 pub fn on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;

@@ -1,9 +1,465 @@
-//! `cargo xtask bench`: placeholder while the benchmark is written.
+//! `cargo xtask bench [--size small|default|large] [--runs N]`: times
+//! cairn against the copy floor (`cp -a`) and its peers on a cached,
+//! deterministic fixture, interleaved run by run, as whole processes.
 
-use std::process::ExitCode;
+mod fixture;
+mod report;
+mod runner;
 
-use anyhow::Result;
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
-pub fn main(_args: &[String]) -> Result<ExitCode> {
-    anyhow::bail!("bench is not written yet")
+use anyhow::{anyhow, Context, Result};
+
+use crate::util::{self, Args};
+use runner::{measure, Sample};
+
+/// Everything one bench invocation measured.
+pub struct Results {
+    pub spec: fixture::Spec,
+    pub runs: usize,
+    pub fixture_bytes: u64,
+    pub fixture_files: u64,
+    pub db_bytes: u64,
+    /// (label, one sample per run), in the order measured.
+    pub measures: Vec<(&'static str, Vec<Sample>)>,
+    pub bytes_added: Vec<u64>,
+    pub skipped: Vec<String>,
+}
+
+impl Results {
+    fn push(&mut self, label: &'static str, s: Sample) {
+        match self.measures.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, v)) => v.push(s),
+            None => self.measures.push((label, vec![s])),
+        }
+    }
+
+    pub fn get(&self, label: &str) -> Option<&[Sample]> {
+        self.measures
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+pub const CP: &str = "cp -a (the floor)";
+pub const SQLITE3: &str = "sqlite3 .backup (db only)";
+pub const SNAP_FULL: &str = "cairn snapshot (full)";
+pub const SNAP_SECOND: &str = "cairn snapshot (second, db changed)";
+pub const VALIDATE: &str = "cairn validate (deep)";
+pub const RESTORE: &str = "cairn restore --to";
+pub const DRILL: &str = "cairn drill";
+pub const LIST: &str = "cairn list (1,000 snapshots)";
+pub const RESTIC: &str = "restic backup";
+pub const BORG: &str = "borg create";
+
+pub fn main(args: &[String]) -> Result<ExitCode> {
+    let mut args = Args::new(args);
+    let (size, runs) = match (args.value("--size"), args.value("--runs")) {
+        (Ok(size), Ok(runs)) => (size.unwrap_or_else(|| "default".into()), runs),
+        (Err(e), _) | (_, Err(e)) => return Ok(util::usage_error(e)),
+    };
+    let Some(spec) = fixture::Spec::by_name(&size) else {
+        return Ok(util::usage_error(format!(
+            "--size wants small, default or large, not {size:?}"
+        )));
+    };
+    let runs = match runs.as_deref().map(str::parse::<usize>) {
+        None => 3,
+        Some(Ok(n)) if n > 0 => n,
+        _ => return Ok(util::usage_error("--runs wants a positive whole number")),
+    };
+    if let Err(e) = args.finish() {
+        return Ok(util::usage_error(e));
+    }
+
+    let bin = util::build_cairn(true)?;
+    let target = util::target_dir();
+    let fx = fixture::ensure(&target.join("bench-fixture"), spec)?;
+    let list_config = list_repo(&bin, &target.join("bench-fixture/list-1000"))?;
+    let work = target.join("bench-work").join(spec.name);
+    reset_dir(&work)?;
+    let config = work.join("cairn.toml");
+    write_config(&config, &fx, &work.join("repo"))?;
+
+    let (fixture_bytes, fixture_files) = fx.top_dirs().iter().try_fold((0, 0), |(b, f), d| {
+        tree_size(d).map(|(b2, f2)| (b + b2, f + f2))
+    })?;
+    let db_bytes = std::fs::metadata(fx.db())
+        .with_context(|| format!("failed to stat {}", fx.db().display()))?
+        .len();
+    let mut res = Results {
+        spec,
+        runs,
+        fixture_bytes,
+        fixture_files,
+        db_bytes,
+        measures: Vec::new(),
+        bytes_added: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let sqlite3 = util::on_path("sqlite3");
+    let restic = util::on_path("restic");
+    let borg = util::on_path("borg");
+    for (name, found) in [("sqlite3", &sqlite3), ("restic", &restic), ("borg", &borg)] {
+        if found.is_none() {
+            res.skipped
+                .push(format!("{name}: not on PATH, not measured"));
+        }
+    }
+    println!(
+        "bench: size {}, {} runs, {} in {} files (db {}), warm cache",
+        spec.name,
+        runs,
+        report::human_bytes(fixture_bytes),
+        fixture_files,
+        report::human_bytes(db_bytes)
+    );
+
+    for run in 1..=runs {
+        let mut line = format!("run {run}/{runs}:");
+        let mut note = |label: &str, s: &Sample| {
+            line.push_str(&format!(" {label} {:.2}s;", s.secs));
+        };
+
+        let cp_dest = work.join("cp-dest");
+        reset_dir(&cp_dest)?;
+        let mut cmd = Command::new("cp");
+        cmd.arg("-a").args(fx.top_dirs()).arg(&cp_dest);
+        let s = measure("cp -a", cmd, None)?;
+        note("cp", &s);
+        res.push(CP, s);
+        remove(&cp_dest)?;
+
+        if let Some(sqlite3) = &sqlite3 {
+            let dest = work.join("sqlite3-backup.db");
+            remove(&dest)?;
+            let mut cmd = Command::new(sqlite3);
+            cmd.arg(fx.db())
+                .arg(format!(".backup '{}'", dest.display()));
+            let s = measure("sqlite3 .backup", cmd, None)?;
+            note("sqlite3", &s);
+            res.push(SQLITE3, s);
+            remove(&dest)?;
+        }
+
+        let repo = work.join("repo");
+        remove(&repo)?;
+        let out = work.join("out.json");
+        let s = measure(
+            "cairn snapshot",
+            cairn(&bin, &config, &["snapshot", "--json"]),
+            Some(&out),
+        )?;
+        let first = json_id(&out)?;
+        note("snapshot", &s);
+        res.push(SNAP_FULL, s);
+
+        fixture::mutate_db(&fx.db(), run as u64)?;
+        let s = measure(
+            "cairn snapshot (second)",
+            cairn(&bin, &config, &["snapshot", "--json"]),
+            Some(&out),
+        )?;
+        let second = json_id(&out)?;
+        note("second", &s);
+        res.push(SNAP_SECOND, s);
+        res.bytes_added
+            .push(bytes_added(&repo.join("snapshots"), &second)?);
+
+        let s = measure(
+            "cairn validate",
+            cairn(&bin, &config, &["validate", &first, "--json"]),
+            Some(&out),
+        )?;
+        note("validate", &s);
+        res.push(VALIDATE, s);
+
+        let dest = work.join("restore-dest");
+        remove(&dest)?;
+        let to = dest
+            .to_str()
+            .ok_or_else(|| anyhow!("{} is not UTF-8", dest.display()))?;
+        let s = measure(
+            "cairn restore --to",
+            cairn(&bin, &config, &["restore", &first, "--to", to, "--json"]),
+            Some(&out),
+        )?;
+        note("restore", &s);
+        res.push(RESTORE, s);
+        remove(&dest)?;
+
+        let scratch = work.join("drill-scratch");
+        reset_dir(&scratch)?;
+        let sc = scratch
+            .to_str()
+            .ok_or_else(|| anyhow!("{} is not UTF-8", scratch.display()))?;
+        let s = measure(
+            "cairn drill",
+            cairn(&bin, &config, &["drill", &first, "--scratch", sc, "--json"]),
+            Some(&out),
+        )?;
+        note("drill", &s);
+        res.push(DRILL, s);
+
+        let s = measure(
+            "cairn list",
+            cairn(&bin, &list_config, &["list"]),
+            Some(&out),
+        )?;
+        note("list", &s);
+        res.push(LIST, s);
+
+        if let Some(restic) = &restic {
+            let rrepo = work.join("restic-repo");
+            remove(&rrepo)?;
+            let mut init = Command::new(restic);
+            init.args(["init", "--repo"])
+                .arg(&rrepo)
+                .env("RESTIC_PASSWORD", "bench");
+            measure("restic init", init, None)?;
+            let mut cmd = Command::new(restic);
+            cmd.args(["backup", "--quiet", "--repo"])
+                .arg(&rrepo)
+                .args(fx.top_dirs())
+                .env("RESTIC_PASSWORD", "bench");
+            let s = measure("restic backup", cmd, None)?;
+            note("restic", &s);
+            res.push(RESTIC, s);
+            remove(&rrepo)?;
+        }
+        if let Some(borg) = &borg {
+            let brepo = work.join("borg-repo");
+            remove(&brepo)?;
+            let mut init = Command::new(borg);
+            init.args(["init", "--encryption=none"])
+                .arg(&brepo)
+                .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
+            measure("borg init", init, None)?;
+            let mut cmd = Command::new(borg);
+            cmd.arg("create")
+                .arg(format!("{}::bench", brepo.display()))
+                .args(fx.top_dirs())
+                .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
+            let s = measure("borg create", cmd, None)?;
+            note("borg", &s);
+            res.push(BORG, s);
+            remove(&brepo)?;
+        }
+        println!("{line}");
+    }
+    remove(&work.join("repo"))?;
+
+    let text = report::render(&res)?;
+    println!("\n{text}");
+    let doc = util::workspace_root().join("docs/performance.md");
+    report::write_doc(&doc, spec.name, &text)?;
+    println!("wrote {}", doc.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cairn(bin: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(config).arg("--quiet").args(args);
+    cmd
+}
+
+fn write_config(path: &Path, fx: &fixture::Fixture, repo: &Path) -> Result<()> {
+    let q = |p: &Path| serde_json::to_string(&p.to_string_lossy()).unwrap_or_default();
+    let text = format!(
+        "# written by `cargo xtask bench`\nrepository = {}\n\n\
+         [[store]]\nname = \"db\"\nkind = \"sqlite\"\npath = {}\n\n\
+         [[store]]\nname = \"registry\"\nkind = \"registry-json\"\npath = {}\n\n\
+         [[store]]\nname = \"chroma\"\nkind = \"chroma-dir\"\npath = {}\nlock_file = {}\n",
+        q(repo),
+        q(&fx.db()),
+        q(&fx.registry()),
+        q(&fx.chroma()),
+        q(&fx.lock()),
+    );
+    std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// A tiny repository with 1,000 snapshots (made with `snapshot --at`),
+/// cached; returns its config.
+fn list_repo(bin: &Path, dir: &Path) -> Result<PathBuf> {
+    let config = dir.join("cairn.toml");
+    let marker = dir.join(".complete");
+    if marker.exists() {
+        return Ok(config);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("failed to remove {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    std::fs::write(dir.join("registry.json"), br#"{"projects": []}"#)
+        .context("failed to write the list fixture's registry")?;
+    std::fs::write(
+        &config,
+        "repository = \"backups\"\n\n[[store]]\nname = \"registry\"\nkind = \"registry-json\"\npath = \"registry.json\"\n",
+    )
+    .with_context(|| format!("failed to write {}", config.display()))?;
+    println!(
+        "fixture: making 1,000 snapshots in {} (once)",
+        dir.display()
+    );
+    for i in 0..1000u32 {
+        // Every 6 hours from 2024-01-01.
+        let (day, hour) = (i / 4, (i % 4) * 6);
+        let at = date_at(day, hour);
+        let mut cmd = cairn(bin, &config, &["snapshot", "--at", &at]);
+        cmd.current_dir(dir);
+        measure("cairn snapshot --at", cmd, None)?;
+    }
+    std::fs::write(&marker, b"1000\n").context("failed to mark the list fixture complete")?;
+    Ok(config)
+}
+
+/// `2024-01-01T00:00:00Z` plus `day` days and `hour` hours, as RFC 3339.
+fn date_at(day: u32, hour: u32) -> String {
+    const DAYS: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]; // 2024
+    let (mut month, mut d) = (0usize, day);
+    let mut year = 2024;
+    loop {
+        let len = if year == 2024 {
+            DAYS[month]
+        } else if month == 1 {
+            28
+        } else {
+            DAYS[month]
+        };
+        if d < len {
+            break;
+        }
+        d -= len;
+        month += 1;
+        if month == 12 {
+            month = 0;
+            year += 1;
+        }
+    }
+    format!("{year}-{:02}-{:02}T{hour:02}:00:00Z", month + 1, d + 1)
+}
+
+fn json_id(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read {}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if doc["validated"] == serde_json::Value::Bool(false) {
+        anyhow::bail!(
+            "the snapshot did not validate: {}",
+            doc["validation_errors"]
+        );
+    }
+    doc["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no id in {}", path.display()))
+}
+
+/// Bytes of files in `snapshots/<id>` whose inodes no other snapshot has
+/// (hard links counted once): what the snapshot added to the repository.
+fn bytes_added(snapshots: &Path, id: &str) -> Result<u64> {
+    let mut older = HashSet::new();
+    for entry in std::fs::read_dir(snapshots)
+        .with_context(|| format!("failed to list {}", snapshots.display()))?
+    {
+        let entry = entry?;
+        if entry.file_name() != id {
+            walk(&entry.path(), &mut |m| {
+                older.insert((m.dev(), m.ino()));
+            })?;
+        }
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    walk(&snapshots.join(id), &mut |m| {
+        if !older.contains(&(m.dev(), m.ino())) && seen.insert((m.dev(), m.ino())) {
+            total += m.len();
+        }
+    })?;
+    Ok(total)
+}
+
+/// Calls `f` with the metadata of every regular file under `dir`.
+fn walk(dir: &Path, f: &mut dyn FnMut(&std::fs::Metadata)) -> Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("failed to list {}", d.display()))?
+        {
+            let entry = entry.with_context(|| format!("failed to list {}", d.display()))?;
+            let meta = std::fs::symlink_metadata(entry.path())
+                .with_context(|| format!("failed to stat {}", entry.path().display()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                f(&meta);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tree_size(dir: &Path) -> Result<(u64, u64)> {
+    let (mut bytes, mut files) = (0, 0);
+    walk(dir, &mut |m| {
+        bytes += m.len();
+        files += 1;
+    })?;
+    Ok((bytes, files))
+}
+
+/// Removes `path` (file or tree) if it exists. Snapshot files are
+/// read-only, but removal needs only the directories' write bit.
+fn remove(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("failed to stat {}", path.display())),
+        Ok(m) if m.is_dir() => {
+            make_writable(path)?;
+            std::fs::remove_dir_all(path)
+                .with_context(|| format!("failed to remove {}", path.display()))
+        }
+        Ok(_) => std::fs::remove_file(path)
+            .with_context(|| format!("failed to remove {}", path.display())),
+    }
+}
+
+/// Snapshot directories are private and may be read-only; give the owner
+/// write permission on every directory so the tree can be removed.
+fn make_writable(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&d)
+            .with_context(|| format!("failed to stat {}", d.display()))?;
+        if !meta.is_dir() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o700 != 0o700 {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode | 0o700))
+                .with_context(|| format!("failed to chmod {}", d.display()))?;
+        }
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("failed to list {}", d.display()))?
+        {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn reset_dir(dir: &Path) -> Result<()> {
+    remove(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
 }

@@ -1,0 +1,293 @@
+//! The bench report: a markdown table printed and written to
+//! `docs/performance.md` (one section per fixture size, replaced on rerun).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use super::runner::Sample;
+use super::{Results, CP, DRILL, LIST, RESTORE, SNAP_FULL, SNAP_SECOND, VALIDATE};
+
+const HEADER: &str = "# Performance
+
+Measured by `cargo xtask bench` (method and targets: issue 7). Each section
+below is written by the bench for one fixture size and replaced when that
+size is run again; text outside the `<!-- bench:… -->` markers is kept.
+
+How to read the numbers: whole-process wall times of each command, warm
+page cache (the fixture was written or read just before; caches are not
+dropped), runs interleaved (each run times every command once, in order),
+on a shared 2-core VM where other builds may run at the same time. Single
+numbers are noisy: read the medians and the ratios to `cp -a` measured in
+the same run. Peak RSS is the process's `ru_maxrss` from wait4(2).
+";
+
+pub fn render(res: &Results) -> Result<String> {
+    let mut t = String::new();
+    let spec = res.spec;
+    writeln!(t, "## `{}` fixture, {}", spec.name, now())?;
+    writeln!(t)?;
+    writeln!(
+        t,
+        "Machine: `{}`, {} cores, {} RAM, target dir on {}.",
+        sh(&["uname", "-srm"]),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        mem_total(),
+        fs_type(),
+    )?;
+    writeln!(
+        t,
+        "Fixture: {} in {} files (SQLite db {} in WAL mode; {} segment files of {}; {} small files; registry JSON). Warm cache.",
+        human_bytes(res.fixture_bytes),
+        res.fixture_files,
+        human_bytes(res.db_bytes),
+        spec.segments,
+        human_bytes(spec.segment_bytes),
+        spec.small_files,
+    )?;
+    writeln!(
+        t,
+        "Command: `cargo xtask bench --size {} --runs {}` ({} interleaved runs).",
+        spec.name, res.runs, res.runs
+    )?;
+    writeln!(t)?;
+    writeln!(
+        t,
+        "| measure | median | min–max | × `cp -a` (median of per-run ratios) | peak RSS (max) |"
+    )?;
+    writeln!(t, "| --- | ---: | ---: | ---: | ---: |")?;
+    let cp = res.get(CP).unwrap_or(&[]);
+    for (label, samples) in &res.measures {
+        let secs: Vec<f64> = samples.iter().map(|s| s.secs).collect();
+        let ratio = ratio_to(samples, cp);
+        let rss = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        writeln!(
+            t,
+            "| {label} | {:.2} s | {:.2}–{:.2} s | {} | {} |",
+            median(&secs),
+            min(&secs),
+            max(&secs),
+            if *label == CP {
+                "1.00".into()
+            } else {
+                format!("{ratio:.2}")
+            },
+            human_bytes(rss * 1024),
+        )?;
+    }
+    let added: Vec<f64> = res.bytes_added.iter().map(|&b| b as f64).collect();
+    writeln!(t)?;
+    writeln!(
+        t,
+        "Bytes added to the repository by the second snapshot (new inodes, hard links once): median {} (min {}, max {}); the database is {}.",
+        human_bytes(median(&added) as u64),
+        human_bytes(min(&added) as u64),
+        human_bytes(max(&added) as u64),
+        human_bytes(res.db_bytes),
+    )?;
+    if !res.skipped.is_empty() {
+        writeln!(t)?;
+        writeln!(t, "Not measured: {}.", res.skipped.join("; "))?;
+    }
+
+    writeln!(t)?;
+    writeln!(
+        t,
+        "Targets from issue 7 (they apply to the default fixture; other sizes shown for trend):"
+    )?;
+    writeln!(t)?;
+    writeln!(t, "| target | measured | met |")?;
+    writeln!(t, "| --- | ---: | :---: |")?;
+    let mut target = |name: &str, measured: String, ok: Option<bool>| {
+        let mark = match ok {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "n/a",
+        };
+        writeln!(t, "| {name} | {measured} | {mark} |")
+    };
+    let full = res.get(SNAP_FULL).unwrap_or(&[]);
+    let r = ratio_to(full, cp);
+    if spec.name == "large" {
+        target(
+            "`large` snapshot / `cp -a` ≤ 1.5",
+            format!("{r:.2}"),
+            Some(r <= 1.5),
+        )?;
+    } else {
+        target(
+            "full snapshot / `cp -a` ≤ 1.2 (aim 1.0)",
+            format!("{r:.2}"),
+            Some(r <= 1.2),
+        )?;
+    }
+    let r = ratio_to(res.get(SNAP_SECOND).unwrap_or(&[]), full);
+    target(
+        "second snapshot (db changed) / full snapshot ≤ 0.5",
+        format!("{r:.2}"),
+        Some(r <= 0.5),
+    )?;
+    let limit = res.db_bytes as f64 * 1.01;
+    let m = median(&added);
+    target(
+        "bytes added by the second snapshot ≤ db size + 1%",
+        format!("{} vs {}", human_bytes(m as u64), human_bytes(limit as u64)),
+        Some(m <= limit),
+    )?;
+    let r = ratio_to(res.get(VALIDATE).unwrap_or(&[]), cp);
+    target(
+        "deep validate / `cp -a` ≤ 0.6",
+        format!("{r:.2}"),
+        Some(r <= 0.6),
+    )?;
+    let r = ratio_to(res.get(RESTORE).unwrap_or(&[]), cp);
+    target(
+        "`restore --to` / `cp -a` ≤ 1.2",
+        format!("{r:.2}"),
+        Some(r <= 1.2),
+    )?;
+    let r = ratio_to(res.get(DRILL).unwrap_or(&[]), cp);
+    target(
+        "`drill` / `cp -a` (no target; for reference)",
+        format!("{r:.2}"),
+        None,
+    )?;
+    let rss = res
+        .measures
+        .iter()
+        .filter(|(l, _)| l.starts_with("cairn"))
+        .flat_map(|(l, v)| v.iter().map(move |s| (s.rss_kib, *l)))
+        .max();
+    if let Some((kib, label)) = rss {
+        target(
+            "peak RSS of any cairn command ≤ 64 MiB",
+            format!("{} ({label})", human_bytes(kib * 1024)),
+            Some(kib <= 64 * 1024),
+        )?;
+    }
+    let list: Vec<f64> = res
+        .get(LIST)
+        .unwrap_or(&[])
+        .iter()
+        .map(|s| s.secs)
+        .collect();
+    let m = median(&list);
+    target(
+        "`list` with 1,000 snapshots ≤ 1 s",
+        format!("{m:.2} s"),
+        Some(m <= 1.0),
+    )?;
+    Ok(t)
+}
+
+/// Replaces (or appends) this size's section in the doc.
+pub fn write_doc(path: &Path, size: &str, section: &str) -> Result<()> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HEADER.to_string(),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    };
+    let start = format!("<!-- bench:{size} -->");
+    let end = format!("<!-- /bench:{size} -->");
+    let block = format!("{start}\n{section}{end}\n");
+    let text = match (existing.find(&start), existing.find(&end)) {
+        (Some(a), Some(b)) if b > a => {
+            let after = existing[b + end.len()..].trim_start_matches('\n');
+            format!(
+                "{}{block}{}{after}",
+                &existing[..a],
+                if after.is_empty() { "" } else { "\n" }
+            )
+        }
+        _ => format!("{}\n{block}", existing.trim_end()),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("failed to create {}", dir.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Median of the per-run ratios `a[i] / b[i]`.
+fn ratio_to(a: &[Sample], b: &[Sample]) -> f64 {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x.secs / y.secs).collect();
+    median(&r)
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn sh(argv: &[&str]) -> String {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn now() -> String {
+    sh(&["date", "-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kib| human_bytes(kib * 1024))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The target dir's filesystem type (findmnt names ext4; `stat -f` says
+/// ext2/ext3 for all three).
+fn fs_type() -> String {
+    let dir = crate::util::target_dir().to_string_lossy().into_owned();
+    match sh(&["findmnt", "-n", "-o", "FSTYPE", "-T", &dir]) {
+        s if s != "unknown" && !s.is_empty() => s,
+        _ => sh(&["stat", "-f", "-c", "%T", &dir]),
+    }
+}

@@ -1,0 +1,84 @@
+//! Runs one command as a whole process and measures it: wall time, exit
+//! status and peak RSS (wait4's `ru_maxrss`).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+/// One measured run of one command.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub secs: f64,
+    pub rss_kib: u64,
+}
+
+/// Runs `cmd` with stdout to `stdout_file` (when given) and stderr kept
+/// for the error message; fails unless it exits 0.
+pub fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Result<Sample> {
+    let stderr_path =
+        std::env::temp_dir().join(format!("cairn-bench-stderr-{}", std::process::id()));
+    let stderr = std::fs::File::create(&stderr_path)
+        .with_context(|| format!("failed to create {}", stderr_path.display()))?;
+    cmd.stdin(Stdio::null()).stderr(stderr);
+    match stdout_file {
+        Some(p) => {
+            let f = std::fs::File::create(p)
+                .with_context(|| format!("failed to create {}", p.display()))?;
+            cmd.stdout(f);
+        }
+        None => {
+            cmd.stdout(Stdio::null());
+        }
+    }
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("failed to start {label}: {cmd:?}"))?;
+    let (code, rss_kib) = wait_rusage(child.id())?;
+    let secs = started.elapsed().as_secs_f64();
+    let err_text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&stderr_path);
+    if code != 0 {
+        bail!(
+            "{label} exited with {code}: {cmd:?}\n--- stderr (last lines)\n{}",
+            tail(&err_text, 20)
+        );
+    }
+    Ok(Sample { secs, rss_kib })
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Reaps `pid` with wait4 and returns (exit code, peak RSS in KiB).
+/// The `Child` handle is not waited on afterwards (it never reaps on drop).
+#[allow(unsafe_code)]
+fn wait_rusage(pid: u32) -> Result<(i32, u64)> {
+    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both pointers are to live, writable locals of the right
+        // types; pid is our own child, not yet reaped.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err).context("wait4 failed");
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    // Linux reports ru_maxrss in KiB.
+    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+}
