@@ -125,16 +125,41 @@ pub fn assert_all_valid_quick(env: &Env, context: &str) {
     );
 }
 
-/// The live state outside the repository: data/ and config/ trees.
+/// The live state outside the repository: data/ and config/ trees. The
+/// chroma store's `lock_file` (created empty by the first snapshot that
+/// takes it) is not data and is left out, as are the SQLite `-shm` index
+/// and an empty `-wal`, which any reader of a WAL database may leave behind
+/// without changing a byte of the database.
 pub fn live_state(env: &Env) -> Vec<(String, String, Vec<u8>)> {
     let mut out = Vec::new();
     for top in ["data", "config"] {
         if env.path(top).exists() {
             for (p, k, b) in support::tree(&env.path(top)) {
+                if top == "data" && p == ".ingest.lock"
+                    || p.ends_with("-shm")
+                    || (p.ends_with("-wal") && b.is_empty())
+                {
+                    continue;
+                }
                 out.push((format!("{top}/{p}"), k, b));
             }
         }
     }
+    out
+}
+
+/// Paths that differ between two `live_state`s (for failure messages).
+pub fn live_diff(a: &[(String, String, Vec<u8>)], b: &[(String, String, Vec<u8>)]) -> Vec<String> {
+    let mut out: Vec<String> = a
+        .iter()
+        .filter(|x| !b.contains(x))
+        .map(|x| format!("before/only-left: {} ({})", x.0, x.1))
+        .collect();
+    out.extend(
+        b.iter()
+            .filter(|x| !a.contains(x))
+            .map(|x| format!("after/only-right: {} ({})", x.0, x.1)),
+    );
     out
 }
 

@@ -1,0 +1,92 @@
+//! Invariant 5: concurrent runs on one repository never interleave. Four
+//! snapshots at once each succeed or exit 3; ids are unique; all validate.
+//! A snapshot and a prune at once never delete what the snapshot writes.
+//!
+//! Fails without: the repository lock (`repo::Repository::lock`, taken by
+//! snapshot, prune and restore), id allocation under that lock
+//! (`Repository::allocate_id` looking in `snapshots/` and `tmp/`), and
+//! prune only removing `tmp/` leftovers while holding the lock.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::support::Env;
+use crate::util::*;
+
+fn four_at_once(env: &Env) -> (Vec<String>, usize) {
+    let children: Vec<_> = (0..4)
+        .map(|_| spawn(env, &["--json", "snapshot"], &[]))
+        .collect();
+    let mut ids = Vec::new();
+    let mut busy = 0;
+    for child in children {
+        let run = wait_or_kill(child, Duration::from_secs(300)).expect("snapshot hung");
+        no_panic(&run, "concurrent snapshot");
+        match run.code {
+            0 => ids.push(run.json()["id"].as_str().unwrap().to_owned()),
+            3 => {
+                busy += 1;
+                assert!(
+                    run.stderr.contains("lock"),
+                    "exit 3 without naming the lock: {}",
+                    run.stderr
+                );
+            }
+            c => panic!("exit {c}: {}\n{}", run.stdout, run.stderr),
+        }
+    }
+    (ids, busy)
+}
+
+#[test]
+fn four_snapshots_at_once_succeed_or_refuse_cleanly() {
+    // Waiting for the lock (the default config waits 5 s).
+    let env = Env::new();
+    let (ids, _) = four_at_once(&env);
+    // Refusing at once: lock_wait_seconds = 0.
+    config_with(&env, "lock_wait_seconds = 5", "lock_wait_seconds = 0", "");
+    let (more, busy) = four_at_once(&env);
+    eprintln!(
+        "with no wait: {} succeeded, {busy} refused busy",
+        more.len()
+    );
+    assert_eq!(more.len() + busy, 4);
+    let all: Vec<String> = ids.iter().chain(&more).cloned().collect();
+    let unique: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "duplicate ids: {all:?}");
+    assert_eq!(listed_ids(&env).len(), all.len());
+    assert_all_valid(&env, "after concurrent snapshots");
+    assert_eq!(tmp_entries(&env), Vec::<String>::new());
+}
+
+#[test]
+fn a_prune_racing_a_snapshot_never_deletes_it() {
+    let env = Env::new();
+    config_with(
+        &env,
+        "lock_wait_seconds = 5",
+        "lock_wait_seconds = 60",
+        "\n[retention]\nkeep_daily = 1\nkeep_weekly = 0\nkeep_monthly = 0\n",
+    );
+    // Bulk so the snapshot is still writing when prune starts.
+    write_big_file(&env.path("data/chroma/seg-0001/bulk.bin"), 40, 5);
+    env.snapshot(&["--at", "2026-01-01T00:00:00Z"]);
+    for round in 0..4 {
+        let snap = spawn(&env, &["--json", "snapshot"], &[]);
+        std::thread::sleep(Duration::from_millis(30 * round));
+        let prune = spawn(&env, &["--json", "prune", "--confirm"], &[]);
+        let s = wait_or_kill(snap, Duration::from_secs(300)).expect("snapshot hung");
+        let p = wait_or_kill(prune, Duration::from_secs(300)).expect("prune hung");
+        assert_eq!(s.code, 0, "round {round}: {}\n{}", s.stdout, s.stderr);
+        assert_eq!(p.code, 0, "round {round}: {}\n{}", p.stdout, p.stderr);
+        let id = s.json()["id"].as_str().unwrap().to_owned();
+        let listed = listed_ids(&env);
+        assert_eq!(
+            listed.last(),
+            Some(&id),
+            "round {round}: newest snapshot gone: {listed:?}"
+        );
+        let run = env.cairn(&["validate", &id]);
+        assert_eq!(run.code, 0, "round {round}: {}", run.stdout);
+    }
+}
