@@ -157,7 +157,15 @@ impl<'a> CaptureCtx<'a> {
         if !unchanged {
             return None;
         }
-        fs::hard_link(parent.root.join(&q.rel), dst).ok()?;
+        // Reuse only what still looks like Cairn wrote it: a regular file
+        // (not a link planted in its place), of the recorded size, still
+        // read-only (a copy made writable was touched by hand).
+        let old_path = parent.root.join(&q.rel);
+        let on_disk = fs::symlink_metadata(&old_path).ok()?;
+        if !on_disk.is_file() || Some(on_disk.len()) != old.size || on_disk.mode() & 0o222 != 0 {
+            return None;
+        }
+        fs::hard_link(&old_path, dst).ok()?;
         crate::progress::advance(q.meta.len());
         Some(Copied {
             size: q.meta.len(),
