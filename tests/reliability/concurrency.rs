@@ -112,7 +112,6 @@ fn wait_for_next_second() {
 /// Fails without: `Repository::allocate_id` choosing a suffix above every
 /// id already used for that second (not the first free one).
 #[test]
-#[ignore = "BUG: allocate_id reuses an id freed by prune (T after T-1), so the newest snapshot sorts as older and prune keep_daily=1 deletes it"]
 fn an_id_freed_by_prune_is_never_reused() {
     let env = Env::new();
     config_with(

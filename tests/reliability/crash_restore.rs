@@ -267,7 +267,6 @@ fn sigkill_during_restore_leaves_each_store_old_or_new_and_pre_restore_finishes(
 /// Fails without: excluding restore's hidden staging and parked names when
 /// `chroma-dir` (or `tree::capture_tree`) captures the live tree.
 #[test]
-#[ignore = "BUG: the pre-restore snapshot captures the restore's own .cairn-restore-* staging dir inside the live chroma dir (and restoring it brings that dir back)"]
 fn pre_restore_snapshot_does_not_capture_restore_staging() {
     let env = Env::new();
     let snap = env.snapshot(&[]);

@@ -126,18 +126,28 @@ impl Repository {
         Ok(id)
     }
 
-    /// The first free id for `at`: `-N` is appended while that second is
-    /// taken, in `snapshots/` or by a build in `tmp/`. Call with the lock held.
+    /// A new id for `at`: `-N` is appended while that second is taken, and
+    /// N is always above every id of that second still present (in
+    /// `snapshots/`, or being built in `tmp/`), so a newer snapshot never
+    /// sorts before an older one even after prune freed a lower N. Call
+    /// with the lock held.
     pub fn allocate_id(&self, at: DateTime<Utc>) -> SnapshotId {
-        let mut seq = 0;
-        loop {
-            let id = SnapshotId::new(at, seq);
-            let taken = !fsutil::is_absent(&self.snapshot_dir(&id))
-                || !fsutil::is_absent(&self.tmp_dir().join(id.as_str()));
-            if !taken {
-                return id;
-            }
-            seq += 1;
+        let first = SnapshotId::new(at, 0);
+        let same_second = |dir: PathBuf| -> Vec<u32> {
+            fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter_map(|e| SnapshotId::parse(&e.file_name().to_string_lossy()).ok())
+                .filter(|id| id.stamp() == first.stamp())
+                .map(|id| id.seq())
+                .collect()
+        };
+        let mut taken = same_second(self.snapshots_dir());
+        taken.extend(same_second(self.tmp_dir()));
+        match taken.into_iter().max() {
+            None => first,
+            Some(max) => SnapshotId::new(at, max + 1),
         }
     }
 
