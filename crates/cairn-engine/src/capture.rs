@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, Metadata};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -137,8 +137,9 @@ impl<'a> CaptureCtx<'a> {
             return Ok(copied);
         }
         let mut file = fsutil::open_nofollow(&q.src).map_err(io_at("open", &q.src))?;
-        let (size, sha256) = fsutil::copy_hashed(&mut file, &q.src, &dst)?;
-        fsutil::make_read_only(&dst)?;
+        let (out, size, sha256) = fsutil::copy_hashed(&mut file, &q.src, &dst)?;
+        out.set_permissions(fs::Permissions::from_mode(fsutil::SNAPSHOT_FILE_MODE))
+            .map_err(io_at("chmod", &dst))?;
         Ok(Copied {
             size,
             sha256,

@@ -68,9 +68,15 @@ pub fn create_dir_all_private(path: &Path) -> Result<()> {
 }
 
 /// Copies `src` to the new file `dst`, hashing the bytes as they pass (one
-/// read of the source). Returns the size and SHA-256. `dst` is not synced
-/// here: callers sync in bulk (see the module docs).
-pub fn copy_hashed(src: &mut impl Read, src_path: &Path, dst: &Path) -> Result<(u64, String)> {
+/// read of the source). Returns the open destination (so callers set its
+/// mode and times through the descriptor, without another path lookup),
+/// the size and the SHA-256. `dst` is not synced here: callers sync in
+/// bulk (see the module docs).
+pub fn copy_hashed(
+    src: &mut impl Read,
+    src_path: &Path,
+    dst: &Path,
+) -> Result<(File, u64, String)> {
     let mut out = create_new_private(dst)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_BUFFER];
@@ -88,7 +94,7 @@ pub fn copy_hashed(src: &mut impl Read, src_path: &Path, dst: &Path) -> Result<(
         total += n as u64;
         crate::progress::advance(n as u64);
     }
-    Ok((total, hex(&hasher.finalize())))
+    Ok((out, total, hex(&hasher.finalize())))
 }
 
 /// Size and SHA-256 of a file, read once.
@@ -117,8 +123,11 @@ pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, String)>
 
 /// Snapshot files are read-only: nothing in Cairn ever writes one twice.
 pub fn make_read_only(path: &Path) -> Result<()> {
-    fs::set_permissions(path, Permissions::from_mode(0o400)).map_err(io_at("chmod", path))
+    fs::set_permissions(path, Permissions::from_mode(SNAPSHOT_FILE_MODE))
+        .map_err(io_at("chmod", path))
 }
+
+pub const SNAPSHOT_FILE_MODE: u32 = 0o400;
 
 pub fn sync_dir(path: &Path) -> Result<()> {
     File::open(path)

@@ -433,7 +433,18 @@ fn stage(
     let verified = crate::parallel::map_largest_first(
         &files,
         |e| e.size.unwrap_or(0),
-        |e| stage_file(&record.name, &root.join(&e.path), &base.join(&e.path), e),
+        |e| {
+            let dst = base.join(&e.path);
+            let mode = file_mode(record, e, owner.as_ref());
+            stage_file(
+                &record.name,
+                &root.join(&e.path),
+                &dst,
+                e,
+                mode,
+                owner.as_ref(),
+            )
+        },
     );
     let mut problems = Vec::new();
     for result in verified {
@@ -444,10 +455,17 @@ fn stage(
     if !problems.is_empty() {
         return Err(StageError::Problems(problems));
     }
+    let copied = std::time::Instant::now();
     apply_metadata(record, &base, owner.as_ref())?;
     fsutil::sync_filesystem(&staged.dir)?;
-
+    let synced = std::time::Instant::now();
     let checked = handler.check(&base, record, Depth::Deep);
+    tracing::info!(
+        store = %record.name,
+        metadata_and_sync_ms = (synced - copied).as_millis() as u64,
+        check_ms = synced.elapsed().as_millis() as u64,
+        "staged copy synced and checked"
+    );
     if !checked.is_empty() {
         return Err(StageError::Problems(
             checked
@@ -466,6 +484,8 @@ fn stage_file(
     src: &Path,
     dst: &Path,
     entry: &crate::Entry,
+    mode: u32,
+    owner: Option<&fs::Metadata>,
 ) -> Result<Option<Problem>> {
     let mut file = match fsutil::open_nofollow(src) {
         Ok(f) => f,
@@ -480,8 +500,18 @@ fn stage_file(
             ))
         }
     };
-    let (size, sha) = fsutil::copy_hashed(&mut file, src, dst)?;
+    let (out, size, sha) = fsutil::copy_hashed(&mut file, src, dst)?;
     if Some(sha.as_str()) == entry.sha256.as_deref() && Some(size) == entry.size {
+        use std::os::unix::fs::PermissionsExt;
+        out.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_at("chmod", dst))?;
+        out.set_modified(fsutil::system_time_from_ns(entry.mtime_ns))
+            .map_err(io_at("set mtime of", dst))?;
+        if let Some(o) = owner {
+            // Only root can give files away; for anyone else this is a
+            // no-op or EPERM, and the file stays the restoring user's.
+            let _ = std::os::unix::fs::fchown(&out, Some(o.uid()), Some(o.gid()));
+        }
         return Ok(None);
     }
     Ok(Some(Problem::checksum_mismatch(
@@ -492,36 +522,27 @@ fn stage_file(
     )))
 }
 
-/// Modes and mtimes from the manifest (a replaced file keeps the live
-/// file's mode), owners from the live target when running as root.
-/// Directories last and deepest first, so adding children does not bump
-/// an mtime already set.
+/// The mode a restored file gets: a replaced file keeps the live file's
+/// mode; anything else gets the mode recorded from its source.
+fn file_mode(record: &StoreRecord, entry: &crate::Entry, owner: Option<&fs::Metadata>) -> u32 {
+    match (record.shape, owner) {
+        (Shape::File, Some(o)) => o.mode() & 0o7777,
+        _ => entry.mode,
+    }
+}
+
+/// Directories and symlinks after every file is in (files got their mode,
+/// mtime and owner through their own descriptors while staging): owners
+/// from the live target when running as root, then directory modes and
+/// mtimes deepest first, so adding children does not bump an mtime
+/// already set.
 fn apply_metadata(record: &StoreRecord, base: &Path, owner: Option<&fs::Metadata>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    for entry in &record.entries {
-        let path = base.join(&entry.path);
-        if let Some(o) = owner {
-            // Only root can give files away; for anyone else this is a no-op
-            // or EPERM, and the files stay the restoring user's.
-            let _ = std::os::unix::fs::lchown(&path, Some(o.uid()), Some(o.gid()));
-        }
-        if entry.kind == EntryKind::Symlink {
-            continue;
-        }
-        let mode = match (record.shape, owner) {
-            (Shape::File, Some(o)) => o.mode() & 0o7777,
-            _ => entry.mode,
-        };
-        if entry.kind == EntryKind::File {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(io_at("chmod", &path))?;
-            let f = File::options()
-                .write(true)
-                .open(&path)
-                .or_else(|_| File::open(&path));
-            if let Ok(f) = f {
-                let _ = f.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
-            }
+    if let Some(o) = owner {
+        for entry in record.entries.iter().filter(|e| e.kind != EntryKind::File) {
+            // Only root can give files away; for anyone else this is a
+            // no-op or EPERM, and the entries stay the restoring user's.
+            let _ = std::os::unix::fs::lchown(base.join(&entry.path), Some(o.uid()), Some(o.gid()));
         }
     }
     for entry in record

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use super::runner::Sample;
-use super::{Results, CP, DRILL, LIST, RESTORE, SNAP_FULL, SNAP_SECOND, VALIDATE};
+use super::{Results, CP, CP_SYNC, DRILL, LIST, RESTORE, SNAP_FULL, SNAP_SECOND, VALIDATE};
 
 const HEADER: &str = "# Performance
 
@@ -57,17 +57,23 @@ pub fn render(res: &Results) -> Result<String> {
     writeln!(t)?;
     writeln!(
         t,
-        "| measure | median | min–max | × `cp -a` (median of per-run ratios) | peak RSS (max) |"
+        "| measure | median | min–max | × `cp -a` (median of per-run ratios) | × `cp -a + sync` | peak RSS (max) |"
     )?;
-    writeln!(t, "| --- | ---: | ---: | ---: | ---: |")?;
+    writeln!(t, "| --- | ---: | ---: | ---: | ---: | ---: |")?;
     let cp = res.get(CP).unwrap_or(&[]);
+    let cp_sync = res.get(CP_SYNC).unwrap_or(&[]);
     for (label, samples) in &res.measures {
         let secs: Vec<f64> = samples.iter().map(|s| s.secs).collect();
         let ratio = ratio_to(samples, cp);
         let rss = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
+        let durable_ratio = if cp_sync.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.2}", ratio_to(samples, cp_sync))
+        };
         writeln!(
             t,
-            "| {label} | {:.2} s | {:.2}–{:.2} s | {} | {} |",
+            "| {label} | {:.2} s | {:.2}–{:.2} s | {} | {durable_ratio} | {} |",
             median(&secs),
             min(&secs),
             max(&secs),

@@ -32,6 +32,9 @@ pub fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Res
             cmd.stdout(Stdio::null());
         }
     }
+    // Every measure starts with no dirty pages left by the one before, so
+    // nobody pays for another's writeback.
+    let _ = Command::new("sync").status();
     let started = Instant::now();
     let child = cmd
         .spawn()
