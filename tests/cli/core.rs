@@ -1405,3 +1405,72 @@ fn chroma_lock_file_held_by_the_service_blocks_the_copy() {
         .join("stores/chroma/seg-0001/data_level0.bin")
         .is_file());
 }
+
+/// Issue 7: a file unchanged since the last snapshot is hard-linked from it
+/// (same inode, same hash) rather than copied again; a changed file, a
+/// written embedded database and `--full` get fresh copies. Every snapshot
+/// still validates byte for byte.
+#[test]
+fn unchanged_files_are_shared_with_the_parent_snapshot() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let ino = |id: &str, rel: &str| {
+        std::fs::metadata(env.snapshot_dir(id).join("stores/chroma").join(rel))
+            .unwrap()
+            .ino()
+    };
+    let first = env.snapshot(&[]);
+    let second = env.snapshot(&[]);
+    for rel in [
+        "seg-0001/data_level0.bin",
+        "seg-0001/header.bin",
+        "chroma.sqlite3",
+    ] {
+        assert_eq!(ino(&first, rel), ino(&second, rel), "{rel} not shared");
+    }
+
+    // Touch what changed; everything else stays shared.
+    std::fs::write(env.path("data/chroma/seg-0001/header.bin"), b"header v2").unwrap();
+    rusqlite::Connection::open(env.path("data/chroma/chroma.sqlite3"))
+        .unwrap()
+        .execute("INSERT INTO embeddings(doc) VALUES ('new')", [])
+        .unwrap();
+    let third = env.snapshot(&[]);
+    assert_eq!(
+        ino(&second, "seg-0001/data_level0.bin"),
+        ino(&third, "seg-0001/data_level0.bin")
+    );
+    assert_ne!(
+        ino(&second, "seg-0001/header.bin"),
+        ino(&third, "seg-0001/header.bin")
+    );
+    assert_ne!(
+        ino(&second, "chroma.sqlite3"),
+        ino(&third, "chroma.sqlite3")
+    );
+    let copy = rusqlite::Connection::open(
+        env.snapshot_dir(&third)
+            .join("stores/chroma/chroma.sqlite3"),
+    )
+    .unwrap();
+    let rows: i64 = copy
+        .query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 2);
+    assert_eq!(
+        std::fs::read(
+            env.snapshot_dir(&third)
+                .join("stores/chroma/seg-0001/header.bin")
+        )
+        .unwrap(),
+        b"header v2"
+    );
+
+    let full = env.snapshot(&["--full"]);
+    assert_ne!(
+        ino(&third, "seg-0001/data_level0.bin"),
+        ino(&full, "seg-0001/data_level0.bin")
+    );
+    let run = env.cairn(&["validate", "--all"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+}

@@ -133,7 +133,7 @@ impl<'a> CaptureCtx<'a> {
 
     fn copy_one(&self, q: &Queued) -> Result<Copied> {
         let dst = self.dest_path(&q.rel);
-        if let Some(copied) = self.link_from_parent(q, &dst) {
+        if let Some(copied) = self.link_from_parent(&q.rel, &q.meta, &dst) {
             return Ok(copied);
         }
         let mut file = fsutil::open_nofollow(&q.src).map_err(io_at("open", &q.src))?;
@@ -149,27 +149,27 @@ impl<'a> CaptureCtx<'a> {
 
     /// Hard-links the parent's copy when the source is provably unchanged;
     /// `None` means copy it (no parent, changed, or the link failed).
-    fn link_from_parent(&self, q: &Queued, dst: &Path) -> Option<Copied> {
+    fn link_from_parent(&self, rel: &str, meta: &Metadata, dst: &Path) -> Option<Copied> {
         let parent = self.parent.as_ref()?;
-        let old = parent.files.get(&q.rel)?;
-        let unchanged = old.size == Some(q.meta.len())
-            && old.mtime_ns == fsutil::mtime_ns(&q.meta)
-            && old.source_stat == Some(source_stat(&q.meta));
+        let old = parent.files.get(rel)?;
+        let unchanged = old.size == Some(meta.len())
+            && old.mtime_ns == fsutil::mtime_ns(meta)
+            && old.source_stat == Some(source_stat(meta));
         if !unchanged {
             return None;
         }
         // Reuse only what still looks like Cairn wrote it: a regular file
         // (not a link planted in its place), of the recorded size, still
         // read-only (a copy made writable was touched by hand).
-        let old_path = parent.root.join(&q.rel);
+        let old_path = parent.root.join(rel);
         let on_disk = fs::symlink_metadata(&old_path).ok()?;
         if !on_disk.is_file() || Some(on_disk.len()) != old.size || on_disk.mode() & 0o222 != 0 {
             return None;
         }
         fs::hard_link(&old_path, dst).ok()?;
-        crate::progress::advance(q.meta.len());
+        crate::progress::advance(meta.len());
         Some(Copied {
-            size: q.meta.len(),
+            size: meta.len(),
             sha256: old.sha256.clone()?,
             linked: true,
         })
@@ -182,11 +182,31 @@ impl<'a> CaptureCtx<'a> {
         let (size, sha256) = fsutil::hash_file(&dst)?;
         fsutil::make_read_only(&dst)?;
         self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
-        // Its bytes differ from the source's: never a candidate for reuse.
-        if let Some(last) = self.entries.last_mut() {
-            last.source_stat = None;
-        }
         Ok(())
+    }
+
+    /// For a file the plug-in derives from its source (an SQLite online
+    /// copy): when the plug-in knows the source's content is fully
+    /// described by its own metadata (no pending WAL or journal) and that
+    /// metadata is unchanged since the parent snapshot, hard-link the
+    /// parent's copy instead of deriving it again. `true` when reused.
+    pub fn reuse_unchanged(&mut self, rel: &str, meta: &Metadata) -> bool {
+        let dst = self.dest_path(rel);
+        match self.link_from_parent(rel, meta, &dst) {
+            Some(copied) => {
+                self.reused_bytes += copied.size;
+                self.push(
+                    rel,
+                    EntryKind::File,
+                    meta,
+                    Some(copied.size),
+                    Some(copied.sha256),
+                    None,
+                );
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn add_dir(&mut self, rel: &str, meta: &Metadata) -> Result<()> {

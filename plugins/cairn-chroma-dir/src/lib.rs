@@ -120,10 +120,15 @@ impl StoreHandler for ChromaDir {
             if !cairn_sqlite::is_sqlite_file(path) {
                 return Ok(FileAction::Copy);
             }
+            sqlite_files.push(rel.into());
+            // An embedded database nobody wrote since the last snapshot
+            // (no pending WAL, file unchanged) is shared with it.
+            if cairn_sqlite::is_self_contained(path) && ctx.reuse_unchanged(rel, meta) {
+                return Ok(FileAction::Handled);
+            }
             cairn_sqlite::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
                 .map_err(|e| Error::store(ctx.store_name(), ExitClass::Io, e))?;
             ctx.add_written_file(rel, meta)?;
-            sqlite_files.push(rel.into());
             Ok(FileAction::Handled)
         })?;
         ctx.metadata_mut()

@@ -29,7 +29,7 @@ use cairn_engine::{
 
 pub use copy::{is_sqlite_file, online_copy, CopyInfo};
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
-pub use live::{clear_sidecars, in_use, SIDECAR_SUFFIXES};
+pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
 
 pub const KIND: &str = "sqlite";
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -27,6 +27,17 @@ fn sidecar(live: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// True when neither a `-wal` nor a `-journal` holds bytes: the database
+/// file alone is then the whole database, so an unchanged file (size,
+/// mtime, ctime, inode) means unchanged content.
+pub fn is_self_contained(db: &Path) -> bool {
+    ["-wal", "-journal"].iter().all(|suffix| {
+        fs::metadata(sidecar(db, suffix))
+            .map(|m| m.len() == 0)
+            .unwrap_or(true)
+    })
+}
+
 /// `Some(reason)` when another process visibly has `live` open.
 pub fn in_use(live: &Path) -> Result<Option<String>> {
     if cairn_engine::fsutil::is_absent(live) {
