@@ -151,26 +151,42 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
         }
     }
 
-    // Stage and verify everything before anything live changes.
-    let mut staged = Vec::new();
+    // Stage and verify everything before anything live changes. Each
+    // store's own check (SQLite integrity_check of the staged copy) runs
+    // on its own thread while the next store is copied.
     crate::progress::begin("restore", Some(jobs.iter().map(|j| j.record.bytes()).sum()));
-    for job in &jobs {
-        let started = std::time::Instant::now();
-        let root = snap_dir.join(STORES_DIR).join(&job.record.name);
-        match stage(&id, &root, job.record, job.handler.as_ref(), &job.target) {
-            Ok(s) => {
-                tracing::info!(
-                    store = %job.record.name,
-                    target = %job.target.display(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "staged and verified"
-                );
-                staged.push(s)
-            }
-            Err(StageError::Problems(p)) => return Err(unsound_refusal(&id, &p)),
-            Err(StageError::Fatal(e)) => return Err(e),
+    let staged = std::thread::scope(|scope| -> Result<Vec<Staged>> {
+        let mut staged = Vec::new();
+        let mut checks = Vec::new();
+        for job in &jobs {
+            let started = std::time::Instant::now();
+            let root = snap_dir.join(STORES_DIR).join(&job.record.name);
+            let copy = match stage_files(&id, &root, job.record, &job.target) {
+                Ok(s) => s,
+                Err(StageError::Problems(p)) => return Err(unsound_refusal(&id, &p)),
+                Err(StageError::Fatal(e)) => return Err(e),
+            };
+            tracing::info!(
+                store = %job.record.name,
+                target = %job.target.display(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "staged and verified"
+            );
+            let base = copy.dir.clone();
+            checks.push(scope.spawn(move || check_staged(job.handler.as_ref(), &base, job.record)));
+            staged.push(copy);
         }
-    }
+        let mut problems = Vec::new();
+        for check in checks {
+            problems.extend(check.join().unwrap_or_else(|_| {
+                vec![Problem::new(codes::READ_FAILED, "a store check panicked")]
+            }));
+        }
+        if !problems.is_empty() {
+            return Err(unsound_refusal(&id, &problems));
+        }
+        Ok(staged)
+    })?;
 
     crate::progress::finish();
     let pre_restore_snapshot = if live && !req.no_pre_snapshot {
@@ -366,6 +382,7 @@ impl From<Error> for StageError {
 /// A verified copy of one store, on the target's filesystem. Dropping it
 /// removes whatever is left of the staging directory.
 struct Staged {
+    /// Holds the store's entries, laid out as in the snapshot.
     dir: PathBuf,
     /// The staged file (file shape) or `dir` itself (dir shape).
     content: PathBuf,
@@ -377,11 +394,42 @@ impl Drop for Staged {
     }
 }
 
+/// Stages a store and runs its kind's check on the staged copy.
 fn stage(
     id: &SnapshotId,
     root: &Path,
     record: &StoreRecord,
     handler: &dyn StoreHandler,
+    target: &Path,
+) -> Result<Staged, StageError> {
+    let staged = stage_files(id, root, record, target)?;
+    let problems = check_staged(handler, &staged.dir, record);
+    if problems.is_empty() {
+        Ok(staged)
+    } else {
+        Err(StageError::Problems(problems))
+    }
+}
+
+/// The kind's own check on a staged copy, problems named by store.
+fn check_staged(handler: &dyn StoreHandler, base: &Path, record: &StoreRecord) -> Vec<Problem> {
+    let started = std::time::Instant::now();
+    let problems: Vec<Problem> = handler
+        .check(base, record, Depth::Deep)
+        .into_iter()
+        .map(|p| p.in_store(&record.name))
+        .collect();
+    tracing::info!(store = %record.name, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
+    problems
+}
+
+/// Copies a store's snapshot content onto the target's filesystem,
+/// verifying every file's hash on the way, with modes and times applied
+/// and the copy synced.
+fn stage_files(
+    id: &SnapshotId,
+    root: &Path,
+    record: &StoreRecord,
     target: &Path,
 ) -> Result<Staged, StageError> {
     let pid = std::process::id();
@@ -408,10 +456,9 @@ fn stage(
             }
         }
     };
-    let base = match record.shape {
-        Shape::File => staged.dir.clone(),
-        Shape::Dir => staged.content.clone(),
-    };
+    // Entries are laid out under the staging directory as under the
+    // snapshot's store directory.
+    let base = staged.dir.clone();
     // A replaced file keeps the live file's owner and mode; new entries in
     // a kept directory take the directory's owner.
     let owner = fs::metadata(target).ok();
@@ -455,25 +502,8 @@ fn stage(
     if !problems.is_empty() {
         return Err(StageError::Problems(problems));
     }
-    let copied = std::time::Instant::now();
     apply_metadata(record, &base, owner.as_ref())?;
     fsutil::sync_filesystem(&staged.dir)?;
-    let synced = std::time::Instant::now();
-    let checked = handler.check(&base, record, Depth::Deep);
-    tracing::info!(
-        store = %record.name,
-        metadata_and_sync_ms = (synced - copied).as_millis() as u64,
-        check_ms = synced.elapsed().as_millis() as u64,
-        "staged copy synced and checked"
-    );
-    if !checked.is_empty() {
-        return Err(StageError::Problems(
-            checked
-                .into_iter()
-                .map(|p| p.in_store(&record.name))
-                .collect(),
-        ));
-    }
     Ok(staged)
 }
 
