@@ -37,10 +37,11 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> String {
             StoreStatus::Captured => {
                 let _ = writeln!(
                     s,
-                    "  {:<16} {:<14} {:>7} files {:>10}",
+                    "  {:<16} {:<14} {:>7} {:<5} {:>10}",
                     store.name,
                     store.kind,
                     store.files(),
+                    if store.files() == 1 { "file" } else { "files" },
                     human_bytes(store.bytes())
                 );
             }

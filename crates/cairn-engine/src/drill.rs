@@ -156,8 +156,9 @@ fn check_restored(registry: &Registry, manifest: &Manifest, scratch: &Path) -> V
             ok: problems.is_empty(),
             detail: if problems.is_empty() {
                 format!(
-                    "{} files, {} bytes, every SHA-256 as recorded",
+                    "{} {}, {} bytes, every SHA-256 as recorded",
                     record.files(),
+                    if record.files() == 1 { "file" } else { "files" },
                     record.bytes()
                 )
             } else {
