@@ -64,17 +64,6 @@ fn assert_error(errors: &[Value], code: &str, store: Option<&str>, path: &str) {
     );
 }
 
-fn snapshot_ids(env: &Env) -> Vec<String> {
-    let run = env.cairn(&["--json", "list"]);
-    assert_eq!(run.code, 0, "list failed: {}\n{}", run.stdout, run.stderr);
-    run.json()["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Names of the entries directly under `dir` (empty when `dir` is absent).
 fn dir_names(dir: &Path) -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -306,7 +295,7 @@ fn create_backup_validation_failure_does_not_raise() {
         std::fs::read(snap.join("stores/registry/project-registry.json")).unwrap(),
         b"{\"projects\": ["
     );
-    assert_eq!(snapshot_ids(&env), ["20260411T110000Z"]);
+    assert_eq!(env.listed_ids(), ["20260411T110000Z"]);
     let (run, errors) = validate(&env, "20260411T110000Z");
     assert_eq!(run.code, 1);
     assert!(errors.iter().any(|e| e["code"] == "json_invalid"));
@@ -691,7 +680,7 @@ fn two_snapshots_in_the_same_second_get_distinct_ids() {
     assert_eq!(second, "20260406T180000Z-1");
     assert_eq!(third, "20260406T180000Z-2");
     assert_eq!(
-        snapshot_ids(&env),
+        env.listed_ids(),
         [first.clone(), second.clone(), third.clone()]
     );
     let all = env.cairn(&["--json", "validate", "--all"]);
@@ -757,7 +746,7 @@ fn path_like_ids_are_refused_before_anything_is_touched() {
     assert!(support::tree(&env.root) == before, "something was touched");
     assert!(!victim.join("pinned").exists());
     assert!(!env.path("out").exists());
-    assert_eq!(snapshot_ids(&env), [real]);
+    assert_eq!(env.listed_ids(), [real]);
 }
 
 // ---------------------------------------------------------------------------
@@ -866,7 +855,7 @@ fn missing_required_store_path_exits_4_and_leaves_nothing() {
     assert!(!run.stderr.contains("panicked"));
     // The missing source was not created by the attempt.
     assert!(!env.path("data/atocore.db").exists());
-    assert!(snapshot_ids(&env).is_empty());
+    assert!(env.listed_ids().is_empty());
     assert!(dir_names(&env.path("backups/snapshots")).is_empty());
     assert!(dir_names(&env.path("backups/tmp")).is_empty());
 }
@@ -944,7 +933,7 @@ fn only_and_skip_select_stores() {
     let dir = env.snapshot_dir(skip["id"].as_str().unwrap());
     assert_eq!(dir_names(&dir.join("stores")), ["chroma", "registry"]);
 
-    let count = snapshot_ids(&env).len();
+    let count = env.listed_ids().len();
     for args in [
         &["snapshot", "--only", "nope"][..],
         &["snapshot", "--only", "db,nope"][..],
@@ -954,7 +943,7 @@ fn only_and_skip_select_stores() {
         assert_eq!(run.code, 2, "{args:?}:\n{}\n{}", run.stdout, run.stderr);
         assert!(run.stderr.contains("nope"), "{}", run.stderr);
     }
-    assert_eq!(snapshot_ids(&env).len(), count);
+    assert_eq!(env.listed_ids().len(), count);
     assert!(dir_names(&env.path("backups/tmp")).is_empty());
 }
 
@@ -977,7 +966,7 @@ fn failing_before_snapshot_hook_aborts_with_no_snapshot() {
     let run = env.cairn(&["--json", "snapshot"]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("before_snapshot"), "{}", run.stderr);
-    assert!(snapshot_ids(&env).is_empty());
+    assert!(env.listed_ids().is_empty());
     assert!(dir_names(&env.path("backups/tmp")).is_empty());
 }
 
@@ -996,7 +985,7 @@ fn hooks_run_around_a_successful_snapshot() {
     let id = env.snapshot(&[]);
     assert!(before.exists(), "before_snapshot did not run");
     assert!(after.exists(), "after_snapshot did not run");
-    assert_eq!(snapshot_ids(&env), [id]);
+    assert_eq!(env.listed_ids(), [id]);
 }
 
 #[test]
@@ -1012,7 +1001,7 @@ fn after_snapshot_hook_runs_even_when_the_snapshot_failed() {
     let run = env.cairn(&["--json", "snapshot"]);
     assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
     assert!(after.exists(), "after_snapshot did not run after a failure");
-    assert!(snapshot_ids(&env).is_empty());
+    assert!(env.listed_ids().is_empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -1314,12 +1303,12 @@ fn busy_repository_lock_refuses_with_exit_3() {
             run.stderr
         );
     }
-    assert_eq!(snapshot_ids(&env), [first.as_str()]);
+    assert_eq!(env.listed_ids(), [first.as_str()]);
     assert!(dir_names(&env.path("backups/tmp")).is_empty());
 
     drop(lock);
     let second = env.snapshot(&[]);
-    assert_eq!(snapshot_ids(&env), [first, second]);
+    assert_eq!(env.listed_ids(), [first, second]);
 }
 
 #[test]
@@ -1361,7 +1350,7 @@ fn tags_and_bad_at_values() {
             run.stderr
         );
     }
-    assert_eq!(snapshot_ids(&env), [id]);
+    assert_eq!(env.listed_ids(), [id]);
 }
 
 #[test]
@@ -1393,7 +1382,7 @@ fn chroma_lock_file_held_by_the_service_blocks_the_copy() {
         "the message should name the lock file: {}",
         run.stderr
     );
-    assert!(snapshot_ids(&env).is_empty());
+    assert!(env.listed_ids().is_empty());
     assert!(dir_names(&env.path("backups/tmp")).is_empty());
 
     // Other stores can still be snapshotted; chroma once the lock is free.

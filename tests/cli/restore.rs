@@ -87,17 +87,6 @@ pub(crate) fn assert_trees_eq(left: &Tree, right: &Tree, what: &str) {
     panic!("{what}:\n  {}", diffs.join("\n  "));
 }
 
-fn ids(env: &Env) -> Vec<String> {
-    let run = env.cairn(&["--json", "list"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    run.json()["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 fn restore(env: &Env, id: &str, extra: &[&str]) -> support::Run {
     let mut args = vec!["--json", "restore", id];
     args.extend_from_slice(extra);
@@ -154,7 +143,7 @@ fn restore_raises_on_invalid_backup_flipped_chroma_byte() {
     bytes[1000] ^= 0x01;
     std::fs::write(&seg, bytes).unwrap();
     let before = live(&env);
-    let snapshots_before = ids(&env);
+    let snapshots_before = env.listed_ids();
 
     let run = restore(&env, &id, &["--confirm-service-stopped"]);
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
@@ -169,7 +158,7 @@ fn restore_raises_on_invalid_backup_flipped_chroma_byte() {
         "restore of a bad snapshot touched live data",
     );
     assert_eq!(
-        ids(&env),
+        env.listed_ids(),
         snapshots_before,
         "no pre-restore snapshot either"
     );
@@ -414,7 +403,7 @@ fn restore_skips_pre_snapshot_when_requested() {
     let env = Env::new();
     let id = env.snapshot(&[]);
     add_memory(&env, POST_BACKUP);
-    let before = ids(&env);
+    let before = env.listed_ids();
 
     let run = restore(
         &env,
@@ -423,7 +412,7 @@ fn restore_skips_pre_snapshot_when_requested() {
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.json()["pre_restore_snapshot"].is_null());
-    assert_eq!(ids(&env), before, "no new snapshot appeared");
+    assert_eq!(env.listed_ids(), before, "no new snapshot appeared");
     assert_eq!(
         memories(&env.path("data/atocore.db")),
         vec!["baseline memory".to_owned()]
@@ -520,7 +509,7 @@ fn restore_to_dir_leaves_live_data_untouched() {
     std::fs::write(env.path("config/project-registry.json"), REGISTRY_AFTER).unwrap();
     mutate_chroma_simple(&env);
     let before = live(&env);
-    let snapshots_before = ids(&env);
+    let snapshots_before = env.listed_ids();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path().join("elsewhere");
 
@@ -533,7 +522,7 @@ fn restore_to_dir_leaves_live_data_untouched() {
         &before,
         "live data changed during restore --to",
     );
-    assert_eq!(ids(&env), snapshots_before);
+    assert_eq!(env.listed_ids(), snapshots_before);
 
     assert_eq!(
         memories(&dir.join("db/atocore.db")),
@@ -625,7 +614,7 @@ fn restore_refuses_while_a_connection_is_open() {
     assert_eq!(n, 2);
     let before = std::fs::read(env.path("data/atocore.db")).unwrap();
     let chroma_before = support::tree(&env.path("data/chroma"));
-    let snapshots_before = ids(&env);
+    let snapshots_before = env.listed_ids();
 
     let run = restore(&env, &id, &["--confirm-service-stopped"]);
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
@@ -636,7 +625,7 @@ fn restore_refuses_while_a_connection_is_open() {
         &chroma_before,
         "chroma changed",
     );
-    assert_eq!(ids(&env), snapshots_before);
+    assert_eq!(env.listed_ids(), snapshots_before);
     let n: i64 = service
         .query_row("SELECT count(*) FROM memories", [], |r| r.get(0))
         .unwrap();
@@ -853,7 +842,7 @@ fn restore_stops_on_a_full_disk_while_staging_and_touches_nothing() {
     add_memory(&env, POST_BACKUP);
     mutate_chroma_simple(&env);
     let before = live(&env);
-    let snapshots_before = ids(&env);
+    let snapshots_before = env.listed_ids();
 
     let run = env.cairn_env(
         &["--json", "restore", &id, "--confirm-service-stopped"],
@@ -862,7 +851,11 @@ fn restore_stops_on_a_full_disk_while_staging_and_touches_nothing() {
     assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("data_level0.bin"), "{}", run.stderr);
     assert_trees_eq(&live(&env), &before, "a failed staging touched live data");
-    assert_eq!(ids(&env), snapshots_before, "no pre-restore snapshot");
+    assert_eq!(
+        env.listed_ids(),
+        snapshots_before,
+        "no pre-restore snapshot"
+    );
 }
 
 /// With no pre-restore snapshot there is nothing to roll back from: the

@@ -54,7 +54,7 @@ fn four_snapshots_at_once_succeed_or_refuse_cleanly() {
     let all: Vec<String> = ids.iter().chain(&more).cloned().collect();
     let unique: BTreeSet<&String> = all.iter().collect();
     assert_eq!(unique.len(), all.len(), "duplicate ids: {all:?}");
-    assert_eq!(listed_ids(&env).len(), all.len());
+    assert_eq!(env.listed_ids().len(), all.len());
     assert_all_valid(&env, "after concurrent snapshots");
     assert_eq!(tmp_entries(&env), Vec::<String>::new());
 }
@@ -82,7 +82,7 @@ fn a_prune_racing_a_snapshot_never_deletes_it() {
         assert_eq!(s.code, 0, "round {round}: {}\n{}", s.stdout, s.stderr);
         assert_eq!(p.code, 0, "round {round}: {}\n{}", p.stdout, p.stderr);
         let id = s.json()["id"].as_str().unwrap().to_owned();
-        let listed = listed_ids(&env);
+        let listed = env.listed_ids();
         assert_eq!(
             listed.last(),
             Some(&id),
@@ -118,13 +118,13 @@ fn an_id_freed_by_prune_is_never_reused() {
     );
     let run = env.cairn(&["prune", "--confirm"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(listed_ids(&env), vec![second.clone()]);
+    assert_eq!(env.listed_ids(), vec![second.clone()]);
     let third = env.snapshot(&["--at", at]);
     assert!(third > second, "new snapshot {third} sorts before {second}");
     let run = env.cairn(&["prune", "--confirm"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
-        listed_ids(&env),
+        env.listed_ids(),
         vec![third],
         "prune deleted the newest snapshot"
     );

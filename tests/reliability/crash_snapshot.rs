@@ -31,7 +31,7 @@ fn sigkill_during_snapshot_never_publishes_a_partial_snapshot() {
 
     let mut killed_with_leftover = 0;
     for (round, fraction) in [0.03f64, 0.25, 0.5, 0.75, 0.93].iter().enumerate() {
-        let before = listed_ids(&env);
+        let before = env.listed_ids();
         let mut child = spawn(&env, &["snapshot", "--tag", "killed"], &[]);
         std::thread::sleep(full.mul_f64(*fraction));
         let finished = child.try_wait().unwrap().is_some();
@@ -41,7 +41,7 @@ fn sigkill_during_snapshot_never_publishes_a_partial_snapshot() {
         // Whatever list shows is whole: sizes and structure of all, and
         // every byte of any snapshot that appeared.
         assert_all_valid_quick(&env, &context);
-        let after = listed_ids(&env);
+        let after = env.listed_ids();
         assert!(
             after.len() == before.len() || after.len() == before.len() + 1,
             "{context}: {before:?} -> {after:?}"
@@ -87,6 +87,6 @@ fn sigkill_during_snapshot_never_publishes_a_partial_snapshot() {
         Vec::<String>::new(),
         "backups/tmp not empty"
     );
-    assert!(listed_ids(&env).contains(&next));
+    assert!(env.listed_ids().contains(&next));
     assert_all_valid(&env, "after prune");
 }

@@ -30,7 +30,11 @@ fn assert_clean_failure(
         "the message does not say why: {}",
         run.stderr
     );
-    assert_eq!(listed_ids(env), Vec::<String>::new(), "a snapshot was left");
+    assert_eq!(
+        env.listed_ids(),
+        Vec::<String>::new(),
+        "a snapshot was left"
+    );
     let snaps: Vec<_> = std::fs::read_dir(env.path("backups/snapshots"))
         .map(|d| d.collect())
         .unwrap_or_default();

@@ -65,7 +65,7 @@ fn hostile_manifest_paths_are_refused_before_anything_is_written() {
     ];
     for (what, path) in cases {
         let id = env.snapshot(&[]);
-        edit_manifest(&env, &id, |m| {
+        env.edit_manifest(&id, |m| {
             let chroma = m.stores.iter_mut().find(|s| s.name == "chroma").unwrap();
             let e = chroma
                 .entries
@@ -87,7 +87,7 @@ fn hostile_manifest_paths_are_refused_before_anything_is_written() {
 
     // The same entry twice.
     let id = env.snapshot(&[]);
-    edit_manifest(&env, &id, |m| {
+    env.edit_manifest(&id, |m| {
         let chroma = m.stores.iter_mut().find(|s| s.name == "chroma").unwrap();
         let dup: Entry = chroma.entries.last().unwrap().clone();
         chroma.entries.push(dup);
@@ -96,7 +96,7 @@ fn hostile_manifest_paths_are_refused_before_anything_is_written() {
 
     // A symlink entry whose parent is a file: no entry may hang below one.
     let id = env.snapshot(&[]);
-    edit_manifest(&env, &id, |m| {
+    env.edit_manifest(&id, |m| {
         let chroma = m.stores.iter_mut().find(|s| s.name == "chroma").unwrap();
         let mut link: Entry = chroma.entries.last().unwrap().clone();
         link.path = "seg-0001/header.bin/x".into();

@@ -114,5 +114,5 @@ fn a_symlinked_lock_file_is_refused_and_its_target_untouched() {
         !ghost.exists() && !ghost.is_symlink(),
         "lock target was created"
     );
-    assert_eq!(listed_ids(&env).len(), 1);
+    assert_eq!(env.listed_ids().len(), 1);
 }

@@ -78,17 +78,6 @@ pub fn write_small_files(root: &Path, count: usize, dirs: usize) {
     }
 }
 
-pub fn listed_ids(env: &Env) -> Vec<String> {
-    let run = env.cairn(&["--json", "list"]);
-    assert_eq!(run.code, 0, "list: {}", run.stderr);
-    run.json()["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 pub fn tmp_entries(env: &Env) -> Vec<String> {
     match std::fs::read_dir(env.path("backups/tmp")) {
         Ok(rd) => {
@@ -192,15 +181,6 @@ pub fn manifest_path(env: &Env, id: &str) -> PathBuf {
 /// Reads a snapshot's manifest (trusting it: the test wrote it).
 pub fn read_manifest(env: &Env, id: &str) -> Manifest {
     serde_json::from_slice(&std::fs::read(manifest_path(env, id)).unwrap()).unwrap()
-}
-
-/// Rewrites a snapshot's manifest after `edit`, with a digest that matches
-/// (so only the checks behind the digest can catch the edit).
-pub fn edit_manifest(env: &Env, id: &str, edit: impl FnOnce(&mut Manifest)) {
-    env.unlock_snapshot(id);
-    let mut m = read_manifest(env, id);
-    edit(&mut m);
-    std::fs::write(manifest_path(env, id), m.to_bytes()).unwrap();
 }
 
 /// The standard config with `from` replaced by `to` and `append` added.

@@ -158,6 +158,29 @@ impl Env {
         self.path(&format!("backups/snapshots/{id}"))
     }
 
+    /// Snapshot ids as `cairn list --json` shows them, oldest first.
+    pub fn listed_ids(&self) -> Vec<String> {
+        let run = self.cairn(&["--json", "list"]);
+        assert_eq!(run.code, 0, "list failed: {}\n{}", run.stdout, run.stderr);
+        run.json()["snapshots"]
+            .as_array()
+            .expect("snapshots array")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect()
+    }
+
+    /// Rewrites a snapshot's manifest after `edit`, resealed with a digest
+    /// that matches, so only the checks behind the digest can catch the edit.
+    pub fn edit_manifest(&self, id: &str, edit: impl FnOnce(&mut cairn_engine::Manifest)) {
+        self.unlock_snapshot(id);
+        let path = self.snapshot_dir(id).join("manifest.json");
+        let mut m: cairn_engine::Manifest =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut m);
+        std::fs::write(&path, m.to_bytes()).unwrap();
+    }
+
     /// Makes a snapshot's files writable so a test can damage them.
     pub fn unlock_snapshot(&self, id: &str) {
         make_writable(&self.snapshot_dir(id));
