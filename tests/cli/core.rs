@@ -494,9 +494,10 @@ fn list_shows_damaged_snapshot_with_its_problem() {
 
     env.unlock_snapshot(&edited);
     let path = env.snapshot_dir(&edited).join("manifest.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replacen("\"tags\": []", "\"tags\": [\"x\"]", 1);
-    std::fs::write(&path, text).unwrap();
+    // Edited by hand (any layout), digest left as it was.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    doc["tags"] = serde_json::json!(["x"]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
 
     env.unlock_snapshot(&garbage);
     std::fs::write(

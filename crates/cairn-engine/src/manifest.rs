@@ -27,20 +27,25 @@ pub const FILE_NAME: &str = "manifest.json";
 /// Far above any real manifest (a million entries is ~200 MB); a guard
 /// against reading an arbitrarily large hostile file into memory.
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// How a manifest written by Cairn starts; the digest follows.
+const DIGEST_PREFIX: &[u8] = b"{\"digest\":\"";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Fields of every serialized struct are declared in the sorted order of
+// their JSON names, so serializing the struct yields the canonical form
+// directly (see `to_bytes`); a test checks it against `digest_of`.
 pub struct Manifest {
-    pub format_version: u64,
-    pub id: String,
     pub created_at: DateTime<Utc>,
-    pub tool_version: String,
+    pub format_version: u64,
     pub host: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
+    pub id: String,
     /// For a `pre-restore` snapshot: the id whose restore it precedes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_of: Option<String>,
     pub stores: Vec<StoreRecord>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub tool_version: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,19 +66,19 @@ pub enum Shape {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreRecord {
-    pub name: String,
+    #[serde(default)]
+    pub entries: Vec<Entry>,
     pub kind: String,
-    pub source: String,
-    pub status: StoreStatus,
-    pub shape: Shape,
     /// Plug-in metadata (for SQLite: page size, page count, journal mode…).
     #[serde(default)]
     pub metadata: serde_json::Map<String, Value>,
+    pub name: String,
+    pub shape: Shape,
+    pub source: String,
+    pub status: StoreStatus,
     /// Things skipped on purpose while capturing (a FIFO, a socket).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
-    #[serde(default)]
-    pub entries: Vec<Entry>,
 }
 
 impl StoreRecord {
@@ -100,23 +105,23 @@ pub enum EntryKind {
 /// One file, directory or symlink of a store, relative to the store's root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    pub path: String,
-    #[serde(rename = "type")]
-    pub kind: EntryKind,
     /// Permission bits of the source (`st_mode & 0o7777`).
     pub mode: u32,
     /// Source modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
+    pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Identity of the source file when it was copied byte for byte, so
-    /// the next snapshot can tell it is unchanged and hard-link this copy.
+    pub size: Option<u64>,
+    /// Identity of the source file when it was captured, so the next
+    /// snapshot can tell it is unchanged and hard-link this copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_stat: Option<SourceStat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: EntryKind,
 }
 
 /// What must all be equal for a source file to count as unchanged: size
@@ -124,9 +129,9 @@ pub struct Entry {
 /// even when mtime is forged back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceStat {
+    pub ctime_ns: i64,
     pub dev: u64,
     pub ino: u64,
-    pub ctime_ns: i64,
 }
 
 impl Manifest {
@@ -138,15 +143,23 @@ impl Manifest {
         self.stores.iter().find(|s| s.name == name)
     }
 
-    /// The manifest as written to disk: pretty JSON with its digest.
+    /// The manifest as written to disk: `{"digest":"<hex>",` followed by
+    /// the rest of the canonical form. Serializing the typed struct gives
+    /// the canonical form directly (fields declared in key order, maps
+    /// sorted), so no intermediate JSON tree is built: memory stays at the
+    /// size of the output, not several times it.
     pub fn to_bytes(&self) -> Vec<u8> {
         // A Manifest always serializes: every field is a plain value.
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        let digest = digest_of(&value);
-        if let Value::Object(map) = &mut value {
-            map.insert("digest".into(), Value::String(digest));
+        let canonical = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        let digest = fsutil::hex(&Sha256::digest(&canonical));
+        let mut out = Vec::with_capacity(canonical.len() + DIGEST_PREFIX.len() + 68);
+        out.extend_from_slice(DIGEST_PREFIX);
+        out.extend_from_slice(digest.as_bytes());
+        out.extend_from_slice(b"\"");
+        if canonical.len() > 2 {
+            out.push(b',');
         }
-        let mut out = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        out.extend_from_slice(&canonical[1..]);
         out.push(b'\n');
         out
     }
@@ -205,6 +218,37 @@ impl Manifest {
 
     /// Parses manifest bytes; every failure is a coded [`Problem`].
     pub fn parse(bytes: &[u8], expected_id: &str) -> Result<Manifest, Problem> {
+        if let Some(manifest) = Manifest::parse_as_written(bytes, expected_id) {
+            return Ok(manifest);
+        }
+        Manifest::parse_any_layout(bytes, expected_id)
+    }
+
+    /// The fast path for a manifest exactly as [`Manifest::to_bytes`]
+    /// writes it: the digest is checked over the bytes themselves and the
+    /// struct is read without building a JSON tree. `None` for anything
+    /// else (reformatted, damaged, another version): the full path decides.
+    fn parse_as_written(bytes: &[u8], expected_id: &str) -> Option<Manifest> {
+        let rest = bytes.strip_prefix(DIGEST_PREFIX)?;
+        let (recorded, rest) = (rest.get(..64)?, rest.get(64..)?);
+        let body = rest.strip_prefix(b"\",")?;
+        let body = body.strip_suffix(b"\n").unwrap_or(body);
+        let mut hasher = Sha256::new();
+        hasher.update(b"{");
+        hasher.update(body);
+        if fsutil::hex(&hasher.finalize()).as_bytes() != recorded {
+            return None;
+        }
+        let manifest: Manifest = serde_json::from_slice(bytes).ok()?;
+        if manifest.format_version != FORMAT_VERSION {
+            return None;
+        }
+        manifest.check_shape(expected_id).ok()?;
+        Some(manifest)
+    }
+
+    /// Any valid JSON layout: canonicalized through a JSON tree.
+    fn parse_any_layout(bytes: &[u8], expected_id: &str) -> Result<Manifest, Problem> {
         let invalid = |detail: String| Problem::new(codes::MANIFEST_INVALID, detail);
         let mut value: Value =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
@@ -456,12 +500,45 @@ mod tests {
     }
 
     #[test]
+    fn the_struct_serializes_to_the_canonical_form() {
+        let mut m = sample();
+        // Metadata inserted out of order, nested objects too.
+        let meta = &mut m.stores[0].metadata;
+        meta.insert(
+            "zeta".into(),
+            serde_json::json!({"b": 1, "a": [2, {"d": 3, "c": 4}]}),
+        );
+        meta.insert("alpha".into(), "x\"y\u{e9}".into());
+        m.stores[0].entries[1].source_stat = Some(SourceStat {
+            ctime_ns: 5,
+            dev: 6,
+            ino: 7,
+        });
+        m.restore_of = Some("20260405T180000Z".into());
+        let direct = serde_json::to_vec(&m).unwrap();
+        let mut via_tree = Vec::new();
+        write_canonical(&serde_json::to_value(&m).unwrap(), &mut via_tree);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(via_tree).unwrap()
+        );
+        // And the written file verifies through both read paths.
+        let bytes = m.to_bytes();
+        assert_eq!(Manifest::parse_as_written(&bytes, &m.id).unwrap(), m);
+        assert_eq!(Manifest::parse_any_layout(&bytes, &m.id).unwrap(), m);
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+        assert!(Manifest::parse_as_written(&pretty, &m.id).is_none());
+        assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
+    }
+
+    #[test]
     fn round_trips_and_detects_any_edit() {
         let m = sample();
         let bytes = m.to_bytes();
         assert_eq!(Manifest::parse(&bytes, &m.id).unwrap(), m);
         let text = String::from_utf8(bytes).unwrap();
-        let edited = text.replace("\"size\": 3", "\"size\": 4");
+        let edited = text.replace("\"size\":3", "\"size\":4");
         assert_ne!(edited, text);
         let p = Manifest::parse(edited.as_bytes(), &m.id).unwrap_err();
         assert_eq!(p.code, codes::MANIFEST_DIGEST_MISMATCH);
