@@ -170,7 +170,7 @@ fn build_snapshot(
     fsutil::create_dir_private(&stores_dir)?;
 
     let mut records = Vec::with_capacity(plan.stores.len());
-    let latest = if plan.reuse_parent {
+    let mut latest = if plan.reuse_parent {
         latest_manifest(repo)
     } else {
         None
@@ -206,7 +206,7 @@ fn build_snapshot(
         let dest = stores_dir.join(&store.name);
         fsutil::create_dir_private(&dest)?;
         let parent = latest
-            .as_ref()
+            .as_mut()
             .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind));
         // A configured path that is a symlink (a common way to point at a
         // volume) names what it points to; links inside a tree stay links.
@@ -278,24 +278,25 @@ fn latest_manifest(repo: &Repository) -> Option<(crate::SnapshotId, Manifest)> {
     Some((id, manifest))
 }
 
+/// The parent index of one store, moved out of the latest manifest (each
+/// store is looked up once), so its entries are held in memory once.
 fn parent_of(
     repo: &Repository,
     id: &crate::SnapshotId,
-    manifest: &Manifest,
+    manifest: &mut Manifest,
     store: &str,
     kind: &str,
 ) -> Option<Parent> {
-    let record = manifest.store(store)?;
+    let record = manifest.stores.iter_mut().find(|s| s.name == store)?;
     if record.kind != kind || record.status != StoreStatus::Captured {
         return None;
     }
     Some(Parent {
         root: repo.store_dir(id, store),
-        files: record
-            .entries
-            .iter()
+        files: std::mem::take(&mut record.entries)
+            .into_iter()
             .filter(|e| e.kind == crate::EntryKind::File && e.source_stat.is_some())
-            .map(|e| (e.path.clone(), e.clone()))
+            .map(|e| (e.path.clone(), e))
             .collect(),
     })
 }
