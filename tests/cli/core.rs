@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use serde_json::Value;
 
+use crate::support::dir_names;
 use crate::support::{self, Env, Run};
 
 // ---------------------------------------------------------------------------
@@ -62,18 +63,6 @@ fn assert_error(errors: &[Value], code: &str, store: Option<&str>, path: &str) {
         "no {code} error for store {store:?} path {path:?} in {}",
         serde_json::to_string_pretty(errors).unwrap()
     );
-}
-
-/// Names of the entries directly under `dir` (empty when `dir` is absent).
-fn dir_names(dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = rd
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn store_names(snapshot_json: &Value) -> Vec<String> {

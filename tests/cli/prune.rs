@@ -6,10 +6,9 @@
 //! `delete.len()`). The pure rule has property tests in the engine; these
 //! check the command around it.
 
-use std::path::Path;
-
 use serde_json::Value;
 
+use crate::support::dir_names;
 use crate::support::Env;
 
 /// One tiny registry-json store: snapshots cost next to nothing.
@@ -127,18 +126,7 @@ fn prune(env: &Env, extra: &[&str]) -> Plan {
 }
 
 fn on_disk(env: &Env) -> Vec<String> {
-    names(&env.path("backups/snapshots"))
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut names: Vec<String> = rd
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    dir_names(&env.path("backups/snapshots"))
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -227,7 +215,7 @@ fn cleanup_confirm_deletes() {
     let run = env.cairn(&["--json", "validate", "--all"]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.json()["results"].as_array().unwrap().len(), 7);
-    assert!(names(&env.path("backups/tmp")).is_empty());
+    assert!(dir_names(&env.path("backups/tmp")).is_empty());
 
     // Pruning again deletes nothing.
     let again = prune(&env, &["--confirm"]);
@@ -445,7 +433,7 @@ fn leftover_of_an_interrupted_snapshot_is_listed_then_removed() {
     let removed = strings(&done.json["leftovers_removed"]);
     assert_eq!(removed.len(), 1, "{removed:?}");
     assert!(removed[0].ends_with("tmp/20260410T000000Z"), "{removed:?}");
-    assert!(names(&env.path("backups/tmp")).is_empty());
+    assert!(dir_names(&env.path("backups/tmp")).is_empty());
     // The real snapshot is untouched.
     assert_eq!(on_disk(&env), [id_of("2026-04-05")]);
     let run = env.cairn(&["validate", "--all"]);

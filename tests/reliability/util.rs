@@ -79,16 +79,7 @@ pub fn write_small_files(root: &Path, count: usize, dirs: usize) {
 }
 
 pub fn tmp_entries(env: &Env) -> Vec<String> {
-    match std::fs::read_dir(env.path("backups/tmp")) {
-        Ok(rd) => {
-            let mut v: Vec<String> = rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        }
-        Err(_) => Vec::new(),
-    }
+    support::dir_names(&env.path("backups/tmp"))
 }
 
 /// `validate --all` must exit 0 with every result valid.

@@ -187,6 +187,19 @@ impl Env {
     }
 }
 
+/// Names of the entries directly under `dir`, sorted (empty when `dir` is
+/// absent).
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = rd
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 pub fn make_writable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(path).unwrap();
