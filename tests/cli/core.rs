@@ -1081,7 +1081,7 @@ fn show_summarizes_and_dumps_the_manifest() {
     let (_, sha) =
         cairn_engine::fsutil::hash_file(&env.snapshot_dir(&id).join("stores/db/atocore.db"))
             .unwrap();
-    assert_eq!(entry["sha256"], sha);
+    assert_eq!(entry["sha256"], sha.to_hex());
 
     let human = env.cairn(&["show", &id]);
     assert_eq!(human.code, 0, "{}", human.stderr);

@@ -145,7 +145,7 @@ fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Resul
             full: args.full,
         },
     )?;
-    let m = &outcome.manifest;
+    let m = &outcome.snapshot;
     let json = json!({
         "id": m.id,
         "created_at": m.created_at,
@@ -154,8 +154,8 @@ fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Resul
             "name": s.name,
             "kind": s.kind,
             "status": s.status,
-            "files": s.files(),
-            "bytes": s.bytes(),
+            "files": s.files,
+            "bytes": s.bytes,
             "warnings": s.warnings,
         })).collect::<Vec<_>>(),
         "validated": outcome.validation.valid,

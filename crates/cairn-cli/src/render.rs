@@ -30,7 +30,7 @@ pub fn stores(registry: &Registry) -> String {
 }
 
 pub fn snapshot(outcome: &SnapshotOutcome) -> String {
-    let m = &outcome.manifest;
+    let m = &outcome.snapshot;
     let mut s = format!("snapshot {}\n", m.id);
     for store in &m.stores {
         match store.status {
@@ -40,9 +40,9 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> String {
                     "  {:<16} {:<14} {:>7} {:<5} {:>10}",
                     store.name,
                     store.kind,
-                    store.files(),
-                    if store.files() == 1 { "file" } else { "files" },
-                    human_bytes(store.bytes())
+                    store.files,
+                    if store.files == 1 { "file" } else { "files" },
+                    human_bytes(store.bytes)
                 );
             }
             StoreStatus::Absent => {

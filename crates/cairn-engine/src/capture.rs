@@ -18,17 +18,47 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::checksum::Checksum;
 use crate::error::{io_at, Result};
 use crate::fsutil;
 use crate::manifest::{Entry, EntryKind, SourceStat};
+
+/// Copies waiting in the queue before [`CaptureCtx::queue_copy`] runs them:
+/// enough files to keep every core busy, few enough that the queue's memory
+/// stays small however large the tree.
+const QUEUE_FILES: usize = 4096;
 
 /// The previous snapshot of the same store, to reuse unchanged files from.
 #[derive(Debug, Default)]
 pub struct Parent {
     /// The store's directory in the parent snapshot.
     pub root: PathBuf,
-    /// Its file entries by path.
-    pub files: HashMap<String, Entry>,
+    /// What its file entries recorded, by path.
+    pub files: HashMap<String, ParentFile>,
+}
+
+/// The part of a parent's file entry that decides reuse: the source's
+/// identity when it was copied, and the copy's hash.
+#[derive(Debug, Clone, Copy)]
+pub struct ParentFile {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub source_stat: SourceStat,
+    pub sha256: Checksum,
+}
+
+impl ParentFile {
+    /// `None` for entries that cannot be reused (not a file, or copied
+    /// without a record of its source).
+    pub fn of(entry: &Entry) -> Option<Self> {
+        Some(ParentFile {
+            size: entry.size?,
+            mtime_ns: entry.mtime_ns,
+            source_stat: entry.source_stat?,
+            sha256: entry.sha256?,
+        })
+        .filter(|_| entry.kind == EntryKind::File)
+    }
 }
 
 #[derive(Debug)]
@@ -90,19 +120,24 @@ impl<'a> CaptureCtx<'a> {
     /// Copies the regular file `src` into the snapshot as `rel` now,
     /// hashing it on the way. `meta` is `src`'s metadata (not followed).
     pub fn copy_file(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
-        self.queue_copy(src, rel, meta);
+        self.queue_copy(src, rel, meta)?;
         self.flush_copies()
     }
 
-    /// Queues a byte-for-byte copy; [`CaptureCtx::flush_copies`] (called by
-    /// the engine after the plug-in's Snapshot stage at the latest) copies
-    /// everything queued on every core. Entries keep the queue's order.
-    pub fn queue_copy(&mut self, src: &Path, rel: &str, meta: &Metadata) {
+    /// Queues a byte-for-byte copy. Queued copies run on every core when
+    /// the queue holds a few thousand files, when the plug-in calls
+    /// [`CaptureCtx::flush_copies`], and after its Snapshot stage at the
+    /// latest; so this may copy (and fail). Entries keep the queue's order.
+    pub fn queue_copy(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
         self.queued.push(Queued {
             src: src.to_owned(),
             rel: rel.to_owned(),
             meta: meta.clone(),
         });
+        if self.queued.len() >= QUEUE_FILES {
+            self.flush_copies()?;
+        }
+        Ok(())
     }
 
     /// Copies (or links from the parent) everything queued.
@@ -152,9 +187,9 @@ impl<'a> CaptureCtx<'a> {
     fn link_from_parent(&self, rel: &str, meta: &Metadata, dst: &Path) -> Option<Copied> {
         let parent = self.parent.as_ref()?;
         let old = parent.files.get(rel)?;
-        let unchanged = old.size == Some(meta.len())
+        let unchanged = old.size == meta.len()
             && old.mtime_ns == fsutil::mtime_ns(meta)
-            && old.source_stat == Some(source_stat(meta));
+            && old.source_stat == source_stat(meta);
         if !unchanged {
             return None;
         }
@@ -163,14 +198,14 @@ impl<'a> CaptureCtx<'a> {
         // read-only (a copy made writable was touched by hand).
         let old_path = parent.root.join(rel);
         let on_disk = fs::symlink_metadata(&old_path).ok()?;
-        if !on_disk.is_file() || Some(on_disk.len()) != old.size || on_disk.mode() & 0o222 != 0 {
+        if !on_disk.is_file() || on_disk.len() != old.size || on_disk.mode() & 0o222 != 0 {
             return None;
         }
         fs::hard_link(&old_path, dst).ok()?;
         crate::progress::advance(meta.len());
         Some(Copied {
             size: meta.len(),
-            sha256: old.sha256.clone()?,
+            sha256: old.sha256,
             linked: true,
         })
     }
@@ -239,7 +274,7 @@ impl<'a> CaptureCtx<'a> {
         kind: EntryKind,
         meta: &Metadata,
         size: Option<u64>,
-        sha256: Option<String>,
+        sha256: Option<Checksum>,
         target: Option<String>,
     ) {
         self.entries.push(Entry {
@@ -276,7 +311,7 @@ pub(crate) struct Captured {
 
 struct Copied {
     size: u64,
-    sha256: String,
+    sha256: Checksum,
     linked: bool,
 }
 

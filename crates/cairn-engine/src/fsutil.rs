@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use crate::checksum::Checksum;
 use crate::error::{io_at, Error, Result};
 use crate::fault;
 
@@ -76,7 +77,7 @@ pub fn copy_hashed(
     src: &mut impl Read,
     src_path: &Path,
     dst: &Path,
-) -> Result<(File, u64, String)> {
+) -> Result<(File, u64, Checksum)> {
     let mut out = create_new_private(dst)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_BUFFER];
@@ -94,16 +95,16 @@ pub fn copy_hashed(
         total += n as u64;
         crate::progress::advance(n as u64);
     }
-    Ok((out, total, hex(&hasher.finalize())))
+    Ok((out, total, Checksum::from_hasher(hasher)))
 }
 
 /// Size and SHA-256 of a file, read once.
-pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
     let mut file = open_nofollow(path).map_err(io_at("open", path))?;
     hash_reader(&mut file, path)
 }
 
-pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, String)> {
+pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum)> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; COPY_BUFFER];
     let mut total = 0u64;
@@ -118,7 +119,7 @@ pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, String)>
         total += n as u64;
         crate::progress::advance(n as u64);
     }
-    Ok((total, hex(&hasher.finalize())))
+    Ok((total, Checksum::from_hasher(hasher)))
 }
 
 /// Snapshot files are read-only: nothing in Cairn ever writes one twice.

@@ -6,6 +6,7 @@
 //! [`plugin::PluginDescriptor`] with `inventory::submit!`.
 
 pub mod capture;
+pub mod checksum;
 pub mod config;
 pub mod drill;
 pub mod error;

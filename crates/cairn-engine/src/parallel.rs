@@ -5,30 +5,18 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// `work` on every item, results in the input's order.
 pub fn map_largest_first<T, R, F>(items: &[T], size: impl Fn(&T) -> u64, work: F) -> Vec<R>
 where
     T: Sync,
     R: Send,
     F: Fn(&T) -> R + Sync,
 {
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
     let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(items.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&job) = order.get(i) else { break };
-                let result = work(&items[job]);
-                if let Ok(mut slot) = slots[job].lock() {
-                    *slot = Some(result);
-                }
-            });
+    for_each_largest_first(items, size, |i, item| {
+        let result = work(item);
+        if let Ok(mut slot) = slots[i].lock() {
+            *slot = Some(result);
         }
     });
     // Every index was taken by exactly one worker, and a worker that panics
@@ -39,6 +27,51 @@ where
         .collect()
 }
 
+/// `work` on every item, keeping only the `Some` results, in the input's
+/// order. For checks over a whole tree where almost every item yields
+/// nothing: memory follows the results, not one slot per item.
+pub fn filter_map_largest_first<T, R, F>(items: &[T], size: impl Fn(&T) -> u64, work: F) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> Option<R> + Sync,
+{
+    let found: Mutex<Vec<(usize, R)>> = Mutex::new(Vec::new());
+    for_each_largest_first(items, size, |i, item| {
+        if let Some(result) = work(item) {
+            if let Ok(mut found) = found.lock() {
+                found.push((i, result));
+            }
+        }
+    });
+    let mut found = found.into_inner().unwrap_or_default();
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, r)| r).collect()
+}
+
+fn for_each_largest_first<T, F>(items: &[T], size: impl Fn(&T) -> u64, work: F)
+where
+    T: Sync,
+    F: Fn(usize, &T) + Sync,
+{
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(size(&items[i])));
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&job) = order.get(i) else { break };
+                work(job, &items[job]);
+            });
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -47,5 +80,14 @@ mod tests {
         let out = super::map_largest_first(&items, |&x| x, |&x| x * 2);
         assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         assert!(super::map_largest_first(&[] as &[u64], |&x| x, |&x| x).is_empty());
+        let odd = super::filter_map_largest_first(&items, |&x| x, |&x| (x % 2 == 1).then_some(x));
+        assert_eq!(
+            odd,
+            items
+                .iter()
+                .copied()
+                .filter(|x| x % 2 == 1)
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::checksum::Checksum;
+
 /// Codes the engine itself reports. Plug-ins add their own
 /// (`sqlite_integrity_failed`, `json_invalid`, …); every code is snake_case
 /// and never changes meaning once released.
@@ -45,14 +47,14 @@ impl Problem {
     pub fn checksum_mismatch(
         store: &str,
         path: &str,
-        recorded: Option<&str>,
-        actual: &str,
+        recorded: Option<&Checksum>,
+        actual: &Checksum,
     ) -> Self {
         Problem::new(
             codes::FILE_CHECKSUM_MISMATCH,
             format!(
                 "manifest says sha256 {}, content hashes to {actual}",
-                recorded.unwrap_or("")
+                recorded.map(Checksum::to_hex).unwrap_or_default()
             ),
         )
         .in_store(store)

@@ -71,11 +71,16 @@ impl Repository {
     }
 
     /// Creates the layout (mode 0700) if missing.
+    /// Runs before the lock is taken (the lock file lives in the root), so
+    /// several first runs may race here: a directory another run created
+    /// first is fine.
     pub fn ensure_layout(&self) -> Result<()> {
         fsutil::create_dir_all_private(&self.root)?;
         for dir in [self.snapshots_dir(), self.tmp_dir()] {
-            if fsutil::is_absent(&dir) {
-                fsutil::create_dir_private(&dir)?;
+            if let Err(e) = fsutil::create_dir_private(&dir) {
+                if !dir.is_dir() {
+                    return Err(e);
+                }
             }
         }
         Ok(())

@@ -477,7 +477,7 @@ fn stage_files(
             EntryKind::File => files.push(entry),
         }
     }
-    let verified = crate::parallel::map_largest_first(
+    let verified = crate::parallel::filter_map_largest_first(
         &files,
         |e| e.size.unwrap_or(0),
         |e| {
@@ -491,13 +491,12 @@ fn stage_files(
                 mode,
                 owner.as_ref(),
             )
+            .transpose()
         },
     );
     let mut problems = Vec::new();
     for result in verified {
-        if let Some(p) = result? {
-            problems.push(p);
-        }
+        problems.push(result?);
     }
     if !problems.is_empty() {
         return Err(StageError::Problems(problems));
@@ -531,7 +530,7 @@ fn stage_file(
         }
     };
     let (out, size, sha) = fsutil::copy_hashed(&mut file, src, dst)?;
-    if Some(sha.as_str()) == entry.sha256.as_deref() && Some(size) == entry.size {
+    if Some(sha) == entry.sha256 && Some(size) == entry.size {
         use std::os::unix::fs::PermissionsExt;
         out.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_at("chmod", dst))?;
@@ -547,7 +546,7 @@ fn stage_file(
     Ok(Some(Problem::checksum_mismatch(
         store,
         &entry.path,
-        entry.sha256.as_deref(),
+        entry.sha256.as_ref(),
         &sha,
     )))
 }

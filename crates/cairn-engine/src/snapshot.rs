@@ -10,7 +10,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::capture::Parent;
+use crate::capture::{Parent, ParentFile};
 use crate::config::{Config, StoreConfig};
 use crate::error::{io_at, Error, ExitClass, Result};
 use crate::hooks;
@@ -36,10 +36,58 @@ pub struct SnapshotRequest {
 
 #[derive(Debug)]
 pub struct SnapshotOutcome {
-    pub manifest: Manifest,
+    pub snapshot: SnapshotSummary,
     pub validation: ValidationReport,
     /// The `after_snapshot` hook failed (the snapshot itself is kept).
     pub after_hook_error: Option<String>,
+}
+
+/// The new snapshot as `cairn snapshot` reports it: its manifest without
+/// the entries. Those are tens of MiB for a large tree, and the validation
+/// that follows reads its own copy from disk; holding both doubled the
+/// peak memory.
+#[derive(Debug)]
+pub struct SnapshotSummary {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub tags: Vec<String>,
+    pub stores: Vec<StoreSummary>,
+}
+
+#[derive(Debug)]
+pub struct StoreSummary {
+    pub name: String,
+    pub kind: String,
+    pub status: StoreStatus,
+    pub files: usize,
+    pub bytes: u64,
+    pub warnings: Vec<String>,
+}
+
+impl SnapshotSummary {
+    pub fn total_bytes(&self) -> u64 {
+        self.stores.iter().map(|s| s.bytes).sum()
+    }
+
+    fn of(manifest: Manifest) -> Self {
+        SnapshotSummary {
+            stores: manifest
+                .stores
+                .into_iter()
+                .map(|s| StoreSummary {
+                    files: s.files(),
+                    bytes: s.bytes(),
+                    name: s.name,
+                    kind: s.kind,
+                    status: s.status,
+                    warnings: s.warnings,
+                })
+                .collect(),
+            id: manifest.id,
+            created_at: manifest.created_at,
+            tags: manifest.tags,
+        }
+    }
 }
 
 /// The stores one capture covers, with their plug-ins already built (so a
@@ -122,11 +170,11 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
         if let Some(argv) = &cfg.hooks.before_snapshot {
             hooks::run("before_snapshot", argv)?;
         }
-        let manifest = capture(&repo, &lock, &plan)?;
-        let id = crate::SnapshotId::parse(&manifest.id)?;
+        let summary = SnapshotSummary::of(capture(&repo, &lock, &plan)?);
+        let id = crate::SnapshotId::parse(&summary.id)?;
         // Validated under the lock, so nothing can prune it meanwhile.
         let (validation, _) = validate::validate_snapshot(&repo, registry, &id, Depth::Deep);
-        Ok((manifest, validation))
+        Ok((summary, validation))
     })();
 
     let after_hook_error = match &cfg.hooks.after_snapshot {
@@ -137,9 +185,9 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
             .map(|e| e.to_string()),
         None => None,
     };
-    let (manifest, validation) = result?;
+    let (snapshot, validation) = result?;
     Ok(SnapshotOutcome {
-        manifest,
+        snapshot,
         validation,
         after_hook_error,
     })
@@ -295,8 +343,7 @@ fn parent_of(
         root: repo.store_dir(id, store),
         files: std::mem::take(&mut record.entries)
             .into_iter()
-            .filter(|e| e.kind == crate::EntryKind::File && e.source_stat.is_some())
-            .map(|e| (e.path.clone(), e))
+            .filter_map(|e| ParentFile::of(&e).map(|file| (e.path, file)))
             .collect(),
     })
 }

@@ -1,5 +1,5 @@
 //! Walking directory trees without following symlinks: capturing a live
-//! tree into a snapshot, and listing what a snapshot directory holds.
+//! tree into a snapshot, and visiting what a directory holds.
 
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,8 @@ pub fn capture_tree(
     let mut stack: Vec<(PathBuf, String)> = vec![(root, String::new())];
     while let Some((dir, rel_dir)) = stack.pop() {
         let mut children = Vec::new();
-        for entry in sorted_children(&dir)? {
-            let (name, path) = entry;
+        for name in sorted_children(&dir)? {
+            let path = dir.join(&name);
             let rel = if rel_dir.is_empty() {
                 name
             } else {
@@ -54,7 +54,7 @@ pub fn capture_tree(
                 ctx.add_symlink(&rel, &target, &meta)?;
             } else if ft.is_file() {
                 match on_file(ctx, &path, &rel, &meta)? {
-                    FileAction::Copy => ctx.queue_copy(&path, &rel, &meta),
+                    FileAction::Copy => ctx.queue_copy(&path, &rel, &meta)?,
                     FileAction::Handled | FileAction::Skip => {}
                 }
             } else {
@@ -75,35 +75,38 @@ fn is_restore_work_dir(name: &str) -> bool {
         || name.starts_with(crate::restore::PARKED_PREFIX)
 }
 
-/// Every path under `root` (relative, `/`-separated) with its metadata,
-/// symlinks not followed, parents before children.
-pub fn list_tree(root: &Path) -> Result<Vec<(String, Metadata)>> {
-    let mut out = Vec::new();
+/// Visits every path under `root` (relative, `/`-separated) with its
+/// metadata: symlinks not followed, parents before children, siblings in
+/// name order. Only the directories still to visit are held, never the
+/// whole listing, so memory does not grow with the size of the tree.
+pub fn walk_tree(root: &Path, visit: &mut dyn FnMut(&str, &Metadata) -> Result<()>) -> Result<()> {
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_owned(), String::new())];
     while let Some((dir, rel_dir)) = stack.pop() {
         let mut children = Vec::new();
-        for (name, path) in sorted_children(&dir)? {
+        for name in sorted_children(&dir)? {
+            let path = dir.join(&name);
             let rel = if rel_dir.is_empty() {
                 name
             } else {
                 format!("{rel_dir}/{name}")
             };
             let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
+            visit(&rel, &meta)?;
             if meta.is_dir() {
-                children.push((path, rel.clone()));
+                children.push((path, rel));
             }
-            out.push((rel, meta));
         }
         stack.extend(children.into_iter().rev());
     }
-    Ok(out)
+    Ok(())
 }
 
-fn sorted_children(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+/// The names in `dir`, sorted; an error names the first one that is not
+/// UTF-8 (the manifest records paths as JSON strings).
+fn sorted_children(dir: &Path) -> Result<Vec<String>> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_at("read directory", dir))? {
         let entry = entry.map_err(io_at("read directory", dir))?;
-        let path = entry.path();
         let name = entry.file_name().into_string().map_err(|raw| {
             Error::store(
                 "",
@@ -115,8 +118,8 @@ fn sorted_children(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
                 ),
             )
         })?;
-        children.push((name, path));
+        children.push(name);
     }
-    children.sort();
+    children.sort_unstable();
     Ok(children)
 }

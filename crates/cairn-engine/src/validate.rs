@@ -2,7 +2,7 @@
 //! own check. Every problem is collected (with a stable code), none stops
 //! the run; a snapshot is valid when the list is empty.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -181,118 +181,127 @@ fn list_shallow(dir: &Path) -> Vec<(String, Metadata)> {
 
 /// One store's files against its manifest entries: presence, type, size,
 /// symlink target, nothing unlisted, and (deep) every byte's SHA-256.
+///
+/// The tree is walked once and each path looked up among the entries as it
+/// is met, so memory is one index slot per entry, not a second listing of
+/// the tree beside the manifest.
 pub fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
     let store = record.name.as_str();
-    let mut problems = Vec::new();
-    let on_disk: BTreeMap<String, Metadata> = match crate::tree::list_tree(root) {
-        Ok(list) => list.into_iter().collect(),
-        Err(e) => {
-            return vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)];
-        }
-    };
-    let listed: BTreeSet<&str> = record.entries.iter().map(|e| e.path.as_str()).collect();
-    for path in on_disk.keys() {
-        if !listed.contains(path.as_str()) {
-            problems.push(
+    let index: HashMap<&str, usize> = record
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.path.as_str(), i))
+        .collect();
+    let mut seen = vec![false; record.entries.len()];
+    let mut unexpected = Vec::new();
+    // (entry index, problem): reported in manifest order whatever the walk's.
+    let mut entry_problems: Vec<(usize, Problem)> = Vec::new();
+    let mut to_hash: Vec<&Entry> = Vec::new();
+    let walked = crate::tree::walk_tree(root, &mut |rel, meta| {
+        let Some(&i) = index.get(rel) else {
+            unexpected.push(
                 Problem::new(
                     codes::FILE_UNEXPECTED,
                     "present in the snapshot but not in its manifest",
                 )
                 .in_store(store)
-                .at(path.clone()),
+                .at(rel),
             );
+            return Ok(());
+        };
+        seen[i] = true;
+        let entry = &record.entries[i];
+        match check_entry(root, entry, meta) {
+            Some(p) => entry_problems.push((i, p.in_store(store).at(entry.path.clone()))),
+            None if depth == Depth::Deep && entry.kind == EntryKind::File => to_hash.push(entry),
+            None => {}
         }
+        Ok(())
+    });
+    if let Err(e) = walked {
+        return vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)];
     }
-
-    let mut to_hash: Vec<&Entry> = Vec::new();
-    for entry in &record.entries {
-        let Some(meta) = on_disk.get(&entry.path) else {
-            problems.push(
+    for (i, entry) in record.entries.iter().enumerate() {
+        if !seen[i] {
+            entry_problems.push((
+                i,
                 Problem::new(
                     codes::FILE_MISSING,
                     "listed in the manifest but not in the snapshot",
                 )
                 .in_store(store)
                 .at(entry.path.clone()),
-            );
-            continue;
-        };
-        let actual_kind = if meta.is_dir() {
-            Some(EntryKind::Dir)
-        } else if meta.is_symlink() {
-            Some(EntryKind::Symlink)
-        } else if meta.is_file() {
-            Some(EntryKind::File)
-        } else {
-            None
-        };
-        if actual_kind != Some(entry.kind) {
-            problems.push(
-                Problem::new(
-                    codes::FILE_TYPE_MISMATCH,
-                    format!("manifest says {:?}, found {:?}", entry.kind, actual_kind),
-                )
-                .in_store(store)
-                .at(entry.path.clone()),
-            );
-            continue;
-        }
-        match entry.kind {
-            EntryKind::File => {
-                let expected = entry.size.unwrap_or(0);
-                if meta.size() != expected {
-                    problems.push(
-                        Problem::new(
-                            codes::FILE_SIZE_MISMATCH,
-                            format!("manifest says {expected} bytes, found {}", meta.size()),
-                        )
-                        .in_store(store)
-                        .at(entry.path.clone()),
-                    );
-                } else if depth == Depth::Deep {
-                    to_hash.push(entry);
-                }
-            }
-            EntryKind::Symlink => {
-                let actual = std::fs::read_link(root.join(&entry.path))
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                if Some(actual.as_str()) != entry.target.as_deref() {
-                    problems.push(
-                        Problem::new(
-                            codes::SYMLINK_TARGET_MISMATCH,
-                            format!("manifest says -> {:?}, found -> {actual:?}", entry.target),
-                        )
-                        .in_store(store)
-                        .at(entry.path.clone()),
-                    );
-                }
-            }
-            EntryKind::Dir => {}
+            ));
         }
     }
+    entry_problems.sort_by_key(|(i, _)| *i);
+    let mut problems = unexpected;
+    problems.extend(entry_problems.into_iter().map(|(_, p)| p));
     problems.extend(hash_all(root, store, &to_hash));
     problems
 }
 
+/// What can be checked of one entry without reading its bytes: its type,
+/// a file's size, a symlink's target.
+fn check_entry(root: &Path, entry: &Entry, meta: &Metadata) -> Option<Problem> {
+    let actual_kind = if meta.is_dir() {
+        Some(EntryKind::Dir)
+    } else if meta.is_symlink() {
+        Some(EntryKind::Symlink)
+    } else if meta.is_file() {
+        Some(EntryKind::File)
+    } else {
+        None
+    };
+    if actual_kind != Some(entry.kind) {
+        return Some(Problem::new(
+            codes::FILE_TYPE_MISMATCH,
+            format!("manifest says {:?}, found {:?}", entry.kind, actual_kind),
+        ));
+    }
+    match entry.kind {
+        EntryKind::File => {
+            let expected = entry.size.unwrap_or(0);
+            (meta.size() != expected).then(|| {
+                Problem::new(
+                    codes::FILE_SIZE_MISMATCH,
+                    format!("manifest says {expected} bytes, found {}", meta.size()),
+                )
+            })
+        }
+        EntryKind::Symlink => {
+            let actual = std::fs::read_link(root.join(&entry.path))
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (Some(actual.as_str()) != entry.target.as_deref()).then(|| {
+                Problem::new(
+                    codes::SYMLINK_TARGET_MISMATCH,
+                    format!("manifest says -> {:?}, found -> {actual:?}", entry.target),
+                )
+            })
+        }
+        EntryKind::Dir => None,
+    }
+}
+
 /// Hashes files on every core.
 fn hash_all(root: &Path, store: &str, entries: &[&Entry]) -> Vec<Problem> {
-    let results = crate::parallel::map_largest_first(
+    crate::parallel::filter_map_largest_first(
         entries,
         |e| e.size.unwrap_or(0),
         |e| hash_one(root, store, e),
-    );
-    results.into_iter().flatten().collect()
+    )
 }
 
 fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
     let path = root.join(&entry.path);
     match fsutil::hash_file(&path) {
-        Ok((_, sha)) if Some(sha.as_str()) == entry.sha256.as_deref() => None,
+        Ok((_, sha)) if Some(sha) == entry.sha256 => None,
         Ok((_, sha)) => Some(Problem::checksum_mismatch(
             store,
             &entry.path,
-            entry.sha256.as_deref(),
+            entry.sha256.as_ref(),
             &sha,
         )),
         Err(e) => Some(

@@ -150,15 +150,15 @@ impl StoreHandler for ChromaDir {
                 )));
             }
         }
-        for (rel, meta) in cairn_engine::tree::list_tree(live)? {
-            let path = live.join(&rel);
-            if meta.is_file() && cairn_sqlite::is_sqlite_file(&path) {
-                if let Some(reason) = cairn_sqlite::in_use(&path)? {
-                    return Ok(Some(reason));
-                }
+        let mut reason = None;
+        cairn_engine::tree::walk_tree(live, &mut |rel, meta| {
+            let path = live.join(rel);
+            if reason.is_none() && meta.is_file() && cairn_sqlite::is_sqlite_file(&path) {
+                reason = cairn_sqlite::in_use(&path)?;
             }
-        }
-        Ok(None)
+            Ok(())
+        })?;
+        Ok(reason)
     }
 
     fn check(&self, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {

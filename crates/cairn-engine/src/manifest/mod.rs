@@ -1,5 +1,6 @@
-//! The checksummed manifest (`snapshots/<ID>/manifest.json`); the format is
-//! specified in `docs/manifest.md`.
+//! The checksummed manifest (`snapshots/<ID>/manifest.json`): its types and
+//! the rules a manifest must follow. The format is specified in
+//! `docs/manifest.md`; reading and writing it is in [`codec`].
 //!
 //! The `digest` field is the SHA-256 of the manifest's canonical form: the
 //! JSON document without its `digest` key, keys sorted, no whitespace. Any
@@ -7,28 +8,22 @@
 //! disk and may be anything, so every failure is a [`Problem`] with a code,
 //! never a panic.
 
+mod codec;
+
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::fsutil;
+pub use crate::checksum::Checksum;
 use crate::id::SnapshotId;
-use crate::problem::{codes, Problem};
+pub use codec::digest_of;
 
 /// Bumped when a field changes meaning. Readers refuse a newer version;
 /// fields may be added without a bump (readers ignore unknown fields).
 pub const FORMAT_VERSION: u64 = 1;
 pub const FILE_NAME: &str = "manifest.json";
-/// Far above any real manifest (a million entries is ~200 MB); a guard
-/// against reading an arbitrarily large hostile file into memory.
-const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
-/// How a manifest written by Cairn starts; the digest follows.
-const DIGEST_PREFIX: &[u8] = b"{\"digest\":\"";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 // Fields of every serialized struct are declared in the sorted order of
@@ -111,7 +106,7 @@ pub struct Entry {
     pub mtime_ns: i64,
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub sha256: Option<Checksum>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// Identity of the source file when it was captured, so the next
@@ -143,153 +138,9 @@ impl Manifest {
         self.stores.iter().find(|s| s.name == name)
     }
 
-    /// The manifest as written to disk: `{"digest":"<hex>",` followed by
-    /// the rest of the canonical form. Serializing the typed struct gives
-    /// the canonical form directly (fields declared in key order, maps
-    /// sorted), so no intermediate JSON tree is built: memory stays at the
-    /// size of the output, not several times it.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // A Manifest always serializes: every field is a plain value.
-        let canonical = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
-        let digest = fsutil::hex(&Sha256::digest(&canonical));
-        let mut out = Vec::with_capacity(canonical.len() + DIGEST_PREFIX.len() + 68);
-        out.extend_from_slice(DIGEST_PREFIX);
-        out.extend_from_slice(digest.as_bytes());
-        out.extend_from_slice(b"\"");
-        if canonical.len() > 2 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&canonical[1..]);
-        out.push(b'\n');
-        out
-    }
-
-    /// Writes `manifest.json` into `dir` and syncs it.
-    pub fn write_to(&self, dir: &Path) -> crate::Result<()> {
-        let path = dir.join(FILE_NAME);
-        let mut file =
-            std::fs::File::create(&path).map_err(crate::error::io_at("create", &path))?;
-        file.write_all(&self.to_bytes())
-            .map_err(crate::error::io_at("write", &path))?;
-        file.sync_all()
-            .map_err(crate::error::io_at("sync", &path))?;
-        drop(file);
-        fsutil::make_read_only(&path)
-    }
-
-    /// Reads and checks `dir/manifest.json` for the snapshot `expected_id`.
-    pub fn read_from(dir: &Path, expected_id: &str) -> Result<Manifest, Problem> {
-        let path = dir.join(FILE_NAME);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(
-                    Problem::new(codes::MANIFEST_MISSING, "manifest.json is missing").at(FILE_NAME),
-                )
-            }
-            Err(e) => {
-                return Err(
-                    Problem::new(codes::READ_FAILED, format!("cannot stat: {e}")).at(FILE_NAME),
-                )
-            }
-        };
-        if !meta.is_file() {
-            return Err(Problem::new(
-                codes::MANIFEST_INVALID,
-                "manifest.json is not a regular file",
-            )
-            .at(FILE_NAME));
-        }
-        if meta.len() > MAX_MANIFEST_BYTES {
-            return Err(Problem::new(
-                codes::MANIFEST_INVALID,
-                format!(
-                    "manifest.json is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
-                    meta.len()
-                ),
-            )
-            .at(FILE_NAME));
-        }
-        let bytes = std::fs::read(&path).map_err(|e| {
-            Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME)
-        })?;
-        Manifest::parse(&bytes, expected_id).map_err(|p| p.at(FILE_NAME))
-    }
-
-    /// Parses manifest bytes; every failure is a coded [`Problem`].
-    pub fn parse(bytes: &[u8], expected_id: &str) -> Result<Manifest, Problem> {
-        if let Some(manifest) = Manifest::parse_as_written(bytes, expected_id) {
-            return Ok(manifest);
-        }
-        Manifest::parse_any_layout(bytes, expected_id)
-    }
-
-    /// The fast path for a manifest exactly as [`Manifest::to_bytes`]
-    /// writes it: the digest is checked over the bytes themselves and the
-    /// struct is read without building a JSON tree. `None` for anything
-    /// else (reformatted, damaged, another version): the full path decides.
-    fn parse_as_written(bytes: &[u8], expected_id: &str) -> Option<Manifest> {
-        let rest = bytes.strip_prefix(DIGEST_PREFIX)?;
-        let (recorded, rest) = (rest.get(..64)?, rest.get(64..)?);
-        let body = rest.strip_prefix(b"\",")?;
-        let body = body.strip_suffix(b"\n").unwrap_or(body);
-        let mut hasher = Sha256::new();
-        hasher.update(b"{");
-        hasher.update(body);
-        if fsutil::hex(&hasher.finalize()).as_bytes() != recorded {
-            return None;
-        }
-        let manifest: Manifest = serde_json::from_slice(bytes).ok()?;
-        if manifest.format_version != FORMAT_VERSION {
-            return None;
-        }
-        manifest.check_shape(expected_id).ok()?;
-        Some(manifest)
-    }
-
-    /// Any valid JSON layout: canonicalized through a JSON tree.
-    fn parse_any_layout(bytes: &[u8], expected_id: &str) -> Result<Manifest, Problem> {
-        let invalid = |detail: String| Problem::new(codes::MANIFEST_INVALID, detail);
-        let mut value: Value =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
-        let map = value
-            .as_object_mut()
-            .ok_or_else(|| invalid("not a JSON object".into()))?;
-
-        match map.get("format_version").map(Value::as_u64) {
-            Some(Some(v)) if v == FORMAT_VERSION => {}
-            Some(Some(v)) if v > FORMAT_VERSION => {
-                return Err(Problem::new(
-                    codes::MANIFEST_UNSUPPORTED_VERSION,
-                    format!(
-                        "format_version {v} is newer than this cairn reads ({FORMAT_VERSION}); upgrade cairn"
-                    ),
-                ))
-            }
-            _ => return Err(invalid("format_version missing or not a supported version".into())),
-        }
-
-        let recorded = match map.remove("digest") {
-            Some(Value::String(s)) => s,
-            _ => return Err(invalid("digest missing or not a string".into())),
-        };
-        let actual = digest_of(&value);
-        if recorded != actual {
-            return Err(Problem::new(
-                codes::MANIFEST_DIGEST_MISMATCH,
-                format!("recorded digest {recorded} but content hashes to {actual}: the manifest was edited or damaged"),
-            ));
-        }
-
-        let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| invalid(format!("bad field: {e}")))?;
-        manifest.check_shape(expected_id).map_err(invalid)?;
-        Ok(manifest)
-    }
-
     /// Semantic checks serde cannot express. Paths are checked here, on
     /// read, so nothing downstream ever joins an unchecked path.
-    fn check_shape(&self, expected_id: &str) -> Result<(), String> {
+    pub(crate) fn check_shape(&self, expected_id: &str) -> Result<(), String> {
         if self.id != expected_id {
             return Err(format!(
                 "manifest says id {:?} but lives in snapshot {expected_id:?}",
@@ -363,13 +214,12 @@ impl Entry {
     fn check_fields(&self) -> Result<(), &'static str> {
         match self.kind {
             EntryKind::File => {
-                let hash = self.sha256.as_deref().ok_or("is a file without sha256")?;
+                // The digits themselves were checked by `Checksum`'s parser.
+                if self.sha256.is_none() {
+                    return Err("is a file without sha256");
+                }
                 if self.size.is_none() {
                     return Err("is a file without size");
-                }
-                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                {
-                    return Err("has a sha256 that is not 64 lowercase hex digits");
                 }
             }
             EntryKind::Symlink => {
@@ -409,54 +259,12 @@ pub fn check_rel_path(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// SHA-256 (lowercase hex) of the canonical form of `value`.
-pub fn digest_of(value: &Value) -> String {
-    let mut canonical = Vec::with_capacity(4096);
-    write_canonical(value, &mut canonical);
-    fsutil::hex(&Sha256::digest(&canonical))
-}
-
-/// Keys sorted, no whitespace; scalars exactly as serde_json writes them.
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            out.push(b'{');
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&Value::String(key.clone()), out);
-                out.push(b':');
-                write_canonical(&map[key], out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => write_scalar(scalar, out),
-    }
-}
-
-fn write_scalar(value: &Value, out: &mut Vec<u8>) {
-    // Writing a scalar Value into a Vec cannot fail.
-    let _ = serde_json::to_writer(out, value);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::problem::codes;
 
-    fn sample() -> Manifest {
+    pub(super) fn sample() -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
             id: "20260406T180000Z".into(),
@@ -490,46 +298,13 @@ mod tests {
                         mode: 0o644,
                         mtime_ns: 2,
                         size: Some(3),
-                        sha256: Some("a".repeat(64)),
+                        sha256: Some(Checksum::of(b"abc")),
                         target: None,
                         source_stat: None,
                     },
                 ],
             }],
         }
-    }
-
-    #[test]
-    fn the_struct_serializes_to_the_canonical_form() {
-        let mut m = sample();
-        // Metadata inserted out of order, nested objects too.
-        let meta = &mut m.stores[0].metadata;
-        meta.insert(
-            "zeta".into(),
-            serde_json::json!({"b": 1, "a": [2, {"d": 3, "c": 4}]}),
-        );
-        meta.insert("alpha".into(), "x\"y\u{e9}".into());
-        m.stores[0].entries[1].source_stat = Some(SourceStat {
-            ctime_ns: 5,
-            dev: 6,
-            ino: 7,
-        });
-        m.restore_of = Some("20260405T180000Z".into());
-        let direct = serde_json::to_vec(&m).unwrap();
-        let mut via_tree = Vec::new();
-        write_canonical(&serde_json::to_value(&m).unwrap(), &mut via_tree);
-        assert_eq!(
-            String::from_utf8(direct).unwrap(),
-            String::from_utf8(via_tree).unwrap()
-        );
-        // And the written file verifies through both read paths.
-        let bytes = m.to_bytes();
-        assert_eq!(Manifest::parse_as_written(&bytes, &m.id).unwrap(), m);
-        assert_eq!(Manifest::parse_any_layout(&bytes, &m.id).unwrap(), m);
-        let pretty =
-            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
-        assert!(Manifest::parse_as_written(&pretty, &m.id).is_none());
-        assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
     }
 
     #[test]

@@ -1,0 +1,421 @@
+//! `manifest.json` on disk: writing it, reading it, and the digest.
+//!
+//! Cairn writes `{"digest":"<hex>",` followed by the rest of the canonical
+//! form and a newline. Both directions stream: the digest is computed by
+//! serializing into the hasher, the file by serializing again into a
+//! buffered writer, and a file in that layout is read by deserializing
+//! straight from disk while hashing what passes. Memory is the manifest's
+//! typed entries, never its text too (at 100,000 files the text alone is
+//! ~25 MiB, and a whole-file buffer plus a copy of it was most of the peak).
+//!
+//! Any other valid layout (reformatted with `jq`, keys reordered) is still
+//! accepted: it is read whole, parsed into a JSON tree and canonicalized
+//! before hashing. That path costs memory, but only for hand-edited files.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{Manifest, FILE_NAME, FORMAT_VERSION};
+use crate::checksum::Checksum;
+use crate::fsutil;
+use crate::problem::{codes, Problem};
+
+/// Far above any real manifest (a million entries is ~250 MB); a guard
+/// against reading an arbitrarily large hostile file into memory.
+const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// How a manifest written by Cairn starts; the digest follows.
+const DIGEST_PREFIX: &[u8] = b"{\"digest\":\"";
+/// `{"digest":"<64 hex>",`: everything before the canonical form's body.
+const HEADER_LEN: usize = DIGEST_PREFIX.len() + 64 + 2;
+const IO_BUFFER: usize = 256 * 1024;
+
+impl Manifest {
+    /// SHA-256 of the canonical form. Serializing the typed struct gives
+    /// the canonical form directly (fields declared in key order, maps
+    /// sorted; a test checks it against [`digest_of`]), so it is hashed as
+    /// it is produced, without a buffer.
+    pub fn digest(&self) -> Checksum {
+        let mut hasher = HashingWriter(Sha256::new());
+        // Serializing plain values into a writer that cannot fail cannot fail.
+        let _ = serde_json::to_writer(&mut hasher, self);
+        Checksum::from_hasher(hasher.0)
+    }
+
+    /// Writes the manifest in Cairn's layout: `{"digest":"<hex>",`, the
+    /// canonical form without its opening brace, a newline.
+    pub fn write_into(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(DIGEST_PREFIX)?;
+        out.write_all(self.digest().to_hex().as_bytes())?;
+        out.write_all(b"\",")?;
+        let mut body = SkipFirstByte {
+            inner: &mut *out,
+            skipped: false,
+        };
+        serde_json::to_writer(&mut body, self).map_err(io::Error::other)?;
+        out.write_all(b"\n")
+    }
+
+    /// The manifest as [`Manifest::write_to`] writes it (tests, tools).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing into a Vec cannot fail.
+        let _ = self.write_into(&mut out);
+        out
+    }
+
+    /// Writes `manifest.json` into `dir` and syncs it.
+    pub fn write_to(&self, dir: &Path) -> crate::Result<()> {
+        let path = dir.join(FILE_NAME);
+        let file = File::create(&path).map_err(crate::error::io_at("create", &path))?;
+        let mut out = BufWriter::with_capacity(IO_BUFFER, file);
+        self.write_into(&mut out)
+            .map_err(crate::error::io_at("write", &path))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| crate::Error::io("write", &path, e.into_error()))?;
+        file.sync_all()
+            .map_err(crate::error::io_at("sync", &path))?;
+        drop(file);
+        fsutil::make_read_only(&path)
+    }
+
+    /// Reads and checks `dir/manifest.json` for the snapshot `expected_id`.
+    pub fn read_from(dir: &Path, expected_id: &str) -> Result<Manifest, Problem> {
+        let path = dir.join(FILE_NAME);
+        let read_failed = |e: io::Error| {
+            Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME)
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(
+                    Problem::new(codes::MANIFEST_MISSING, "manifest.json is missing").at(FILE_NAME),
+                )
+            }
+            Err(e) => {
+                return Err(
+                    Problem::new(codes::READ_FAILED, format!("cannot stat: {e}")).at(FILE_NAME),
+                )
+            }
+        };
+        if !meta.is_file() {
+            return Err(Problem::new(
+                codes::MANIFEST_INVALID,
+                "manifest.json is not a regular file",
+            )
+            .at(FILE_NAME));
+        }
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(Problem::new(
+                codes::MANIFEST_INVALID,
+                format!(
+                    "manifest.json is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                    meta.len()
+                ),
+            )
+            .at(FILE_NAME));
+        }
+        let file = fsutil::open_nofollow(&path).map_err(read_failed)?;
+        if let Some(manifest) =
+            read_as_written(BufReader::with_capacity(IO_BUFFER, file), expected_id)
+        {
+            return Ok(manifest);
+        }
+        // Not in Cairn's layout, or damaged: the full path says which.
+        let mut bytes = Vec::new();
+        fsutil::open_nofollow(&path)
+            .and_then(|f| f.take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes))
+            .map_err(read_failed)?;
+        parse_any_layout(&bytes, expected_id).map_err(|p| p.at(FILE_NAME))
+    }
+
+    /// Parses manifest bytes; every failure is a coded [`Problem`].
+    pub fn parse(bytes: &[u8], expected_id: &str) -> Result<Manifest, Problem> {
+        if let Some(manifest) = read_as_written(bytes, expected_id) {
+            return Ok(manifest);
+        }
+        parse_any_layout(bytes, expected_id)
+    }
+}
+
+/// The fast path for a manifest exactly as [`Manifest::write_into`] writes
+/// it: deserialized straight from `input` while the bytes are hashed, the
+/// digest compared at the end. `None` for anything else (reformatted,
+/// damaged, another version): [`parse_any_layout`] then decides, and names
+/// the problem.
+fn read_as_written(mut input: impl Read, expected_id: &str) -> Option<Manifest> {
+    let mut header = [0u8; HEADER_LEN];
+    input.read_exact(&mut header).ok()?;
+    let hex = header.strip_prefix(DIGEST_PREFIX)?.strip_suffix(b"\",")?;
+    let recorded: Checksum = std::str::from_utf8(hex).ok()?.parse().ok()?;
+    // What follows the header is the canonical form minus its `{`: put the
+    // brace back, and serde sees exactly the bytes the digest covers.
+    let body = io::Cursor::new(b"{").chain(input);
+    let mut hashing = BufReader::with_capacity(IO_BUFFER, HashingReader::new(body));
+    let manifest: Manifest = serde_json::from_reader(&mut hashing).ok()?;
+    // from_reader reads to the end to reject trailing data; drain anyway
+    // so the digest always covers the whole file.
+    io::copy(&mut hashing, &mut io::sink()).ok()?;
+    if hashing.into_inner().finish() != recorded {
+        return None;
+    }
+    if manifest.format_version != FORMAT_VERSION {
+        return None;
+    }
+    manifest.check_shape(expected_id).ok()?;
+    Some(manifest)
+}
+
+/// Any valid JSON layout: canonicalized through a JSON tree.
+pub(super) fn parse_any_layout(bytes: &[u8], expected_id: &str) -> Result<Manifest, Problem> {
+    let invalid = |detail: String| Problem::new(codes::MANIFEST_INVALID, detail);
+    let mut value: Value =
+        serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let map = value
+        .as_object_mut()
+        .ok_or_else(|| invalid("not a JSON object".into()))?;
+
+    match map.get("format_version").map(Value::as_u64) {
+        Some(Some(v)) if v == FORMAT_VERSION => {}
+        Some(Some(v)) if v > FORMAT_VERSION => {
+            return Err(Problem::new(
+                codes::MANIFEST_UNSUPPORTED_VERSION,
+                format!(
+                    "format_version {v} is newer than this cairn reads ({FORMAT_VERSION}); upgrade cairn"
+                ),
+            ))
+        }
+        _ => return Err(invalid("format_version missing or not a supported version".into())),
+    }
+
+    let recorded = match map.remove("digest") {
+        Some(Value::String(s)) => s,
+        _ => return Err(invalid("digest missing or not a string".into())),
+    };
+    let actual = digest_of(&value);
+    if recorded != actual {
+        return Err(Problem::new(
+            codes::MANIFEST_DIGEST_MISMATCH,
+            format!("recorded digest {recorded} but content hashes to {actual}: the manifest was edited or damaged"),
+        ));
+    }
+
+    let manifest: Manifest =
+        serde_json::from_value(value).map_err(|e| invalid(format!("bad field: {e}")))?;
+    manifest.check_shape(expected_id).map_err(invalid)?;
+    Ok(manifest)
+}
+
+/// SHA-256 (lowercase hex) of the canonical form of `value`.
+pub fn digest_of(value: &Value) -> String {
+    let mut canonical = Vec::with_capacity(4096);
+    write_canonical(value, &mut canonical);
+    fsutil::hex(&Sha256::digest(&canonical))
+}
+
+/// Keys sorted, no whitespace; scalars exactly as serde_json writes them.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            out.push(b'{');
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(key.clone()), out);
+                out.push(b':');
+                write_canonical(&map[key], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(value: &Value, out: &mut Vec<u8>) {
+    // Writing a scalar Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, value);
+}
+
+struct HashingWriter(Sha256);
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Drops the first byte written (the canonical form's `{`, already
+/// written as part of the digest header).
+struct SkipFirstByte<W> {
+    inner: W,
+    skipped: bool,
+}
+
+impl<W: Write> Write for SkipFirstByte<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match buf.split_first() {
+            Some((_, rest)) if !self.skipped => {
+                self.skipped = true;
+                self.inner.write_all(rest)?;
+                Ok(buf.len())
+            }
+            _ => self.inner.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes what is read through it, except a final newline (the file ends
+/// with one; the canonical form does not). The last byte seen is held back
+/// until the next read shows it was not the last.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    held: Option<u8>,
+}
+
+impl<R: Read> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            held: None,
+        }
+    }
+
+    fn finish(mut self) -> Checksum {
+        if let Some(last) = self.held.take().filter(|b| *b != b'\n') {
+            self.hasher.update([last]);
+        }
+        Checksum::from_hasher(self.hasher)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some((last, body)) = buf[..n].split_last() {
+            if let Some(held) = self.held.replace(*last) {
+                self.hasher.update([held]);
+            }
+            self.hasher.update(body);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::sample;
+    use super::super::SourceStat;
+    use super::*;
+
+    #[test]
+    fn the_struct_serializes_to_the_canonical_form() {
+        let mut m = sample();
+        // Metadata inserted out of order, nested objects too.
+        let meta = &mut m.stores[0].metadata;
+        meta.insert(
+            "zeta".into(),
+            serde_json::json!({"b": 1, "a": [2, {"d": 3, "c": 4}]}),
+        );
+        meta.insert("alpha".into(), "x\"y\u{e9}".into());
+        m.stores[0].entries[1].source_stat = Some(SourceStat {
+            ctime_ns: 5,
+            dev: 6,
+            ino: 7,
+        });
+        m.restore_of = Some("20260405T180000Z".into());
+        let direct = serde_json::to_vec(&m).unwrap();
+        let mut via_tree = Vec::new();
+        write_canonical(&serde_json::to_value(&m).unwrap(), &mut via_tree);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(via_tree).unwrap()
+        );
+        assert_eq!(
+            m.digest().to_hex(),
+            digest_of(&serde_json::to_value(&m).unwrap())
+        );
+        // And the written file verifies through both read paths.
+        let bytes = m.to_bytes();
+        assert_eq!(read_as_written(&bytes[..], &m.id).unwrap(), m);
+        assert_eq!(parse_any_layout(&bytes, &m.id).unwrap(), m);
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+        assert!(read_as_written(&pretty[..], &m.id).is_none());
+        assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
+    }
+
+    #[test]
+    fn the_streamed_reader_hashes_every_byte_but_the_final_newline() {
+        let m = sample();
+        let bytes = m.to_bytes();
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        // Without the newline the file still verifies; with anything else
+        // after it, or one byte changed anywhere, the fast path declines.
+        assert_eq!(
+            read_as_written(&bytes[..bytes.len() - 1], &m.id).unwrap(),
+            m
+        );
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b" ");
+        assert!(read_as_written(&extra[..], &m.id).is_none());
+        for i in (HEADER_LEN..bytes.len() - 1).step_by(7) {
+            let mut edited = bytes.clone();
+            edited[i] ^= 0x01;
+            assert!(read_as_written(&edited[..], &m.id).is_none(), "byte {i}");
+        }
+        // One byte at a time through the reader changes nothing.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let Some((first, rest)) = self.0.split_first() else {
+                    return Ok(0);
+                };
+                if buf.is_empty() {
+                    return Ok(0);
+                }
+                buf[0] = *first;
+                self.0 = rest;
+                Ok(1)
+            }
+        }
+        assert_eq!(read_as_written(Trickle(&bytes), &m.id).unwrap(), m);
+    }
+
+    #[test]
+    fn write_to_and_read_from_round_trip_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = sample();
+        m.write_to(dir.path()).unwrap();
+        let on_disk = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(on_disk, m.to_bytes());
+        assert_eq!(Manifest::read_from(dir.path(), &m.id).unwrap(), m);
+    }
+}
