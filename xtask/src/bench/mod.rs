@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{anyhow, Context, Result};
 
 use crate::util::{self, Args};
-use runner::{measure, Sample};
+use runner::{Runner, Sample};
 
 /// Everything one bench invocation measured.
 pub struct Results {
@@ -102,6 +102,9 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         bytes_added: Vec::new(),
         skipped: Vec::new(),
     };
+    // Covers the most any measured command writes (a full copy of the
+    // fixture), with room to spare.
+    let runner = Runner::leveled(&work, fixture_bytes + fixture_bytes / 4);
     let sqlite3 = util::on_path("sqlite3");
     let restic = util::on_path("restic");
     let borg = util::on_path("borg");
@@ -130,7 +133,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         reset_dir(&cp_dest)?;
         let mut cmd = Command::new("cp");
         cmd.arg("-a").args(fx.top_dirs()).arg(&cp_dest);
-        let s = measure("cp -a", cmd, None)?;
+        let s = runner.measure("cp -a", cmd, None)?;
         note("cp", &s);
         res.push(CP, s);
         remove(&cp_dest)?;
@@ -145,7 +148,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             .arg("cp-sync")
             .args(fx.top_dirs())
             .arg(&cp_dest);
-        let s = measure("cp -a + sync", cmd, None)?;
+        let s = runner.measure("cp -a + sync", cmd, None)?;
         note("cp+sync", &s);
         res.push(CP_SYNC, s);
         remove(&cp_dest)?;
@@ -156,7 +159,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             let mut cmd = Command::new(sqlite3);
             cmd.arg(fx.db())
                 .arg(format!(".backup '{}'", dest.display()));
-            let s = measure("sqlite3 .backup", cmd, None)?;
+            let s = runner.measure("sqlite3 .backup", cmd, None)?;
             note("sqlite3", &s);
             res.push(SQLITE3, s);
             remove(&dest)?;
@@ -165,7 +168,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         let repo = work.join("repo");
         remove(&repo)?;
         let out = work.join("out.json");
-        let s = measure(
+        let s = runner.measure(
             "cairn snapshot",
             cairn(&bin, &config, &["snapshot", "--json"]),
             Some(&out),
@@ -175,7 +178,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         res.push(SNAP_FULL, s);
 
         fixture::mutate_db(&fx.db(), run as u64)?;
-        let s = measure(
+        let s = runner.measure(
             "cairn snapshot (second)",
             cairn(&bin, &config, &["snapshot", "--json"]),
             Some(&out),
@@ -186,7 +189,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         res.bytes_added
             .push(bytes_added(&repo.join("snapshots"), &second)?);
 
-        let s = measure(
+        let s = runner.measure(
             "cairn validate",
             cairn(&bin, &config, &["validate", &first, "--json"]),
             Some(&out),
@@ -199,7 +202,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         let to = dest
             .to_str()
             .ok_or_else(|| anyhow!("{} is not UTF-8", dest.display()))?;
-        let s = measure(
+        let s = runner.measure(
             "cairn restore --to",
             cairn(&bin, &config, &["restore", &first, "--to", to, "--json"]),
             Some(&out),
@@ -213,7 +216,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         let sc = scratch
             .to_str()
             .ok_or_else(|| anyhow!("{} is not UTF-8", scratch.display()))?;
-        let s = measure(
+        let s = runner.measure(
             "cairn drill",
             cairn(&bin, &config, &["drill", &first, "--scratch", sc, "--json"]),
             Some(&out),
@@ -221,7 +224,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         note("drill", &s);
         res.push(DRILL, s);
 
-        let s = measure(
+        let s = runner.measure(
             "cairn list",
             cairn(&bin, &list_config, &["list"]),
             Some(&out),
@@ -236,13 +239,13 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             init.args(["init", "--repo"])
                 .arg(&rrepo)
                 .env("RESTIC_PASSWORD", "bench");
-            measure("restic init", init, None)?;
+            Runner::plain().measure("restic init", init, None)?;
             let mut cmd = Command::new(restic);
             cmd.args(["backup", "--quiet", "--repo"])
                 .arg(&rrepo)
                 .args(fx.top_dirs())
                 .env("RESTIC_PASSWORD", "bench");
-            let s = measure("restic backup", cmd, None)?;
+            let s = runner.measure("restic backup", cmd, None)?;
             note("restic", &s);
             res.push(RESTIC, s);
             remove(&rrepo)?;
@@ -254,13 +257,13 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             init.args(["init", "--encryption=none"])
                 .arg(&brepo)
                 .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
-            measure("borg init", init, None)?;
+            Runner::plain().measure("borg init", init, None)?;
             let mut cmd = Command::new(borg);
             cmd.arg("create")
                 .arg(format!("{}::bench", brepo.display()))
                 .args(fx.top_dirs())
                 .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes");
-            let s = measure("borg create", cmd, None)?;
+            let s = runner.measure("borg create", cmd, None)?;
             note("borg", &s);
             res.push(BORG, s);
             remove(&brepo)?;
@@ -329,7 +332,7 @@ fn list_repo(bin: &Path, dir: &Path) -> Result<PathBuf> {
         let at = date_at(day, hour);
         let mut cmd = cairn(bin, &config, &["snapshot", "--at", &at]);
         cmd.current_dir(dir);
-        measure("cairn snapshot --at", cmd, None)?;
+        Runner::plain().measure("cairn snapshot --at", cmd, None)?;
     }
     std::fs::write(&marker, b"1000\n").context("failed to mark the list fixture complete")?;
     Ok(config)

@@ -22,6 +22,14 @@ dropped), runs interleaved (each run times every command once, in order),
 on a shared 2-core VM where other builds may run at the same time. Single
 numbers are noisy: read the medians and the ratios to `cp -a` measured in
 the same run. Peak RSS is the process's `ru_maxrss` from wait4(2).
+
+Every timed command starts the same way: a scratch file as large as the
+fixture plus a quarter is written and deleted next to the outputs, then
+`sync`. On this VM, writing into guest memory never used before costs
+several times writing into memory used and freed (`cp` of a 520 MiB file:
+1.4–1.7 s into fresh memory, 0.15–0.18 s right after a file that size was
+deleted), so without it the cost of a command depended on what the
+command before it had freed.
 ";
 
 pub fn render(res: &Results) -> Result<String> {

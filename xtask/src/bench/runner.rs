@@ -1,7 +1,8 @@
 //! Runs one command as a whole process and measures it: wall time, exit
 //! status and peak RSS (wait4's `ru_maxrss`).
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -14,9 +15,65 @@ pub struct Sample {
     pub rss_kib: u64,
 }
 
-/// Runs `cmd` with stdout to `stdout_file` (when given) and stderr kept
-/// for the error message; fails unless it exits 0.
-pub fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Result<Sample> {
+/// The conditions every measured command starts in.
+pub struct Runner {
+    /// Where to write and delete the leveling file, and how many bytes.
+    level: Option<(PathBuf, u64)>,
+}
+
+impl Runner {
+    /// Only a `sync` before each command (for setup runs that are not
+    /// compared).
+    pub fn plain() -> Self {
+        Runner { level: None }
+    }
+
+    /// Before each command, also write and delete `bytes` of scratch data
+    /// in `dir`. Why: on a VM whose host backs guest memory lazily, the
+    /// first write into guest memory never used before costs several times
+    /// a write into memory used and freed (here: `cp` of a 520 MiB file
+    /// took 1.4–1.7 s into fresh memory, 0.15–0.18 s right after a file
+    /// of that size was deleted). Without leveling, which command pays
+    /// depends on what the one before it freed, not on the command.
+    /// `bytes` should cover the most any command writes.
+    pub fn leveled(dir: &Path, bytes: u64) -> Self {
+        Runner {
+            level: Some((dir.join("level.tmp"), bytes)),
+        }
+    }
+
+    fn prepare(&self) -> Result<()> {
+        if let Some((path, bytes)) = &self.level {
+            let mut f = std::fs::File::create(path)
+                .with_context(|| format!("failed to create {}", path.display()))?;
+            let block = vec![0x5au8; 1 << 20];
+            let mut left = *bytes;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                f.write_all(&block[..n])
+                    .with_context(|| format!("failed to write {}", path.display()))?;
+                left -= n as u64;
+            }
+            drop(f);
+            // Deleted before it is written back: freeing it costs no I/O.
+            std::fs::remove_file(path)
+                .with_context(|| format!("failed to remove {}", path.display()))?;
+        }
+        // Every measure starts with no dirty pages left by the one before,
+        // so nobody pays for another's writeback.
+        let _ = Command::new("sync").status();
+        Ok(())
+    }
+
+    /// Runs `cmd` with stdout to `stdout_file` (when given) and stderr kept
+    /// for the error message; fails unless it exits 0.
+    pub fn measure(&self, label: &str, cmd: Command, stdout_file: Option<&Path>) -> Result<Sample> {
+        self.prepare()?;
+        measure(label, cmd, stdout_file)
+    }
+}
+
+fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Result<Sample> {
     let stderr_path =
         std::env::temp_dir().join(format!("cairn-bench-stderr-{}", std::process::id()));
     let stderr = std::fs::File::create(&stderr_path)
@@ -32,9 +89,6 @@ pub fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Res
             cmd.stdout(Stdio::null());
         }
     }
-    // Every measure starts with no dirty pages left by the one before, so
-    // nobody pays for another's writeback.
-    let _ = Command::new("sync").status();
     let started = Instant::now();
     let child = cmd
         .spawn()
