@@ -10,7 +10,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::capture::{Parent, ParentFile};
+use crate::capture::{Captured, Parent, ParentFile};
 use crate::config::{Config, StoreConfig};
 use crate::error::{io_at, Error, ExitClass, Result};
 use crate::hooks;
@@ -217,16 +217,19 @@ fn build_snapshot(
     let stores_dir = build.join(STORES_DIR);
     fsutil::create_dir_private(&stores_dir)?;
 
-    let mut records = Vec::with_capacity(plan.stores.len());
     let mut latest = if plan.reuse_parent {
         latest_manifest(repo)
     } else {
         None
     };
-    crate::progress::begin("snapshot", None);
+    // Set up every store in config order (absent ones are decided here),
+    // then capture them all at once: an SQLite online copy runs on one
+    // core, so a tree copied beside it uses the others, and the stores'
+    // capture times overlap instead of adding up.
+    let mut records = Vec::with_capacity(plan.stores.len());
+    let mut jobs = Vec::new();
     for (store, descriptor, handler) in &plan.stores {
-        let started = std::time::Instant::now();
-        let mut record = StoreRecord {
+        let record = StoreRecord {
             name: store.name.clone(),
             kind: store.kind.clone(),
             source: store.path.to_string_lossy().into_owned(),
@@ -259,37 +262,45 @@ fn build_snapshot(
         // A configured path that is a symlink (a common way to point at a
         // volume) names what it points to; links inside a tree stay links.
         let source = fs::canonicalize(&store.path).map_err(io_at("resolve", &store.path))?;
-        let mut ctx = CaptureCtx::new(&store.name, &source, dest, parent);
-        handler
-            .snapshot(&mut ctx)
-            .map_err(|e| name_store(e, &store.name))?;
-        let captured = ctx.finish().map_err(|e| name_store(e, &store.name))?;
-        let (entries, metadata, warnings) =
-            (captured.entries, captured.metadata, captured.warnings);
-        if descriptor.shape == Shape::File && entries.len() != 1 {
-            return Err(Error::store(
-                &store.name,
-                ExitClass::Io,
-                format!(
-                    "plug-in {} captured {} entries for a single-file store",
-                    descriptor.kind,
-                    entries.len()
-                ),
-            ));
-        }
-        record.status = StoreStatus::Captured;
-        tracing::info!(
-            store = %store.name,
-            kind = %store.kind,
-            entries = entries.len(),
-            reused_bytes = captured.reused_bytes,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "captured"
-        );
-        record.entries = entries;
-        record.metadata = metadata;
-        record.warnings = warnings;
+        jobs.push(CaptureJob {
+            slot: records.len(),
+            descriptor,
+            handler: handler.as_ref(),
+            source,
+            dest,
+            parent,
+        });
         records.push(record);
+    }
+    drop(latest);
+
+    crate::progress::begin("snapshot", None);
+    let captured: Vec<(usize, Result<Captured>)> = std::thread::scope(|scope| {
+        let running: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let name = records[job.slot].name.as_str();
+                (job.slot, scope.spawn(move || job.run(name)))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|(slot, thread)| {
+                let result = thread.join().unwrap_or_else(|_| {
+                    Err(Error::store("", ExitClass::Io, "the capture panicked"))
+                });
+                (slot, result)
+            })
+            .collect()
+    });
+    // The first failure in config order is the one reported.
+    for (slot, result) in captured {
+        let record = &mut records[slot];
+        let captured = result.map_err(|e| name_store(e, &record.name))?;
+        record.status = StoreStatus::Captured;
+        record.entries = captured.entries;
+        record.metadata = captured.metadata;
+        record.warnings = captured.warnings;
     }
 
     let manifest = Manifest {
@@ -316,6 +327,46 @@ fn build_snapshot(
     fsutil::sync_dir(&repo.snapshots_dir())?;
     tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "synced and published");
     Ok(manifest)
+}
+
+/// One store to capture, set up and ready to run on its own thread.
+struct CaptureJob<'p> {
+    /// Its record's index in the manifest (config order).
+    slot: usize,
+    descriptor: &'static PluginDescriptor,
+    handler: &'p dyn StoreHandler,
+    source: std::path::PathBuf,
+    dest: std::path::PathBuf,
+    parent: Option<Parent>,
+}
+
+impl CaptureJob<'_> {
+    fn run(self, name: &str) -> Result<Captured> {
+        let started = std::time::Instant::now();
+        let mut ctx = CaptureCtx::new(name, &self.source, self.dest, self.parent);
+        self.handler.snapshot(&mut ctx)?;
+        let captured = ctx.finish()?;
+        if self.descriptor.shape == Shape::File && captured.entries.len() != 1 {
+            return Err(Error::store(
+                name,
+                ExitClass::Io,
+                format!(
+                    "plug-in {} captured {} entries for a single-file store",
+                    self.descriptor.kind,
+                    captured.entries.len()
+                ),
+            ));
+        }
+        tracing::info!(
+            store = %name,
+            kind = %self.descriptor.kind,
+            entries = captured.entries.len(),
+            reused_bytes = captured.reused_bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "captured"
+        );
+        Ok(captured)
+    }
 }
 
 /// The newest readable snapshot, whose unchanged files can be reused.
