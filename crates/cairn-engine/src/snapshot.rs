@@ -10,13 +10,14 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::capture::{Captured, Parent, ParentFile};
+use crate::capture::{Parent, ParentFile};
 use crate::config::{Config, StoreConfig};
 use crate::error::{io_at, Error, ExitClass, Result};
 use crate::hooks;
 use crate::lock::FileLock;
 use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus, FORMAT_VERSION};
 use crate::plugin::{CaptureCtx, PluginDescriptor, Registry, StoreHandler};
+use crate::problem::{codes, Problem};
 use crate::repo::{Repository, STORES_DIR};
 use crate::validate::{self, ValidationReport};
 use crate::{fsutil, Depth};
@@ -170,11 +171,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
         if let Some(argv) = &cfg.hooks.before_snapshot {
             hooks::run("before_snapshot", argv)?;
         }
-        let summary = SnapshotSummary::of(capture(&repo, &lock, &plan)?);
-        let id = crate::SnapshotId::parse(&summary.id)?;
-        // Validated under the lock, so nothing can prune it meanwhile.
-        let (validation, _) = validate::validate_snapshot(&repo, registry, &id, Depth::Deep);
-        Ok((summary, validation))
+        capture_validated(&repo, &lock, &plan, registry)
     })();
 
     let after_hook_error = match &cfg.hooks.after_snapshot {
@@ -193,14 +190,66 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
     })
 }
 
-/// Captures every store of `plan` into a new snapshot. The caller holds the
-/// repository lock (`_lock` proves it).
+/// Captures every store of `plan` into a new snapshot, without validating
+/// it (the pre-restore snapshot; restore verifies what it restores). The
+/// caller holds the repository lock (`_lock` proves it).
 pub fn capture(repo: &Repository, _lock: &FileLock, plan: &Plan<'_>) -> Result<Manifest> {
+    Ok(create(repo, plan, None)?.0)
+}
+
+/// Captures and deep-validates a new snapshot, under the caller's lock so
+/// nothing can prune it meanwhile.
+///
+/// Each store is validated as soon as its capture is complete, while the
+/// other stores may still be copying: its files are final (nothing writes
+/// a snapshot file twice, and publishing only renames the directory), so
+/// this is the same check `cairn validate` makes, every byte re-read from
+/// the snapshot, overlapped with the rest of the work instead of after it.
+/// Once published, the manifest is read back from disk and must be the
+/// one the stores were checked against (same digest), and the snapshot's
+/// top level is checked.
+fn capture_validated(
+    repo: &Repository,
+    _lock: &FileLock,
+    plan: &Plan<'_>,
+    registry: &Registry,
+) -> Result<(SnapshotSummary, ValidationReport)> {
+    let (manifest, store_problems) = create(repo, plan, Some(registry))?;
+    let id = crate::SnapshotId::parse(&manifest.id)?;
+    let written = manifest.digest();
+    // Only the summary is kept: the entries are read back from disk below,
+    // and holding both would double the memory of a large tree.
+    let summary = SnapshotSummary::of(manifest);
+    let dir = repo.snapshot_dir(&id);
+    let mut problems = match Manifest::read_from(&dir, id.as_str()) {
+        Ok(on_disk) if on_disk.digest() == written => validate::check_layout(&dir, &on_disk),
+        Ok(on_disk) => vec![Problem::new(
+            codes::MANIFEST_DIGEST_MISMATCH,
+            format!(
+                "the manifest on disk (digest {}) is not the one this snapshot wrote ({written})",
+                on_disk.digest()
+            ),
+        )
+        .at(crate::manifest::FILE_NAME)],
+        Err(p) => vec![p],
+    };
+    problems.extend(store_problems);
+    Ok((summary, ValidationReport::new(&id, problems)))
+}
+
+/// Allocates the id and builds the snapshot; a failure leaves nothing
+/// behind in `tmp/`. With `verify`, also returns each store's validation
+/// problems.
+fn create(
+    repo: &Repository,
+    plan: &Plan<'_>,
+    verify: Option<&Registry>,
+) -> Result<(Manifest, Vec<Problem>)> {
     repo.ensure_layout()?;
     let id = repo.allocate_id(plan.at);
     let build = repo.tmp_dir().join(id.as_str());
     fsutil::create_dir_private(&build)?;
-    let result = build_snapshot(repo, &build, &id, plan);
+    let result = build_snapshot(repo, &build, &id, plan, verify);
     if result.is_err() {
         // Best effort: a leftover would be removed by prune anyway.
         let _ = fsutil::remove_any(&build);
@@ -213,7 +262,8 @@ fn build_snapshot(
     build: &Path,
     id: &crate::SnapshotId,
     plan: &Plan<'_>,
-) -> Result<Manifest> {
+    verify: Option<&Registry>,
+) -> Result<(Manifest, Vec<Problem>)> {
     let stores_dir = build.join(STORES_DIR);
     fsutil::create_dir_private(&stores_dir)?;
 
@@ -264,6 +314,7 @@ fn build_snapshot(
         let source = fs::canonicalize(&store.path).map_err(io_at("resolve", &store.path))?;
         jobs.push(CaptureJob {
             slot: records.len(),
+            record: record.clone(),
             descriptor,
             handler: handler.as_ref(),
             source,
@@ -275,13 +326,10 @@ fn build_snapshot(
     drop(latest);
 
     crate::progress::begin("snapshot", None);
-    let captured: Vec<(usize, Result<Captured>)> = std::thread::scope(|scope| {
+    let captured: Vec<(usize, Result<CapturedStore>)> = std::thread::scope(|scope| {
         let running: Vec<_> = jobs
             .into_iter()
-            .map(|job| {
-                let name = records[job.slot].name.as_str();
-                (job.slot, scope.spawn(move || job.run(name)))
-            })
+            .map(|job| (job.slot, scope.spawn(move || job.run(verify))))
             .collect();
         running
             .into_iter()
@@ -294,13 +342,11 @@ fn build_snapshot(
             .collect()
     });
     // The first failure in config order is the one reported.
+    let mut problems = Vec::new();
     for (slot, result) in captured {
-        let record = &mut records[slot];
-        let captured = result.map_err(|e| name_store(e, &record.name))?;
-        record.status = StoreStatus::Captured;
-        record.entries = captured.entries;
-        record.metadata = captured.metadata;
-        record.warnings = captured.warnings;
+        let (record, found) = result?;
+        records[slot] = record;
+        problems.extend(found);
     }
 
     let manifest = Manifest {
@@ -326,13 +372,19 @@ fn build_snapshot(
     fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
     fsutil::sync_dir(&repo.snapshots_dir())?;
     tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "synced and published");
-    Ok(manifest)
+    Ok((manifest, problems))
 }
+
+/// A store's record as its capture filled it in, and what validating it
+/// found (nothing when not asked to validate).
+type CapturedStore = (StoreRecord, Vec<Problem>);
 
 /// One store to capture, set up and ready to run on its own thread.
 struct CaptureJob<'p> {
     /// Its record's index in the manifest (config order).
     slot: usize,
+    /// The record so far (no entries yet); `run` fills it in.
+    record: StoreRecord,
     descriptor: &'static PluginDescriptor,
     handler: &'p dyn StoreHandler,
     source: std::path::PathBuf,
@@ -341,14 +393,20 @@ struct CaptureJob<'p> {
 }
 
 impl CaptureJob<'_> {
-    fn run(self, name: &str) -> Result<Captured> {
+    /// Captures the store; with `verify`, then validates what it captured
+    /// (see [`capture_validated`]).
+    fn run(self, verify: Option<&Registry>) -> Result<CapturedStore> {
+        let mut record = self.record;
         let started = std::time::Instant::now();
-        let mut ctx = CaptureCtx::new(name, &self.source, self.dest, self.parent);
-        self.handler.snapshot(&mut ctx)?;
-        let captured = ctx.finish()?;
+        let mut ctx = CaptureCtx::new(&record.name, &self.source, self.dest.clone(), self.parent);
+        let captured = self
+            .handler
+            .snapshot(&mut ctx)
+            .and_then(|()| ctx.finish())
+            .map_err(|e| name_store(e, &record.name))?;
         if self.descriptor.shape == Shape::File && captured.entries.len() != 1 {
             return Err(Error::store(
-                name,
+                &record.name,
                 ExitClass::Io,
                 format!(
                     "plug-in {} captured {} entries for a single-file store",
@@ -358,14 +416,30 @@ impl CaptureJob<'_> {
             ));
         }
         tracing::info!(
-            store = %name,
+            store = %record.name,
             kind = %self.descriptor.kind,
             entries = captured.entries.len(),
             reused_bytes = captured.reused_bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "captured"
         );
-        Ok(captured)
+        record.status = StoreStatus::Captured;
+        record.entries = captured.entries;
+        record.metadata = captured.metadata;
+        record.warnings = captured.warnings;
+        let Some(registry) = verify else {
+            return Ok((record, Vec::new()));
+        };
+        // The disk writes this store's copies while the CPU re-reads them
+        // from the page cache; the sync before publishing then finds them
+        // done. Only an overlap: that later sync is still what makes the
+        // snapshot durable, so the result here does not matter.
+        let dest = &self.dest;
+        let problems = std::thread::scope(|scope| {
+            scope.spawn(|| fsutil::sync_filesystem(dest));
+            validate::check_store(registry, dest, &record, Depth::Deep)
+        });
+        Ok((record, problems))
     }
 }
 
@@ -423,4 +497,74 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::lstat;
+
+    /// A kind whose capture leaves its store unlike the entries it
+    /// recorded: the copied file's bytes change after they were hashed,
+    /// and a file nobody listed appears. Stands for a plug-in bug or a
+    /// disk that does not keep what was written.
+    static TAMPER: PluginDescriptor = PluginDescriptor {
+        kind: "tamper",
+        summary: "test kind that damages its own capture",
+        shape: Shape::Dir,
+        example_path: "\"x\"",
+        options: &[],
+        build: |_| Ok(Box::new(Tamper)),
+        origin: module_path!(),
+    };
+
+    struct Tamper;
+
+    impl StoreHandler for Tamper {
+        fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
+            let src = ctx.source().join("a.txt");
+            ctx.copy_file(&src, "a.txt", &lstat(&src)?)?;
+            let copy = ctx.dest_path("a.txt");
+            fs::remove_file(&copy).map_err(io_at("remove", &copy))?;
+            fs::write(&copy, b"XXXX").map_err(io_at("write", &copy))?;
+            let stray = ctx.dest_path("stray");
+            fs::write(&stray, b"?").map_err(io_at("write", &stray))
+        }
+    }
+
+    #[test]
+    fn the_snapshots_own_validation_reports_bytes_that_changed_after_capture() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("live")).unwrap();
+        fs::write(dir.path().join("live/a.txt"), b"abcd").unwrap();
+        let config = Config::parse(
+            "repository = \"repo\"\n[[store]]\nname = \"t\"\nkind = \"tamper\"\npath = \"live\"\n",
+            &dir.path().join("cairn.toml"),
+        )
+        .unwrap();
+        let registry = Registry::from_descriptors([&TAMPER]).unwrap();
+
+        let outcome = run(&config, &registry, SnapshotRequest::default()).unwrap();
+        let codes = |problems: &[Problem]| {
+            let mut found: Vec<(String, String)> = problems
+                .iter()
+                .map(|p| (p.code.to_owned(), p.path.clone().unwrap_or_default()))
+                .collect();
+            found.sort();
+            found
+        };
+        let expected = vec![
+            ("file_checksum_mismatch".to_owned(), "a.txt".to_owned()),
+            ("file_unexpected".to_owned(), "stray".to_owned()),
+        ];
+        assert!(!outcome.validation.valid);
+        assert_eq!(codes(&outcome.validation.errors), expected);
+        assert_eq!(outcome.snapshot.stores[0].files, 1);
+
+        // The snapshot is kept, and `validate` finds the same.
+        let repo = Repository::new(&config.repository);
+        let id = crate::SnapshotId::parse(&outcome.snapshot.id).unwrap();
+        let (report, _) = validate::validate_snapshot(&repo, &registry, &id, Depth::Deep);
+        assert_eq!(codes(&report.errors), expected);
+    }
 }

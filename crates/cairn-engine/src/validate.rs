@@ -25,7 +25,7 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
-    fn new(id: &SnapshotId, errors: Vec<Problem>) -> Self {
+    pub(crate) fn new(id: &SnapshotId, errors: Vec<Problem>) -> Self {
         ValidationReport {
             id: id.to_string(),
             valid: errors.is_empty(),
@@ -57,40 +57,44 @@ pub fn validate_snapshot(
     if depth == Depth::Deep {
         crate::progress::begin("validate", Some(manifest.total_bytes()));
     }
-    let captured: Vec<&StoreRecord> = manifest
+    for record in manifest
         .stores
         .iter()
         .filter(|r| r.status == StoreStatus::Captured)
-        .collect();
-    let root_of = |record: &StoreRecord| dir.join(STORES_DIR).join(&record.name);
-    // The kinds' own checks (SQLite integrity_check: CPU on one core) run
-    // beside the hashing (I/O and the other cores), not after it.
-    let (file_problems, kind_problems) = std::thread::scope(|scope| {
-        let kinds = scope.spawn(|| {
-            let mut found = Vec::new();
-            for record in &captured {
-                let started = std::time::Instant::now();
-                found.extend(plugin_check(registry, &root_of(record), record, depth));
-                tracing::info!(id = %id, store = %record.name, check_ms = started.elapsed().as_millis() as u64, "kind check done");
-            }
-            found
-        });
-        let mut found = Vec::new();
-        for record in &captured {
-            let started = std::time::Instant::now();
-            found.extend(check_files(&root_of(record), record, depth));
-            tracing::info!(id = %id, store = %record.name, files_ms = started.elapsed().as_millis() as u64, "files checked");
-        }
-        // A panicking check is a bug; report it as a problem, not a crash.
-        let kinds = kinds
-            .join()
-            .unwrap_or_else(|_| vec![Problem::new(codes::READ_FAILED, "a store check panicked")]);
-        (found, kinds)
-    });
-    problems.extend(file_problems);
-    problems.extend(kind_problems);
+    {
+        let root = dir.join(STORES_DIR).join(&record.name);
+        problems.extend(check_store(registry, &root, record, depth));
+    }
     crate::progress::finish();
     (ValidationReport::new(id, problems), Some(manifest))
+}
+
+/// One store of a snapshot, its files at `root`: every file against its
+/// entry, and the kind's own check. The check (SQLite integrity_check: CPU
+/// on one core) runs on its own thread beside the hashing (I/O and the
+/// other cores), not after it.
+pub fn check_store(
+    registry: &Registry,
+    root: &Path,
+    record: &StoreRecord,
+    depth: Depth,
+) -> Vec<Problem> {
+    std::thread::scope(|scope| {
+        let kind = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            let found = plugin_check(registry, root, record, depth);
+            tracing::info!(store = %record.name, check_ms = started.elapsed().as_millis() as u64, "kind check done");
+            found
+        });
+        let started = std::time::Instant::now();
+        let mut found = check_files(root, record, depth);
+        tracing::info!(store = %record.name, files_ms = started.elapsed().as_millis() as u64, "files checked");
+        // A panicking check is a bug; report it as a problem, not a crash.
+        found.extend(kind.join().unwrap_or_else(|_| {
+            vec![Problem::new(codes::READ_FAILED, "a store check panicked").in_store(&record.name)]
+        }));
+        found
+    })
 }
 
 /// The kind's own check, if its plug-in is linked into this binary.
@@ -131,7 +135,7 @@ pub fn plugin_check(
 
 /// Top level of a snapshot dir: the manifest, `stores/` with one directory
 /// per captured store, and the pin marker. Anything else is unexpected.
-fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
+pub(crate) fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
     let mut problems = Vec::new();
     let captured: BTreeSet<&str> = manifest
         .stores
