@@ -151,42 +151,44 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
         }
     }
 
-    // Stage and verify everything before anything live changes. Each
-    // store's own check (SQLite integrity_check of the staged copy) runs
-    // on its own thread while the next store is copied.
+    // Stage and verify everything before anything live changes: every
+    // store at once, one thread each (an SQLite file is copied and hashed
+    // on one core, so a tree staged beside it uses the others), each
+    // followed by its kind's own check of the staged copy.
     crate::progress::begin("restore", Some(jobs.iter().map(|j| j.record.bytes()).sum()));
-    let staged = std::thread::scope(|scope| -> Result<Vec<Staged>> {
-        let mut staged = Vec::new();
-        let mut checks = Vec::new();
-        for job in &jobs {
-            let started = std::time::Instant::now();
-            let root = snap_dir.join(STORES_DIR).join(&job.record.name);
-            let copy = match stage_files(&id, &root, job.record, &job.target) {
-                Ok(s) => s,
-                Err(StageError::Problems(p)) => return Err(unsound_refusal(&id, &p)),
-                Err(StageError::Fatal(e)) => return Err(e),
-            };
-            tracing::info!(
-                store = %job.record.name,
-                target = %job.target.display(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "staged and verified"
-            );
-            let base = copy.dir.clone();
-            checks.push(scope.spawn(move || check_staged(job.handler.as_ref(), &base, job.record)));
-            staged.push(copy);
-        }
-        let mut problems = Vec::new();
-        for check in checks {
-            problems.extend(check.join().unwrap_or_else(|_| {
-                vec![Problem::new(codes::READ_FAILED, "a store check panicked")]
-            }));
-        }
-        if !problems.is_empty() {
-            return Err(unsound_refusal(&id, &problems));
-        }
-        Ok(staged)
-    })?;
+    let results: Vec<Result<Staged, StageError>> = std::thread::scope(|scope| {
+        let running: Vec<_> = jobs
+            .iter()
+            .map(|job| {
+                let (id, snap_dir) = (&id, &snap_dir);
+                scope.spawn(move || {
+                    let started = std::time::Instant::now();
+                    let root = snap_dir.join(STORES_DIR).join(&job.record.name);
+                    let staged = stage(id, &root, job.record, job.handler.as_ref(), &job.target);
+                    tracing::info!(
+                        store = %job.record.name,
+                        target = %job.target.display(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "staged and verified"
+                    );
+                    staged
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(StageError::Fatal(Error::store(
+                        "",
+                        crate::ExitClass::Io,
+                        "staging panicked",
+                    )))
+                })
+            })
+            .collect()
+    });
+    let staged = collect_staged(&id, results)?;
 
     crate::progress::finish();
     let pre_restore_snapshot = if live && !req.no_pre_snapshot {
@@ -392,6 +394,35 @@ impl Drop for Staged {
     fn drop(&mut self) {
         let _ = fsutil::remove_any(&self.dir);
     }
+}
+
+/// Every store staged, or the first failure in config order (the staged
+/// copies are then removed as they drop). A damaged snapshot is refused
+/// with the problems of every store, not only the first one's.
+fn collect_staged(
+    id: &SnapshotId,
+    results: Vec<Result<Staged, StageError>>,
+) -> Result<Vec<Staged>> {
+    let mut staged = Vec::new();
+    let mut problems = Vec::new();
+    let mut first_fatal = None;
+    for result in results {
+        match result {
+            Ok(s) => staged.push(s),
+            Err(StageError::Problems(p)) => problems.extend(p),
+            Err(StageError::Fatal(e)) if problems.is_empty() => {
+                first_fatal.get_or_insert(e);
+            }
+            Err(StageError::Fatal(_)) => {}
+        }
+    }
+    if let Some(e) = first_fatal {
+        return Err(e);
+    }
+    if !problems.is_empty() {
+        return Err(unsound_refusal(id, &problems));
+    }
+    Ok(staged)
 }
 
 /// Stages a store and runs its kind's check on the staged copy.
