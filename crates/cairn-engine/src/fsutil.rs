@@ -21,6 +21,27 @@ use crate::fault;
 /// Large enough that syscall overhead vanishes, small enough to stay in L2.
 pub const COPY_BUFFER: usize = 1 << 20;
 
+thread_local! {
+    /// One copy buffer per thread, reused for every file it copies or
+    /// hashes. A fresh zeroed 1 MiB per file was 5% of a snapshot's CPU
+    /// (memset) on a tree of 5,000 small files, twice over with validation.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's copy buffer (COPY_BUFFER bytes).
+fn with_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+    BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < COPY_BUFFER {
+                buf.resize(COPY_BUFFER, 0);
+            }
+            f(&mut buf)
+        }
+        // Only if a copy ever ran inside another on the same thread.
+        Err(_) => f(&mut vec![0u8; COPY_BUFFER]),
+    })
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -80,11 +101,10 @@ pub fn copy_hashed(
 ) -> Result<(File, u64, Checksum)> {
     let mut out = create_new_private(dst)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; COPY_BUFFER];
     let mut total = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
+    with_buffer(|buf| loop {
+        let n = match src.read(buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("read", src_path, e)),
@@ -94,7 +114,7 @@ pub fn copy_hashed(
         out.write_all(&buf[..n]).map_err(io_at("write", dst))?;
         total += n as u64;
         crate::progress::advance(n as u64);
-    }
+    })?;
     Ok((out, total, Checksum::from_hasher(hasher)))
 }
 
@@ -106,11 +126,10 @@ pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
 
 pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum)> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; COPY_BUFFER];
     let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
+    with_buffer(|buf| loop {
+        let n = match reader.read(buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io("read", path, e)),
@@ -118,7 +137,7 @@ pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum
         hasher.update(&buf[..n]);
         total += n as u64;
         crate::progress::advance(n as u64);
-    }
+    })?;
     Ok((total, Checksum::from_hasher(hasher)))
 }
 
