@@ -26,6 +26,7 @@ pub struct Output {
 }
 
 pub fn main() -> ExitCode {
+    limit_malloc_arenas();
     // Unlocked handles: the progress bar writes to stderr from other
     // threads, which a lock held here for the whole run would deadlock.
     let code = run(
@@ -34,6 +35,25 @@ pub fn main() -> ExitCode {
         &mut std::io::stderr(),
     );
     ExitCode::from(code)
+}
+
+/// One malloc arena for the whole process. glibc gives threads arenas of
+/// their own, and memory freed in one is not reused by another: a second
+/// snapshot of a 100,000-file tree (entries built on a capture thread,
+/// the parent's index on the main thread, checks on worker threads) had a
+/// 42 MiB heap peak but 63-67 MiB RSS; with one arena, 46-54 MiB, at the
+/// same speed (Cairn's threads copy and hash; they rarely allocate).
+/// `MALLOC_ARENA_MAX` in the environment still overrides this.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        #[allow(unsafe_code)]
+        // SAFETY: mallopt only sets an allocator tunable; called before any
+        // thread is started.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }
 
 /// Runs one `cairn` invocation; returns the contract's exit code.
