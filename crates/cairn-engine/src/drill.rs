@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{Config, StoreConfig};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, StoreStatus};
+use crate::manifest::{Manifest, StoreRecord, StoreStatus};
 use crate::plugin::{Depth, Registry};
 use crate::repo::Repository;
 use crate::restore::{self, RestoreRequest};
@@ -136,68 +136,119 @@ pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<Drill
 
 /// Every check on the restored copy: the files against the manifest (each
 /// byte re-read), then each kind's own drill checks.
+/// Every store's checks at once, one thread each; within a store, the
+/// files' hashes and the kind's own checks (SQLite integrity_check and row
+/// counts) also run side by side. Reported in manifest order.
 fn check_restored(registry: &Registry, manifest: &Manifest, scratch: &Path) -> Vec<DrillCheck> {
-    let mut checks = Vec::new();
-    for record in &manifest.stores {
-        if record.status == StoreStatus::Absent {
-            checks.push(DrillCheck {
-                store: record.name.clone(),
-                check: "captured".into(),
-                ok: true,
-                detail: "absent in the snapshot (optional store); nothing to restore".into(),
-            });
-            continue;
-        }
-        let root = scratch.join(&record.name);
-        let problems = validate::check_files(&root, record, Depth::Deep);
-        checks.push(DrillCheck {
-            store: record.name.clone(),
-            check: "files_match_manifest".into(),
-            ok: problems.is_empty(),
-            detail: if problems.is_empty() {
-                format!(
-                    "{} {}, {} bytes, every SHA-256 as recorded",
-                    record.files(),
-                    if record.files() == 1 { "file" } else { "files" },
-                    record.bytes()
+    std::thread::scope(|scope| {
+        let running: Vec<_> = manifest
+            .stores
+            .iter()
+            .map(|record| {
+                (
+                    record,
+                    scope.spawn(move || check_store(registry, record, scratch)),
                 )
-            } else {
-                problems
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            },
-        });
-        let Some(descriptor) = registry.get(&record.kind) else {
-            checks.push(DrillCheck {
-                store: record.name.clone(),
-                check: "plugin".into(),
-                ok: false,
-                detail: format!("no plug-in for kind {:?} in this cairn", record.kind),
-            });
-            continue;
-        };
-        let config =
-            StoreConfig::from_record(&record.name, &record.kind, Path::new(&record.source));
-        match (descriptor.build)(&config) {
-            Ok(handler) => checks.extend(handler.drill(&root, record).into_iter().map(
-                |(check, result)| DrillCheck {
-                    store: record.name.clone(),
-                    check,
-                    ok: result.is_ok(),
-                    detail: result.unwrap_or_else(|e| e),
-                },
-            )),
-            Err(e) => checks.push(DrillCheck {
-                store: record.name.clone(),
-                check: "plugin".into(),
-                ok: false,
-                detail: e.to_string(),
-            }),
-        }
+            })
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|(record, thread)| {
+                thread.join().unwrap_or_else(|_| {
+                    vec![DrillCheck {
+                        store: record.name.clone(),
+                        check: "checks".into(),
+                        ok: false,
+                        detail: "a check panicked".into(),
+                    }]
+                })
+            })
+            .collect()
+    })
+}
+
+fn check_store(registry: &Registry, record: &StoreRecord, scratch: &Path) -> Vec<DrillCheck> {
+    if record.status == StoreStatus::Absent {
+        return vec![DrillCheck {
+            store: record.name.clone(),
+            check: "captured".into(),
+            ok: true,
+            detail: "absent in the snapshot (optional store); nothing to restore".into(),
+        }];
     }
+    let root = scratch.join(&record.name);
+    let (files, kind) = std::thread::scope(|scope| {
+        let kind = scope.spawn(|| kind_checks(registry, record, &root));
+        let files = files_check(record, &root);
+        let kind = kind.join().unwrap_or_else(|_| {
+            vec![DrillCheck {
+                store: record.name.clone(),
+                check: "plugin".into(),
+                ok: false,
+                detail: "the kind's checks panicked".into(),
+            }]
+        });
+        (files, kind)
+    });
+    let mut checks = vec![files];
+    checks.extend(kind);
     checks
+}
+
+/// Every restored file against the manifest, every byte hashed.
+fn files_check(record: &StoreRecord, root: &Path) -> DrillCheck {
+    let problems = validate::check_files(root, record, Depth::Deep);
+    DrillCheck {
+        store: record.name.clone(),
+        check: "files_match_manifest".into(),
+        ok: problems.is_empty(),
+        detail: if problems.is_empty() {
+            format!(
+                "{} {}, {} bytes, every SHA-256 as recorded",
+                record.files(),
+                if record.files() == 1 { "file" } else { "files" },
+                record.bytes()
+            )
+        } else {
+            problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    }
+}
+
+/// The plug-in's own drill checks of the restored copy.
+fn kind_checks(registry: &Registry, record: &StoreRecord, root: &Path) -> Vec<DrillCheck> {
+    let failed = |detail: String| {
+        vec![DrillCheck {
+            store: record.name.clone(),
+            check: "plugin".into(),
+            ok: false,
+            detail,
+        }]
+    };
+    let Some(descriptor) = registry.get(&record.kind) else {
+        return failed(format!(
+            "no plug-in for kind {:?} in this cairn",
+            record.kind
+        ));
+    };
+    let config = StoreConfig::from_record(&record.name, &record.kind, Path::new(&record.source));
+    match (descriptor.build)(&config) {
+        Ok(handler) => handler
+            .drill(root, record)
+            .into_iter()
+            .map(|(check, result)| DrillCheck {
+                store: record.name.clone(),
+                check,
+                ok: result.is_ok(),
+                detail: result.unwrap_or_else(|e| e),
+            })
+            .collect(),
+        Err(e) => failed(e.to_string()),
+    }
 }
 
 fn check_room(base: &Path, needed: u64) -> Result<()> {
