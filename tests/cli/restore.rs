@@ -1022,3 +1022,47 @@ fn symlinked_store_paths_are_followed_and_the_links_kept() {
         b"header"
     );
 }
+
+#[test]
+fn a_snapshot_damaged_in_two_stores_is_refused_naming_both() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    env.unlock_snapshot(&id);
+    for rel in [
+        "stores/chroma/seg-0001/data_level0.bin",
+        "stores/registry/project-registry.json",
+    ] {
+        let path = env.snapshot_dir(&id).join(rel);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let dest = env.path("elsewhere");
+    let run = restore(&env, &id, &["--to", dest.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    // Stores are staged at once: the refusal names every damaged store,
+    // not only the first one staged.
+    for expected in [
+        "file_checksum_mismatch [chroma]",
+        "file_checksum_mismatch [registry]",
+    ] {
+        assert!(run.stderr.contains(expected), "{expected}: {}", run.stderr);
+    }
+    assert!(
+        !dest.exists() || std::fs::read_dir(&dest).unwrap().next().is_none(),
+        "staging left files in {}: {:?}",
+        dest.display(),
+        walk(&dest)
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path().display().to_string());
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}

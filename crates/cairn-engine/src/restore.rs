@@ -156,6 +156,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
     // on one core, so a tree staged beside it uses the others), each
     // followed by its kind's own check of the staged copy.
     crate::progress::begin("restore", Some(jobs.iter().map(|j| j.record.bytes()).sum()));
+    let new_dirs = dirs_staging_will_create(&jobs, req.to.as_deref());
     let results: Vec<Result<Staged, StageError>> = std::thread::scope(|scope| {
         let running: Vec<_> = jobs
             .iter()
@@ -188,7 +189,13 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
             })
             .collect()
     });
-    let staged = collect_staged(&id, results)?;
+    let staged = collect_staged(&id, results).inspect_err(|_| {
+        // Refused or failed before anything was swapped: leave no trace,
+        // not even the empty directories staging created (`--to DIR`).
+        for dir in &new_dirs {
+            let _ = fs::remove_dir(dir);
+        }
+    })?;
 
     crate::progress::finish();
     let pre_restore_snapshot = if live && !req.no_pre_snapshot {
@@ -253,13 +260,22 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
 }
 
 fn unsound_refusal(id: &SnapshotId, problems: &[Problem]) -> Error {
-    let mut codes: Vec<&str> = problems.iter().map(|p| p.code).collect();
-    codes.dedup();
+    // Each kind of problem once per store, in the order found.
+    let mut kinds: Vec<String> = Vec::new();
+    for p in problems {
+        let kind = match &p.store {
+            Some(store) => format!("{} [{store}]", p.code),
+            None => p.code.to_owned(),
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
     let first = problems.first().map(|p| p.to_string()).unwrap_or_default();
     Error::refused(
         format!(
             "snapshot {id} is not sound ({}); nothing was touched. First problem: {first}",
-            codes.join(", ")
+            kinds.join(", ")
         ),
         Some("run `cairn validate <ID>` for every problem, and restore another snapshot"),
     )
@@ -394,6 +410,30 @@ impl Drop for Staged {
     fn drop(&mut self) {
         let _ = fsutil::remove_any(&self.dir);
     }
+}
+
+/// The directories that staging creates because they do not exist yet
+/// (a file store's parent, a directory store itself, `--to DIR`),
+/// deepest first, so a failed staging can remove them again.
+fn dirs_staging_will_create(jobs: &[Job<'_>], to: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let wanted = jobs
+        .iter()
+        .filter_map(|job| match job.record.shape {
+            Shape::File => job.target.parent().map(Path::to_owned),
+            Shape::Dir => Some(job.target.clone()),
+        })
+        .chain(to.map(Path::to_owned));
+    for dir in wanted {
+        // Every missing ancestor is created too (create_dir_all).
+        for missing in dir.ancestors().take_while(|d| fsutil::is_absent(d)) {
+            if !dirs.iter().any(|d| d == missing) {
+                dirs.push(missing.to_owned());
+            }
+        }
+    }
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs
 }
 
 /// Every store staged, or the first failure in config order (the staged
