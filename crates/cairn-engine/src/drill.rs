@@ -140,31 +140,21 @@ pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<Drill
 /// files' hashes and the kind's own checks (SQLite integrity_check and row
 /// counts) also run side by side. Reported in manifest order.
 fn check_restored(registry: &Registry, manifest: &Manifest, scratch: &Path) -> Vec<DrillCheck> {
-    std::thread::scope(|scope| {
-        let running: Vec<_> = manifest
-            .stores
-            .iter()
-            .map(|record| {
-                (
-                    record,
-                    scope.spawn(move || check_store(registry, record, scratch)),
-                )
-            })
-            .collect();
-        running
-            .into_iter()
-            .flat_map(|(record, thread)| {
-                thread.join().unwrap_or_else(|_| {
-                    vec![DrillCheck {
-                        store: record.name.clone(),
-                        check: "checks".into(),
-                        ok: false,
-                        detail: "a check panicked".into(),
-                    }]
-                })
-            })
-            .collect()
-    })
+    crate::parallel::each_on_its_own_thread(
+        manifest.stores.iter().collect(),
+        |record| check_store(registry, record, scratch),
+        |i| {
+            vec![DrillCheck {
+                store: manifest.stores[i].name.clone(),
+                check: "checks".into(),
+                ok: false,
+                detail: "a check panicked".into(),
+            }]
+        },
+    )
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn check_store(registry: &Registry, record: &StoreRecord, scratch: &Path) -> Vec<DrillCheck> {

@@ -49,6 +49,33 @@ where
     found.into_iter().map(|(_, r)| r).collect()
 }
 
+/// `work` on each item, each on a thread of its own, results in the
+/// items' order: for a handful of long jobs that use a core or more each
+/// (the stores of one snapshot, restore or drill). A job that panics
+/// yields `panicked(its index)` instead of bringing the others down.
+pub fn each_on_its_own_thread<T, R>(
+    items: Vec<T>,
+    work: impl Fn(T) -> R + Sync,
+    panicked: impl Fn(usize) -> R,
+) -> Vec<R>
+where
+    T: Send,
+    R: Send,
+{
+    std::thread::scope(|scope| {
+        let work = &work;
+        let running: Vec<_> = items
+            .into_iter()
+            .map(|item| scope.spawn(move || work(item)))
+            .collect();
+        running
+            .into_iter()
+            .enumerate()
+            .map(|(i, thread)| thread.join().unwrap_or_else(|_| panicked(i)))
+            .collect()
+    })
+}
+
 fn for_each_largest_first<T, F>(items: &[T], size: impl Fn(&T) -> u64, work: F)
 where
     T: Sync,
@@ -80,6 +107,8 @@ mod tests {
         let out = super::map_largest_first(&items, |&x| x, |&x| x * 2);
         assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
         assert!(super::map_largest_first(&[] as &[u64], |&x| x, |&x| x).is_empty());
+        let tripled = super::each_on_its_own_thread(vec![1, 2, 3], |x| x * 3, |_| 0);
+        assert_eq!(tripled, [3, 6, 9]);
         let odd = super::filter_map_largest_first(&items, |&x| x, |&x| (x % 2 == 1).then_some(x));
         assert_eq!(
             odd,

@@ -157,38 +157,28 @@ pub fn run(cfg: &Config, registry: &Registry, req: RestoreRequest) -> Result<Res
     // followed by its kind's own check of the staged copy.
     crate::progress::begin("restore", Some(jobs.iter().map(|j| j.record.bytes()).sum()));
     let new_dirs = dirs_staging_will_create(&jobs, req.to.as_deref());
-    let results: Vec<Result<Staged, StageError>> = std::thread::scope(|scope| {
-        let running: Vec<_> = jobs
-            .iter()
-            .map(|job| {
-                let (id, snap_dir) = (&id, &snap_dir);
-                scope.spawn(move || {
-                    let started = std::time::Instant::now();
-                    let root = snap_dir.join(STORES_DIR).join(&job.record.name);
-                    let staged = stage(id, &root, job.record, job.handler.as_ref(), &job.target);
-                    tracing::info!(
-                        store = %job.record.name,
-                        target = %job.target.display(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "staged and verified"
-                    );
-                    staged
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|thread| {
-                thread.join().unwrap_or_else(|_| {
-                    Err(StageError::Fatal(Error::store(
-                        "",
-                        crate::ExitClass::Io,
-                        "staging panicked",
-                    )))
-                })
-            })
-            .collect()
-    });
+    let results = crate::parallel::each_on_its_own_thread(
+        jobs.iter().collect(),
+        |job: &Job<'_>| {
+            let started = std::time::Instant::now();
+            let root = snap_dir.join(STORES_DIR).join(&job.record.name);
+            let staged = stage(&id, &root, job.record, job.handler.as_ref(), &job.target);
+            tracing::info!(
+                store = %job.record.name,
+                target = %job.target.display(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "staged and verified"
+            );
+            staged
+        },
+        |i| {
+            Err(StageError::Fatal(Error::store(
+                &jobs[i].record.name,
+                crate::ExitClass::Io,
+                "staging panicked",
+            )))
+        },
+    );
     let staged = collect_staged(&id, results).inspect_err(|_| {
         // Refused or failed before anything was swapped: leave no trace,
         // not even the empty directories staging created (`--to DIR`).

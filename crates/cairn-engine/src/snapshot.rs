@@ -326,24 +326,21 @@ fn build_snapshot(
     drop(latest);
 
     crate::progress::begin("snapshot", None);
-    let captured: Vec<(usize, Result<CapturedStore>)> = std::thread::scope(|scope| {
-        let running: Vec<_> = jobs
-            .into_iter()
-            .map(|job| (job.slot, scope.spawn(move || job.run(verify))))
-            .collect();
-        running
-            .into_iter()
-            .map(|(slot, thread)| {
-                let result = thread.join().unwrap_or_else(|_| {
-                    Err(Error::store("", ExitClass::Io, "the capture panicked"))
-                });
-                (slot, result)
-            })
-            .collect()
-    });
+    let slots: Vec<usize> = jobs.iter().map(|job| job.slot).collect();
+    let captured = crate::parallel::each_on_its_own_thread(
+        jobs,
+        |job| job.run(verify),
+        |i| {
+            Err(Error::store(
+                &records[slots[i]].name,
+                ExitClass::Io,
+                "the capture panicked",
+            ))
+        },
+    );
     // The first failure in config order is the one reported.
     let mut problems = Vec::new();
-    for (slot, result) in captured {
+    for (slot, result) in slots.into_iter().zip(captured) {
         let (record, found) = result?;
         records[slot] = record;
         problems.extend(found);
