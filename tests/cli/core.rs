@@ -301,9 +301,7 @@ fn validate_finds_flipped_byte_in_chroma_segment() {
     let seg = env
         .snapshot_dir(&id)
         .join("stores/chroma/seg-0001/data_level0.bin");
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[123_456] ^= 0x01;
-    std::fs::write(&seg, bytes).unwrap();
+    support::flip_byte(&seg, 123_456, 0x01);
 
     let (run, errors) = validate(&env, &id);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
@@ -422,44 +420,10 @@ fn validate_finds_corrupted_sqlite_page_behind_a_consistent_manifest() {
         tx.commit().unwrap();
     }
     let id = env.snapshot(&["--only", "db"]);
-    env.unlock_snapshot(&id);
-    let snap = env.snapshot_dir(&id);
-    let copy = snap.join("stores/db/atocore.db");
-
-    let mut bytes = std::fs::read(&copy).unwrap();
-    let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
-    let page_size = if page_size == 1 { 65536 } else { page_size };
-    let pages = bytes.len() / page_size;
+    // The damage sits well inside the file, and the manifest agrees with
+    // the damaged bytes, so only the plug-in's integrity check can tell.
+    let pages = env.corrupt_db_page_behind_resealed_manifest(&id);
     assert!(pages > 50, "only {pages} pages");
-    // Find a b-tree page (interior or leaf, table or index) well inside the
-    // file and wreck its header and cell pointers.
-    let page = (pages / 2..pages)
-        .find(|&p| matches!(bytes[p * page_size], 0x02 | 0x05 | 0x0a | 0x0d))
-        .expect("a b-tree page");
-    let start = page * page_size;
-    for b in &mut bytes[start..start + 64] {
-        *b = 0xff;
-    }
-    std::fs::write(&copy, &bytes).unwrap();
-
-    // Make the manifest agree with the damaged bytes, so that only the
-    // plug-in's integrity check can tell.
-    let manifest_path = snap.join("manifest.json");
-    let mut manifest =
-        cairn_engine::Manifest::parse(&std::fs::read(&manifest_path).unwrap(), &id).unwrap();
-    let (size, sha) = cairn_engine::fsutil::hash_file(&copy).unwrap();
-    let entry = manifest
-        .stores
-        .iter_mut()
-        .find(|s| s.name == "db")
-        .unwrap()
-        .entries
-        .iter_mut()
-        .find(|e| e.path == "atocore.db")
-        .unwrap();
-    entry.sha256 = Some(sha);
-    entry.size = Some(size);
-    std::fs::write(&manifest_path, manifest.to_bytes()).unwrap();
 
     let (run, errors) = validate(&env, &id);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);

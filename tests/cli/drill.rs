@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use cairn_engine::Manifest;
 use serde_json::Value;
 
 use crate::restore::assert_trees_eq;
@@ -116,9 +115,7 @@ fn drill_fails_on_a_flipped_chroma_byte() {
     let seg = env
         .snapshot_dir(&id)
         .join("stores/chroma/seg-0001/data_level0.bin");
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[4242] ^= 0x80;
-    std::fs::write(&seg, bytes).unwrap();
+    support::flip_byte(&seg, 4242, 0x80);
     let scratch = tempfile::tempdir().unwrap();
 
     let run = drill(&env, scratch.path(), &[&id]);
@@ -136,36 +133,11 @@ fn drill_fails_on_a_flipped_chroma_byte() {
     assert!(entries(scratch.path()).is_empty(), "scratch cleaned up");
 }
 
-/// Damages one page of the snapshot's database and fixes the manifest's
-/// sha256 (and so its digest) up, so only SQLite's own check can tell.
-fn corrupt_db_page(env: &Env, id: &str) {
-    env.unlock_snapshot(id);
-    let dir = env.snapshot_dir(id);
-    let db = dir.join("stores/db/atocore.db");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
-    let page_size = if page_size == 1 { 65536 } else { page_size };
-    assert!(bytes.len() >= 2 * page_size, "need at least two pages");
-    // Page 2 is a table's b-tree page: scribble over its header and cells.
-    for b in &mut bytes[page_size..page_size + 64] {
-        *b = 0xA5;
-    }
-    std::fs::write(&db, &bytes).unwrap();
-
-    let (size, sha) = cairn_engine::fsutil::hash_file(&db).unwrap();
-    assert_eq!(size, bytes.len() as u64);
-    let manifest_path = dir.join("manifest.json");
-    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
-    let store = m.stores.iter_mut().find(|s| s.name == "db").unwrap();
-    store.entries[0].sha256 = Some(sha);
-    std::fs::write(&manifest_path, m.to_bytes()).unwrap();
-}
-
 #[test]
 fn drill_fails_on_a_corrupt_sqlite_page() {
     let env = Env::new();
     let id = env.snapshot(&[]);
-    corrupt_db_page(&env, &id);
+    env.corrupt_db_page_behind_resealed_manifest(&id);
     let scratch = tempfile::tempdir().unwrap();
 
     let run = drill(&env, scratch.path(), &[&id]);

@@ -139,9 +139,7 @@ fn restore_raises_on_invalid_backup_flipped_chroma_byte() {
     let seg = env
         .snapshot_dir(&id)
         .join("stores/chroma/seg-0001/data_level0.bin");
-    let mut bytes = std::fs::read(&seg).unwrap();
-    bytes[1000] ^= 0x01;
-    std::fs::write(&seg, bytes).unwrap();
+    support::flip_byte(&seg, 1000, 0x01);
     let before = live(&env);
     let snapshots_before = env.listed_ids();
 
@@ -1032,10 +1030,7 @@ fn a_snapshot_damaged_in_two_stores_is_refused_naming_both() {
         "stores/chroma/seg-0001/data_level0.bin",
         "stores/registry/project-registry.json",
     ] {
-        let path = env.snapshot_dir(&id).join(rel);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[3] ^= 0x01;
-        std::fs::write(&path, bytes).unwrap();
+        support::flip_byte(&env.snapshot_dir(&id).join(rel), 3, 0x01);
     }
     let dest = env.path("elsewhere");
     let run = restore(&env, &id, &["--to", dest.to_str().unwrap()]);

@@ -185,6 +185,49 @@ impl Env {
     pub fn unlock_snapshot(&self, id: &str) {
         make_writable(&self.snapshot_dir(id));
     }
+
+    /// Wrecks one b-tree page of the `db` store's copy in snapshot `id`,
+    /// then reseals the manifest with the damaged bytes' size and sha256,
+    /// so only SQLite's own check can tell. Returns the file's page count.
+    pub fn corrupt_db_page_behind_resealed_manifest(&self, id: &str) -> usize {
+        self.unlock_snapshot(id);
+        let copy = self.snapshot_dir(id).join("stores/db/atocore.db");
+        let mut bytes = std::fs::read(&copy).unwrap();
+        let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+        let page_size = if page_size == 1 { 65536 } else { page_size };
+        let pages = bytes.len() / page_size;
+        assert!(pages >= 2, "need at least two pages");
+        // A b-tree page (interior or leaf, table or index) in the second
+        // half of the file: wreck its header and cell pointers.
+        let page = (pages / 2..pages)
+            .find(|&p| matches!(bytes[p * page_size], 0x02 | 0x05 | 0x0a | 0x0d))
+            .expect("a b-tree page");
+        let start = page * page_size;
+        for b in &mut bytes[start..start + 64] {
+            *b = 0xff;
+        }
+        std::fs::write(&copy, &bytes).unwrap();
+        let (size, sha) = cairn_engine::fsutil::hash_file(&copy).unwrap();
+        self.edit_manifest(id, |m| {
+            let store = m.stores.iter_mut().find(|s| s.name == "db").unwrap();
+            let entry = store
+                .entries
+                .iter_mut()
+                .find(|e| e.path == "atocore.db")
+                .unwrap();
+            entry.sha256 = Some(sha);
+            entry.size = Some(size);
+        });
+        pages
+    }
+}
+
+/// XORs the byte at `at` of `path` with `mask` (the file must be writable,
+/// e.g. after `Env::unlock_snapshot`).
+pub fn flip_byte(path: &Path, at: usize, mask: u8) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= mask;
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// Names of the entries directly under `dir`, sorted (empty when `dir` is
