@@ -18,8 +18,8 @@ use std::path::Path;
 use cairn_engine::plugin::{lstat, OptionDoc};
 use cairn_engine::problem::codes::READ_FAILED;
 use cairn_engine::{
-    CaptureCtx, Depth, Error, ExitClass, PluginDescriptor, Problem, Result, Shape, StoreConfig,
-    StoreHandler, StoreRecord,
+    CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
+    StoreRecord,
 };
 
 /// The `kind` operators write in `cairn.toml`.
@@ -75,26 +75,20 @@ impl StoreHandler for TextFile {
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
         let source = ctx.source().to_owned();
         let meta = lstat(&source)?;
+        // Errors say what is wrong, not which exit code it is: the CLI
+        // decides that, the same for every kind. The engine adds the
+        // store's name.
         if !meta.is_file() {
-            return Err(Error::store(
-                ctx.store_name(),
-                ExitClass::Usage,
-                format!(
-                    "{} is not a regular file (kind text-file expects one)",
-                    source.display()
-                ),
-            ));
+            return Err(Error::SourceType {
+                path: source,
+                expected: "a regular file (kind text-file expects one)",
+            });
         }
         if let Some(max) = self.max_bytes.filter(|max| meta.len() > *max) {
-            return Err(Error::store(
-                ctx.store_name(),
-                ExitClass::Usage,
-                format!(
-                    "{} is {} bytes, over max_bytes = {max}",
-                    source.display(),
-                    meta.len()
-                ),
-            ));
+            return Err(Error::SourceRejected {
+                path: source,
+                reason: format!("is {} bytes, over max_bytes = {max}", meta.len()),
+            });
         }
         let name = source
             .file_name()
@@ -120,8 +114,9 @@ impl StoreHandler for TextFile {
         problems
     }
 
-    // `in_use`, `drill` and `restore` keep their defaults: nothing to probe,
-    // the drill runs `check`, and restore is the engine's atomic file replace.
+    // `in_use`, `drill`, `before_swap` and `after_swap` keep their
+    // defaults: nothing to probe, the drill runs `check`, and nothing needs
+    // doing around the engine's atomic file replace.
 }
 // guide:end
 

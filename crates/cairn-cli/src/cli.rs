@@ -148,6 +148,10 @@ pub struct RestoreArgs {
     /// Restore into DIR/<store>/… instead of the live paths
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// Print what would be restored where, after every gate but the
+    /// confirmation, and touch nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
-//! One function per command: call the engine, shape the JSON and the human
-//! text. No policy lives here; it is all in cairn-engine.
+//! One function per command: call the engine, hand its result to `json`
+//! and `render`. No policy lives here; it is all in cairn-engine.
 
 use std::io::Write;
 use std::time::Instant;
@@ -10,12 +10,13 @@ use cairn_engine::snapshot::SnapshotRequest;
 use cairn_engine::validate::{validate_snapshot, ValidationReport};
 use cairn_engine::{
     drill, prune, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository, Result,
+    Stores,
 };
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
-use crate::{render, starter, Output};
+use crate::{json, render, starter, Output};
 
 pub fn dispatch(cli: &Cli) -> Result<Output> {
     let registry = Registry::from_inventory()?;
@@ -26,22 +27,25 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         Command::Completions { shell } => return Ok(completions(*shell)),
         _ => {}
     }
-    let cfg = load_config(cli, &registry)?;
+    let cfg = Config::load(&Config::locate(cli.config.as_deref()))?;
+    // Every store's handler, built once for the whole command: a bad kind
+    // or option fails here, before any hook runs or file is touched.
+    let stores = Stores::build(&cfg, registry)?;
     tracing::info!(config = %cfg.file.display(), repository = %cfg.repository.display(), "loaded config");
     let started = Instant::now();
     let output = match &cli.command {
-        Command::Snapshot(args) => snapshot_cmd(&cfg, &registry, args),
+        Command::Snapshot(args) => snapshot_cmd(&cfg, &stores, args),
         Command::List => list(&cfg),
         Command::Show { id } => show(&cfg, id),
-        Command::Validate(args) => validate(&cfg, &registry, args),
-        Command::Restore(args) => restore_cmd(&cfg, &registry, args),
+        Command::Validate(args) => validate(&cfg, &stores, args),
+        Command::Restore(args) => restore_cmd(&cfg, &stores, args),
         Command::Prune {
             confirm,
             allow_empty_policy,
         } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
         Command::Pin { id } => pin(&cfg, id, true),
         Command::Unpin { id } => pin(&cfg, id, false),
-        Command::Drill(args) => drill_cmd(&cfg, &registry, args),
+        Command::Drill(args) => drill_cmd(&cfg, &stores, args),
         Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
             unreachable!("handled above")
         }
@@ -53,28 +57,10 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     output
 }
 
-fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
-    let path = Config::locate(cli.config.as_deref());
-    let cfg = Config::load(&path)?;
-    registry.check_config(&cfg.stores)?;
-    Ok(cfg)
-}
-
 fn stores(registry: &Registry) -> Output {
-    let list: Vec<Value> = registry
-        .descriptors()
-        .map(|d| {
-            json!({
-                "kind": d.kind,
-                "summary": d.summary,
-                "shape": d.shape,
-                "options": d.options.iter().map(|o| json!({"name": o.name, "doc": o.doc, "example": o.example})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     Output {
         human: render::stores(registry),
-        json: json!({ "stores": list }),
+        json: json::stores(registry),
         sound: true,
     }
 }
@@ -121,7 +107,7 @@ fn completions(shell: clap_complete::Shell) -> Output {
     }
 }
 
-fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Result<Output> {
+fn snapshot_cmd(cfg: &Config, stores: &Stores, args: &SnapshotArgs) -> Result<Output> {
     let at = match &args.at {
         None => None,
         Some(text) => Some(
@@ -136,7 +122,7 @@ fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Resul
     };
     let outcome = snapshot::run(
         cfg,
-        registry,
+        stores,
         SnapshotRequest {
             only: args.only.clone(),
             skip: args.skip.clone(),
@@ -145,26 +131,9 @@ fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Resul
             full: args.full,
         },
     )?;
-    let m = &outcome.snapshot;
-    let json = json!({
-        "id": m.id,
-        "created_at": m.created_at,
-        "tags": m.tags,
-        "stores": m.stores.iter().map(|s| json!({
-            "name": s.name,
-            "kind": s.kind,
-            "status": s.status,
-            "files": s.files,
-            "bytes": s.bytes,
-            "warnings": s.warnings,
-        })).collect::<Vec<_>>(),
-        "validated": outcome.validation.valid,
-        "validation_errors": outcome.validation.errors,
-        "after_hook_error": outcome.after_hook_error,
-    });
     Ok(Output {
         human: render::snapshot(&outcome),
-        json,
+        json: json::snapshot(&outcome),
         sound: outcome.validation.valid && outcome.after_hook_error.is_none(),
     })
 }
@@ -215,21 +184,9 @@ fn list(cfg: &Config) -> Result<Output> {
             }
         })
         .collect();
-    let json = json!({
-        "snapshots": rows.iter().map(|r| json!({
-            "id": r.id,
-            "created_at": r.created_at,
-            "tags": r.tags,
-            "pinned": r.pinned,
-            "stores": r.stores,
-            "bytes": r.bytes,
-            "problem": r.problem,
-        })).collect::<Vec<_>>(),
-        "unparseable": listing.unparseable,
-    });
     Ok(Output {
         human: render::list(&rows, &listing.unparseable, Utc::now()),
-        json,
+        json: json::list(&rows, &listing.unparseable),
         sound: true,
     })
 }
@@ -242,24 +199,21 @@ fn show(cfg: &Config, id: &str) -> Result<Output> {
             id: id.to_string(),
             message: p.to_string(),
         })?;
-    let mut json = serde_json::to_value(&manifest).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut json {
-        map.insert("pinned".into(), repo.is_pinned(&id).into());
-    }
+    let pinned = repo.is_pinned(&id);
     Ok(Output {
-        human: render::show(&manifest, repo.is_pinned(&id)),
-        json,
+        human: render::show(&manifest, pinned),
+        json: json::show(&manifest, pinned),
         sound: true,
     })
 }
 
-fn validate(cfg: &Config, registry: &Registry, args: &ValidateArgs) -> Result<Output> {
+fn validate(cfg: &Config, stores: &Stores, args: &ValidateArgs) -> Result<Output> {
     let repo = Repository::new(&cfg.repository);
     let ids = if args.all {
         repo.list()?.ids
     } else if args.latest {
-        vec![repo.latest()?.ok_or_else(|| Error::Usage {
-            message: format!("no snapshots in {}", repo.root().display()),
+        vec![repo.latest()?.ok_or_else(|| Error::NoSnapshots {
+            repo: repo.root().to_owned(),
         })?]
     } else {
         // Parsed before any file is touched: a path-like id is refused here.
@@ -274,32 +228,39 @@ fn validate(cfg: &Config, registry: &Registry, args: &ValidateArgs) -> Result<Ou
     };
     let results: Vec<ValidationReport> = ids
         .iter()
-        .map(|id| validate_snapshot(&repo, registry, id, depth).0)
+        .map(|id| validate_snapshot(&repo, stores, id, depth).0)
         .collect();
     let sound = results.iter().all(|r| r.valid);
     Ok(Output {
         human: render::validate(&results, depth),
-        json: json!({ "results": results }),
+        json: json::validate(&results),
         sound,
     })
 }
 
-fn restore_cmd(cfg: &Config, registry: &Registry, args: &RestoreArgs) -> Result<Output> {
-    let outcome = restore::run(
-        cfg,
-        registry,
-        RestoreRequest {
-            id: args.id.clone(),
-            only: args.only.clone(),
-            skip: args.skip.clone(),
-            confirm_service_stopped: args.confirm_service_stopped,
-            no_pre_snapshot: args.no_pre_snapshot,
-            to: args.to.clone(),
-        },
-    )?;
+fn restore_cmd(cfg: &Config, stores: &Stores, args: &RestoreArgs) -> Result<Output> {
+    let req = RestoreRequest {
+        id: args.id.clone(),
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        // A dry run touches nothing, so it needs no word that the service
+        // is stopped: an operator looks at the plan before stopping it.
+        confirm_service_stopped: args.confirm_service_stopped || args.dry_run,
+        no_pre_snapshot: args.no_pre_snapshot,
+        to: args.to.clone(),
+    };
+    let plan = restore::plan(cfg, stores, &req)?;
+    if args.dry_run {
+        return Ok(Output {
+            human: render::restore_plan(&plan),
+            json: json::restore_plan(&plan),
+            sound: true,
+        });
+    }
+    let outcome = plan.stage()?.swap()?;
     Ok(Output {
         human: render::restore(&outcome),
-        json: serde_json::to_value(&outcome).unwrap_or(Value::Null),
+        json: json::restore(&outcome),
         sound: outcome.is_sound(),
     })
 }
@@ -308,7 +269,7 @@ fn prune_cmd(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<Ou
     let plan = prune::run(cfg, confirm, allow_empty_policy)?;
     Ok(Output {
         human: render::prune(&plan, &cfg.retention),
-        json: serde_json::to_value(&plan).unwrap_or(Value::Null),
+        json: json::prune(&plan),
         sound: true,
     })
 }
@@ -334,19 +295,20 @@ fn pin(cfg: &Config, id: &str, pinned: bool) -> Result<Output> {
     })
 }
 
-fn drill_cmd(cfg: &Config, registry: &Registry, args: &DrillArgs) -> Result<Output> {
+fn drill_cmd(cfg: &Config, stores: &Stores, args: &DrillArgs) -> Result<Output> {
     let report = drill::run(
         cfg,
-        registry,
+        stores,
         DrillRequest {
-            id: args.id.clone(),
+            // `--latest` is the default; the flag exists to say it aloud.
+            id: if args.latest { None } else { args.id.clone() },
             scratch: args.scratch.clone(),
             keep: args.keep,
         },
     )?;
     Ok(Output {
         human: render::drill(&report),
-        json: serde_json::to_value(&report).unwrap_or(Value::Null),
+        json: json::drill(&report),
         sound: report.ok,
     })
 }

@@ -4,6 +4,8 @@
 
 mod cli;
 mod commands;
+mod contract;
+mod json;
 mod progress;
 mod render;
 mod starter;
@@ -12,7 +14,7 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use cairn_engine::{Error, ExitClass};
+use cairn_engine::Error;
 use clap::Parser;
 
 pub use cli::{Cli, EXIT_CODES};
@@ -84,7 +86,7 @@ pub fn run(
                 }
                 _ => {
                     let _ = write!(err, "{text}");
-                    ExitClass::Usage.code()
+                    contract::USAGE
                 }
             };
         }
@@ -113,33 +115,26 @@ pub fn run(
                 let _ = write!(out, "{}", output.human);
             }
             if output.sound {
-                0
+                contract::OK
             } else {
-                ExitClass::Unsound.code()
+                contract::UNSOUND
             }
         }
         Err(e) => {
             report_error(&cli, &e, out, err);
-            e.exit_class().code()
+            contract::exit_code(&e)
         }
     }
 }
 
 fn report_error(cli: &Cli, e: &Error, out: &mut dyn Write, err: &mut dyn Write) {
-    let _ = writeln!(err, "error: {e}");
-    let hint = e.hint();
-    if let Some(h) = &hint {
+    let _ = writeln!(err, "error: {}", contract::message(e));
+    if let Some(h) = contract::hint(e) {
         let _ = writeln!(err, "hint: {h}");
     }
     if cli.json {
         // Scripts always get one document, failures included.
-        let doc = serde_json::json!({
-            "error": {
-                "message": e.to_string(),
-                "hint": hint,
-                "exit_code": e.exit_class().code(),
-            }
-        });
+        let doc = json::error(e);
         let _ = writeln!(
             out,
             "{}",

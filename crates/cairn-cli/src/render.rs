@@ -6,7 +6,7 @@ use cairn_engine::config::Retention;
 use cairn_engine::drill::DrillReport;
 use cairn_engine::fsutil::human_bytes;
 use cairn_engine::prune::PrunePlan;
-use cairn_engine::restore::RestoreOutcome;
+use cairn_engine::restore::{RestoreOutcome, RestorePlan};
 use cairn_engine::snapshot::SnapshotOutcome;
 use cairn_engine::validate::ValidationReport;
 use cairn_engine::{Depth, Manifest, Registry, StoreStatus};
@@ -241,7 +241,11 @@ pub fn validate(results: &[ValidationReport], depth: Depth) -> String {
 }
 
 pub fn restore(o: &RestoreOutcome) -> String {
-    let mut s = format!("restore {} into {}\n", o.id, o.target);
+    let mut s = format!(
+        "restore {} into {}\n",
+        o.id,
+        crate::json::target(o.to.as_deref())
+    );
     if let Some(pre) = &o.pre_restore_snapshot {
         let _ = writeln!(s, "  pre-restore snapshot: {pre} (your way back: `cairn restore {pre} --confirm-service-stopped`)");
     }
@@ -266,7 +270,7 @@ pub fn restore(o: &RestoreOutcome) -> String {
         let _ = writeln!(s, "  failed: {f}");
     }
     if let Some(f) = &o.rollback_failure {
-        let _ = writeln!(s, "  ROLLBACK FAILED: {f}");
+        let _ = writeln!(s, "  ROLLBACK FAILED: {}", crate::json::rollback_failure(f));
     }
     let last = if o.is_sound() {
         format!("ok: snapshot {} restored", o.id)
@@ -279,22 +283,47 @@ pub fn restore(o: &RestoreOutcome) -> String {
     s
 }
 
+pub fn restore_plan(plan: &RestorePlan<'_>) -> String {
+    let mut s = format!(
+        "restore {} into {} (dry run: nothing touched)\n",
+        plan.id(),
+        crate::json::target(plan.to())
+    );
+    if plan.takes_pre_restore_snapshot() {
+        let _ = writeln!(s, "  a pre-restore snapshot would be taken first");
+    }
+    for st in plan.stores() {
+        match &st.target {
+            Some(path) => {
+                let _ = writeln!(
+                    s,
+                    "  {:<16} {:>7} {:<5} {:>10}  -> {}",
+                    st.name,
+                    st.files,
+                    if st.files == 1 { "file" } else { "files" },
+                    human_bytes(st.bytes),
+                    path.display()
+                );
+            }
+            None => {
+                let _ = writeln!(s, "  {:<16} skipped: absent in the snapshot", st.name);
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "dry run: every gate passed; rerun without --dry-run to restore"
+    );
+    s
+}
+
 pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
     let mut s = format!(
         "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned\n",
         policy.keep_daily, policy.keep_weekly, policy.keep_monthly
     );
     for k in &plan.keep {
-        let reasons: Vec<String> = k
-            .reasons
-            .iter()
-            .map(|r| {
-                serde_json::to_value(r)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let reasons: Vec<String> = k.reasons.iter().map(|r| r.name().to_owned()).collect();
         let _ = writeln!(s, "  keep    {}  {}", k.id, reasons.join(", "));
     }
     let verb = if plan.dry_run {

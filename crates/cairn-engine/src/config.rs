@@ -66,17 +66,18 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// A config for a store known only from a snapshot's manifest (its kind,
-    /// name and recorded source), used to validate or restore snapshots of
-    /// stores no longer configured.
-    pub fn from_record(name: &str, kind: &str, source: &Path) -> Self {
+    /// A config for a store known only from a snapshot's manifest: its
+    /// name, kind, recorded source and recorded options. Built in one place
+    /// ([`crate::Stores::for_record`]), for snapshots of stores no longer
+    /// configured.
+    pub(crate) fn from_record(record: &crate::manifest::StoreRecord) -> Self {
         StoreConfig {
-            name: name.to_owned(),
-            kind: kind.to_owned(),
-            path: source.to_owned(),
+            name: record.name.clone(),
+            kind: record.kind.clone(),
+            path: PathBuf::from(&record.source),
             optional: false,
-            options: toml::Table::new(),
-            origin: PathBuf::from("<manifest>"),
+            options: record.options.clone(),
+            origin: PathBuf::from(format!("<manifest of store {}>", record.name)),
         }
     }
 
@@ -97,6 +98,25 @@ impl StoreConfig {
             ));
         }
         Ok(())
+    }
+
+    /// A whole number of seconds, `default` when absent; anything outside
+    /// `0..=max` is a config error naming the option and its range (a
+    /// bound keeps values from overflowing what a library accepts).
+    pub fn seconds_option(&self, key: &str, default: u64, max: u64) -> Result<Duration> {
+        let Some(value) = self.options.get(key) else {
+            return Ok(Duration::from_secs(default));
+        };
+        match value.as_integer().and_then(|n| u64::try_from(n).ok()) {
+            Some(n) if n <= max => Ok(Duration::from_secs(n)),
+            _ => Err(Error::config(
+                &self.origin,
+                format!(
+                    "store {:?}: option `{key}` must be a whole number of seconds from 0 to {max}, not {value}",
+                    self.name
+                ),
+            )),
+        }
     }
 
     /// A string option holding a path, resolved like `path`.
@@ -236,32 +256,6 @@ impl Config {
 
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
-    }
-
-    /// The configured stores picked by `--only` / `--skip`; unknown names are
-    /// usage errors so a typo never silently selects nothing.
-    pub fn select(&self, only: &[String], skip: &[String]) -> Result<Vec<&StoreConfig>> {
-        for name in only.iter().chain(skip) {
-            if self.store(name).is_none() {
-                return Err(Error::config(
-                    &self.file,
-                    format!(
-                        "no store named {name:?} (configured: {})",
-                        self.stores
-                            .iter()
-                            .map(|s| s.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
-        Ok(self
-            .stores
-            .iter()
-            .filter(|s| only.is_empty() || only.contains(&s.name))
-            .filter(|s| !skip.contains(&s.name))
-            .collect())
     }
 }
 

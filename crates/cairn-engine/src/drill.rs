@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::Utc;
-use serde::Serialize;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, StoreRecord, StoreStatus};
-use crate::plugin::{Depth, Registry};
+use crate::plugin::Depth;
 use crate::repo::Repository;
 use crate::restore::{self, RestoreRequest};
+use crate::stores::Stores;
 use crate::{fsutil, validate};
 
 #[derive(Debug, Default)]
@@ -27,7 +27,7 @@ pub struct DrillRequest {
     pub keep: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DrillCheck {
     pub store: String,
     pub check: String,
@@ -35,7 +35,7 @@ pub struct DrillCheck {
     pub detail: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct DrillReport {
     pub id: String,
     pub ok: bool,
@@ -49,12 +49,12 @@ pub struct DrillReport {
     pub scratch: Option<String>,
 }
 
-pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<DrillReport> {
+pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillReport> {
     let repo = Repository::new(&cfg.repository);
     let id = match &req.id {
         Some(text) => repo.resolve(text)?,
-        None => repo.latest()?.ok_or_else(|| Error::Usage {
-            message: format!("no snapshots in {} to drill", repo.root().display()),
+        None => repo.latest()?.ok_or_else(|| Error::NoSnapshots {
+            repo: repo.root().to_owned(),
         })?,
     };
     let manifest = Manifest::read_from(&repo.snapshot_dir(&id), id.as_str());
@@ -85,7 +85,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<Drill
     let started = Instant::now();
     let restored = restore::run(
         cfg,
-        registry,
+        stores,
         RestoreRequest {
             id: id.to_string(),
             to: Some(scratch.clone()),
@@ -107,7 +107,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<Drill
             });
             report
                 .checks
-                .extend(check_restored(registry, &manifest, &scratch));
+                .extend(check_restored(stores, &manifest, &scratch));
         }
         (Ok(outcome), _) => report.checks.push(DrillCheck {
             store: String::new(),
@@ -139,10 +139,10 @@ pub fn run(cfg: &Config, registry: &Registry, req: DrillRequest) -> Result<Drill
 /// Every store's checks at once, one thread each; within a store, the
 /// files' hashes and the kind's own checks (SQLite integrity_check and row
 /// counts) also run side by side. Reported in manifest order.
-fn check_restored(registry: &Registry, manifest: &Manifest, scratch: &Path) -> Vec<DrillCheck> {
+fn check_restored(stores: &Stores, manifest: &Manifest, scratch: &Path) -> Vec<DrillCheck> {
     crate::parallel::each_on_its_own_thread(
         manifest.stores.iter().collect(),
-        |record| check_store(registry, record, scratch),
+        |record| check_store(stores, record, scratch),
         |i| {
             vec![DrillCheck {
                 store: manifest.stores[i].name.clone(),
@@ -157,7 +157,7 @@ fn check_restored(registry: &Registry, manifest: &Manifest, scratch: &Path) -> V
     .collect()
 }
 
-fn check_store(registry: &Registry, record: &StoreRecord, scratch: &Path) -> Vec<DrillCheck> {
+fn check_store(stores: &Stores, record: &StoreRecord, scratch: &Path) -> Vec<DrillCheck> {
     if record.status == StoreStatus::Absent {
         return vec![DrillCheck {
             store: record.name.clone(),
@@ -168,7 +168,7 @@ fn check_store(registry: &Registry, record: &StoreRecord, scratch: &Path) -> Vec
     }
     let root = scratch.join(&record.name);
     let (files, kind) = std::thread::scope(|scope| {
-        let kind = scope.spawn(|| kind_checks(registry, record, &root));
+        let kind = scope.spawn(|| kind_checks(stores, record, &root));
         let files = files_check(record, &root);
         let kind = kind.join().unwrap_or_else(|_| {
             vec![DrillCheck {
@@ -210,23 +210,8 @@ fn files_check(record: &StoreRecord, root: &Path) -> DrillCheck {
 }
 
 /// The plug-in's own drill checks of the restored copy.
-fn kind_checks(registry: &Registry, record: &StoreRecord, root: &Path) -> Vec<DrillCheck> {
-    let failed = |detail: String| {
-        vec![DrillCheck {
-            store: record.name.clone(),
-            check: "plugin".into(),
-            ok: false,
-            detail,
-        }]
-    };
-    let Some(descriptor) = registry.get(&record.kind) else {
-        return failed(format!(
-            "no plug-in for kind {:?} in this cairn",
-            record.kind
-        ));
-    };
-    let config = StoreConfig::from_record(&record.name, &record.kind, Path::new(&record.source));
-    match (descriptor.build)(&config) {
+fn kind_checks(stores: &Stores, record: &StoreRecord, root: &Path) -> Vec<DrillCheck> {
+    match stores.for_record(record) {
         Ok(handler) => handler
             .drill(root, record)
             .into_iter()
@@ -237,24 +222,25 @@ fn kind_checks(registry: &Registry, record: &StoreRecord, root: &Path) -> Vec<Dr
                 detail: result.unwrap_or_else(|e| e),
             })
             .collect(),
-        Err(e) => failed(e.to_string()),
+        Err(e) => vec![DrillCheck {
+            store: record.name.clone(),
+            check: "plugin".into(),
+            ok: false,
+            detail: validate::kind_unavailable(stores, record, &e).detail,
+        }],
     }
 }
 
 fn check_room(base: &Path, needed: u64) -> Result<()> {
     if let Some(free) = fsutil::free_bytes(base) {
         // Room for the copy plus a little slack for directories and staging.
-        let wanted = needed + needed / 50 + (16 << 20);
+        let wanted = needed.saturating_add(needed / 50).saturating_add(16 << 20);
         if free < wanted {
-            return Err(Error::refused(
-                format!(
-                    "scratch directory {} has {} free; the drill needs about {} for one full copy",
-                    base.display(),
-                    fsutil::human_bytes(free),
-                    fsutil::human_bytes(wanted)
-                ),
-                Some("pass --scratch DIR on a filesystem with room for one full copy of the snapshot"),
-            ));
+            return Err(Error::NoRoom {
+                dir: base.to_owned(),
+                free,
+                needed: wanted,
+            });
         }
     }
     Ok(())

@@ -1,12 +1,22 @@
-//! Errors of the engine and of plug-ins.
+//! Errors of the engine and of plug-ins, typed by cause.
 //!
 //! Policy:
-//! - Every variant names the thing involved (path, store, snapshot id, key),
-//!   and its text reads well after "failed to …"-style context.
-//! - Each variant belongs to one [`ExitClass`], which the CLI maps to the
-//!   operator contract's exit codes. Nothing in the engine exits the process.
-//! - `Busy` is the only retryable error: another run holds the repository
-//!   lock; run again later.
+//! - Each variant is one situation an operator can be in (not confirmed,
+//!   store in use, snapshot unsound, repository busy, bad config, I/O at a
+//!   path, …) and names the thing involved (path, store, snapshot id, key).
+//!   Text reads well after "failed to …"-style context.
+//! - The engine never decides what an error means to the operator: which
+//!   exit code it is, which hint follows it, which flag would get past it.
+//!   That is the operator contract, and it lives in the CLI
+//!   (`cairn_cli::contract`), in one `match` over these variants. So no
+//!   text here names a CLI flag or command.
+//! - Plug-ins report the cause (`SourceType`, `SourceRejected`,
+//!   `ServiceBusy`, `Source`,
+//!   `Config`, `Io`), never an exit code, so one situation gets one code
+//!   whatever the kind. The engine adds the store's name (`Store`) when an
+//!   error leaves a plug-in; plug-ins need not know it.
+//! - `Busy` and `ServiceBusy` are the retryable errors: another run, or
+//!   the service, holds a lock; run again later.
 //! - A problem found *in a snapshot* (bad checksum, failed integrity check)
 //!   is not an `Error` but a [`crate::Problem`]: validation reports all of
 //!   them instead of stopping at the first.
@@ -14,34 +24,13 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::problem::Problem;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// How an error maps onto the contract's exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitClass {
-    /// 1: ran, and something checked was not sound.
-    Unsound,
-    /// 2: bad usage or bad config.
-    Usage,
-    /// 3: refused by a safety gate before anything was touched.
-    Refused,
-    /// 4: an I/O or system error stopped the run.
-    Io,
-}
-
-impl ExitClass {
-    pub fn code(self) -> u8 {
-        match self {
-            ExitClass::Unsound => 1,
-            ExitClass::Usage => 2,
-            ExitClass::Refused => 3,
-            ExitClass::Io => 4,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    // Bad input from the operator.
     #[error("{value:?} is not a snapshot id (expected YYYYMMDDTHHMMSSZ or YYYYMMDDTHHMMSSZ-N)")]
     BadId { value: String },
 
@@ -54,15 +43,91 @@ pub enum Error {
     #[error("snapshot {id} not found in {repo}")]
     SnapshotNotFound { id: String, repo: PathBuf },
 
+    #[error("no snapshots in {repo}")]
+    NoSnapshots { repo: PathBuf },
+
+    /// `--only`/`--skip` (or a restore's selection) named no store.
+    #[error("no stores selected")]
+    NothingSelected,
+
+    /// A store name that is neither configured nor (for a restore) in the
+    /// snapshot.
+    #[error("no store named {name:?} in {place} (it has: {})", available.join(", "))]
+    UnknownStore {
+        name: String,
+        /// "config <file>" or "snapshot <id>".
+        place: String,
+        available: Vec<String>,
+    },
+
+    #[error("invalid tag {tag:?}: a tag is 1-128 printable characters without commas")]
+    BadTag { tag: String },
+
+    #[error("the retention policy keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0 and no snapshot is pinned)")]
+    EmptyPolicy,
+
+    /// A live restore of a store the snapshot has but the config lacks.
+    #[error("store {store:?} is in the snapshot but not in {file}")]
+    NotConfigured { store: String, file: PathBuf },
+
+    #[error("store {store:?} is kind {recorded} in the snapshot but kind {configured} in {file}")]
+    KindChanged {
+        store: String,
+        recorded: String,
+        configured: String,
+        file: PathBuf,
+    },
+
+    /// A restore target outside the live paths that already holds files.
+    #[error("{path} is not empty; restore into an empty or new directory")]
+    TargetNotEmpty { path: PathBuf },
+
+    // Refused by a safety gate, nothing touched.
+    /// A live restore without the operator's word that the service is stopped.
+    #[error("restoring into the live paths needs the operator's confirmation that the service is stopped; nothing was touched")]
+    NotConfirmed,
+
+    #[error("store {store}: {reason}; nothing was touched")]
+    InUse { store: String, reason: String },
+
+    /// A snapshot refused because its content is not what its manifest says.
+    #[error("snapshot {id} is not sound ({}); nothing was touched. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
+    Unsound { id: String, problems: Vec<Problem> },
+
     #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s)")]
     Busy { lock: PathBuf, waited_secs: u64 },
 
-    #[error("refused: {reason}")]
-    Refused {
-        reason: String,
-        hint: Option<String>,
+    #[error("{dir} has {free} bytes free; about {needed} are needed for one full copy")]
+    NoRoom {
+        dir: PathBuf,
+        free: u64,
+        needed: u64,
     },
 
+    // Reported by plug-ins about the live source.
+    /// The service holds its own lock (e.g. chroma-dir's `lock_file`).
+    #[error("{what} stayed locked for {waited_secs}s (the service is writing); try again later")]
+    ServiceBusy { what: String, waited_secs: u64 },
+
+    #[error("{path} is not {expected}")]
+    SourceType {
+        path: PathBuf,
+        expected: &'static str,
+    },
+
+    /// The source is there but not what the store's options allow (a
+    /// kind's own limit).
+    #[error("{path} {reason}")]
+    SourceRejected { path: PathBuf, reason: String },
+
+    #[error("source {path} does not exist")]
+    SourceMissing { path: PathBuf },
+
+    /// Reading the live source failed (e.g. the SQLite backup API).
+    #[error("{path}: {message}")]
+    Source { path: PathBuf, message: String },
+
+    // The run itself failed.
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -71,13 +136,19 @@ pub enum Error {
         source: io::Error,
     },
 
-    #[error("store {store}: {message}")]
+    /// A plug-in broke a rule of the plug-in interface (a bug, not input).
+    #[error("plug-in error: {message}")]
+    Plugin { message: String },
+
+    /// An error from a store's plug-in or stage, with the store named.
+    #[error("store {store}: {source}")]
     Store {
         store: String,
-        message: String,
-        class: ExitClass,
+        #[source]
+        source: Box<Error>,
     },
 
+    // Ran, and something was not sound.
     #[error("snapshot {id}: {message}")]
     Manifest { id: String, message: String },
 
@@ -87,42 +158,24 @@ pub enum Error {
         argv: String,
         message: String,
     },
+}
 
-    #[error("{message}")]
-    Unsound { message: String },
+/// Each problem code once per store, in the order found.
+fn problem_kinds(problems: &[Problem]) -> String {
+    let mut kinds: Vec<String> = Vec::new();
+    for p in problems {
+        let kind = match &p.store {
+            Some(store) => format!("{} [{store}]", p.code),
+            None => p.code.to_owned(),
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds.join(", ")
 }
 
 impl Error {
-    pub fn exit_class(&self) -> ExitClass {
-        match self {
-            Error::BadId { .. } | Error::Config { .. } | Error::Usage { .. } => ExitClass::Usage,
-            Error::SnapshotNotFound { .. } => ExitClass::Usage,
-            Error::Busy { .. } | Error::Refused { .. } => ExitClass::Refused,
-            Error::Io { .. } => ExitClass::Io,
-            Error::Store { class, .. } => *class,
-            Error::Manifest { .. } | Error::Hook { .. } | Error::Unsound { .. } => {
-                ExitClass::Unsound
-            }
-        }
-    }
-
-    /// A second line for the operator, where one helps.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::Refused { hint, .. } => hint.clone(),
-            Error::Busy { .. } => Some(
-                "wait for the other run (snapshot, restore or prune) to finish, then run again"
-                    .into(),
-            ),
-            Error::BadId { .. } => Some("`cairn list` shows the snapshot ids".into()),
-            Error::SnapshotNotFound { .. } => Some("`cairn list` shows the snapshot ids".into()),
-            Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                Some("the filesystem is full: free space or point `repository` elsewhere".into())
-            }
-            _ => None,
-        }
-    }
-
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {
             op,
@@ -131,25 +184,30 @@ impl Error {
         }
     }
 
-    pub fn refused(reason: impl Into<String>, hint: Option<&str>) -> Self {
-        Error::Refused {
-            reason: reason.into(),
-            hint: hint.map(str::to_owned),
-        }
-    }
-
-    pub fn store(store: &str, class: ExitClass, message: impl Into<String>) -> Self {
-        Error::Store {
-            store: store.to_owned(),
-            message: message.into(),
-            class,
-        }
-    }
-
     pub fn config(file: &Path, message: impl Into<String>) -> Self {
         Error::Config {
             file: file.to_owned(),
             message: message.into(),
+        }
+    }
+
+    /// Names the store this error happened in, once: an error that already
+    /// names a store keeps it.
+    pub fn in_store(self, store: &str) -> Self {
+        match self {
+            Error::Store { .. } | Error::InUse { .. } => self,
+            other => Error::Store {
+                store: store.to_owned(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// The error beneath any store context: what actually happened.
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::Store { source, .. } => source.cause(),
+            other => other,
         }
     }
 }

@@ -100,22 +100,11 @@ pub fn copy_hashed(
     dst: &Path,
 ) -> Result<(File, u64, Checksum)> {
     let mut out = create_new_private(dst)?;
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    with_buffer(|buf| loop {
-        let n = match src.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", src_path, e)),
-        };
-        hasher.update(&buf[..n]);
+    let (size, sha256) = pump(src, src_path, |bytes| {
         fault::check_write(dst)?;
-        out.write_all(&buf[..n]).map_err(io_at("write", dst))?;
-        total += n as u64;
-        crate::progress::advance(n as u64);
+        out.write_all(bytes).map_err(io_at("write", dst))
     })?;
-    Ok((out, total, Checksum::from_hasher(hasher)))
+    Ok((out, size, sha256))
 }
 
 /// Size and SHA-256 of a file, read once.
@@ -125,6 +114,17 @@ pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
 }
 
 pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum)> {
+    pump(reader, path, |_| Ok(()))
+}
+
+/// The one byte loop: reads `reader` to the end through the thread's
+/// buffer, hashing every byte and handing it to `sink`, and reports the
+/// bytes to the progress sink.
+fn pump(
+    reader: &mut impl Read,
+    path: &Path,
+    mut sink: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<(u64, Checksum)> {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     with_buffer(|buf| loop {
@@ -135,7 +135,8 @@ pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum
             Err(e) => return Err(Error::io("read", path, e)),
         };
         hasher.update(&buf[..n]);
-        total += n as u64;
+        sink(&buf[..n])?;
+        total = total.saturating_add(n as u64);
         crate::progress::advance(n as u64);
     })?;
     Ok((total, Checksum::from_hasher(hasher)))

@@ -21,19 +21,24 @@ pub mod plugin;
 pub mod problem;
 pub mod progress;
 pub mod prune;
+mod replace;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
+pub mod stores;
 pub mod tree;
 pub mod validate;
 
+pub use capture::CaptureCtx;
 pub use config::{Config, StoreConfig};
-pub use error::{Error, ExitClass, Result};
+pub use error::{Error, Result};
 pub use id::SnapshotId;
+pub use manifest::Shape;
 pub use manifest::{Entry, EntryKind, Manifest, StoreRecord, StoreStatus};
-pub use plugin::{CaptureCtx, Depth, PluginDescriptor, Registry, Shape, StoreHandler};
+pub use plugin::{Depth, PluginDescriptor, Registry, StoreHandler};
 pub use problem::Problem;
 pub use repo::Repository;
+pub use stores::{Store, Stores};
 
 // Re-exported so plug-in crates submit descriptors and read options with the
 // same versions the engine was built with.

@@ -8,13 +8,11 @@ use std::collections::BTreeMap;
 use std::fs::{self, Metadata};
 use std::path::Path;
 
-pub use crate::capture::CaptureCtx;
+use crate::capture::CaptureCtx;
 use crate::config::StoreConfig;
 use crate::error::{io_at, Error, Result};
-pub use crate::manifest::Shape;
-use crate::manifest::StoreRecord;
+use crate::manifest::{Shape, StoreRecord};
 use crate::problem::Problem;
-use crate::restore;
 
 /// Documentation of one plug-in option, shown by `cairn stores` and written
 /// into the starter config by `cairn init`.
@@ -55,9 +53,12 @@ pub enum Depth {
     Deep,
 }
 
-/// The three pipeline stages a store kind implements. The engine does
-/// everything generic around them: manifests, hashing, verification,
-/// staging, locking, rollback.
+/// The pipeline stages a store kind implements. The engine does everything
+/// generic around them: manifests, hashing, verification, staging,
+/// locking, the swap itself and rollback.
+///
+/// A handler is built once per command from the store's config (see
+/// [`crate::Stores`]) and used by every stage of that command.
 pub trait StoreHandler: Send + Sync {
     /// Snapshot: capture the live source (`ctx.source()`) into `ctx`.
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()>;
@@ -94,26 +95,26 @@ pub trait StoreHandler: Send + Sync {
             .collect()
     }
 
-    /// Restore: swap the staged, verified content in at `swap.live`.
-    /// The default is the generic atomic swap for the store's shape.
-    fn restore(&self, swap: &SwapCtx<'_>) -> Result<SwapReport> {
-        restore::swap_generic(swap)?;
-        Ok(SwapReport::default())
+    /// Restore, just before the engine swaps the verified copy in at
+    /// `live` (the configured path; it may not exist yet). For what must
+    /// go before the swap: SQLite checkpoints the live database and
+    /// removes its sidecars, so no stale `-wal` can meet the restored file.
+    ///
+    /// Must be idempotent: a rollback calls it again on the same path, and
+    /// a rerun after a crash may call it on a target it already prepared.
+    fn before_swap(&self, _live: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// Restore, right after the swap, on `live` as the service will open
+    /// it (SQLite: `integrity_check`). Idempotent, like `before_swap`, and
+    /// read-only: the swap is done; this only reports.
+    fn after_swap(&self, _live: &Path, _record: &StoreRecord) -> SwapReport {
+        SwapReport::default()
     }
 }
 
-/// What the Restore stage hands a plug-in.
-#[derive(Debug)]
-pub struct SwapCtx<'a> {
-    pub store: &'a str,
-    pub shape: Shape,
-    /// The staged file (file shape) or staged directory (dir shape), on
-    /// the same filesystem as `live`.
-    pub staged: &'a Path,
-    pub live: &'a Path,
-    pub record: &'a StoreRecord,
-}
-
+/// What a kind found when it looked at a store just swapped in.
 #[derive(Debug, Default, Clone)]
 pub struct SwapReport {
     /// `None` when the kind has no integrity check to run after a swap.
@@ -163,9 +164,9 @@ impl Registry {
         self.kinds.keys().copied().collect()
     }
 
-    /// Builds the handler for a configured store; an unknown kind is a
-    /// config error naming the kind, the store and the file.
-    pub fn build(
+    /// Builds the handler for a store; an unknown kind is a config error
+    /// naming the kind, the store and the file.
+    pub(crate) fn build(
         &self,
         store: &StoreConfig,
     ) -> Result<(&'static PluginDescriptor, Box<dyn StoreHandler>)> {
@@ -181,15 +182,6 @@ impl Registry {
             )
         })?;
         Ok((d, (d.build)(store)?))
-    }
-
-    /// Checks every configured store's kind and options up front, so a bad
-    /// config fails before any work starts.
-    pub fn check_config(&self, stores: &[StoreConfig]) -> Result<()> {
-        for s in stores {
-            self.build(s)?;
-        }
-        Ok(())
     }
 }
 
@@ -235,7 +227,7 @@ mod tests {
             text.contains("\"twice\"") && text.contains("plugin_a") && text.contains("plugin_b"),
             "{text}"
         );
-        assert_eq!(err.exit_class(), crate::ExitClass::Usage);
+        assert!(matches!(err, Error::Usage { .. }), "{err:?}");
         let one = Registry::from_descriptors([&FIRST]).unwrap();
         assert_eq!(one.kind_names(), vec!["twice"]);
     }

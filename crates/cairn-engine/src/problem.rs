@@ -2,8 +2,6 @@
 //! stop the run: validation collects every one, each with a stable `code`
 //! that scripts can match on.
 
-use serde::Serialize;
-
 use crate::checksum::Checksum;
 
 /// Codes the engine itself reports. Plug-ins add their own
@@ -25,7 +23,7 @@ pub mod codes {
     pub const STORE_KIND_UNKNOWN: &str = "store_kind_unknown";
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub code: &'static str,
     pub store: Option<String>,

@@ -24,7 +24,6 @@ use std::fs;
 use std::path::PathBuf;
 
 use chrono::{Datelike, NaiveDate, Weekday};
-use serde::Serialize;
 
 use crate::config::{Config, Retention};
 use crate::error::{io_at, Error, Result};
@@ -34,8 +33,7 @@ use crate::lock::FileLock;
 use crate::manifest::Manifest;
 use crate::repo::Repository;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     Daily,
     Weekly,
@@ -44,13 +42,26 @@ pub enum Reason {
     Damaged,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl Reason {
+    /// The stable name the operator sees (human output and JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Daily => "daily",
+            Reason::Weekly => "weekly",
+            Reason::Monthly => "monthly",
+            Reason::Pinned => "pinned",
+            Reason::Damaged => "damaged",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kept {
     pub id: String,
     pub reasons: Vec<Reason>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct PrunePlan {
     pub dry_run: bool,
     /// Oldest first, each with why it stays.
@@ -135,9 +146,7 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
         && pinned.is_empty()
         && !allow_empty_policy
     {
-        return Err(Error::Usage {
-            message: "the retention policy keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0 and no snapshot is pinned); pass --allow-empty-policy to delete every snapshot".into(),
-        });
+        return Err(Error::EmptyPolicy);
     }
     let (sound, damaged): (Vec<SnapshotId>, Vec<SnapshotId>) = listing
         .ids

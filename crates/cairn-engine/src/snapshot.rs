@@ -10,15 +10,17 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
+use crate::capture::CaptureCtx;
 use crate::capture::{Parent, ParentFile};
-use crate::config::{Config, StoreConfig};
-use crate::error::{io_at, Error, ExitClass, Result};
+use crate::config::Config;
+use crate::error::{io_at, Error, Result};
 use crate::hooks;
 use crate::lock::FileLock;
 use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus, FORMAT_VERSION};
-use crate::plugin::{CaptureCtx, PluginDescriptor, Registry, StoreHandler};
+use crate::plugin::{PluginDescriptor, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, STORES_DIR};
+use crate::stores::{Store, Stores};
 use crate::validate::{self, ValidationReport};
 use crate::{fsutil, Depth};
 
@@ -91,14 +93,9 @@ impl SnapshotSummary {
     }
 }
 
-/// The stores one capture covers, with their plug-ins already built (so a
-/// bad option fails before any hook runs or file is touched).
-pub struct Plan<'a> {
-    stores: Vec<(
-        &'a StoreConfig,
-        &'static PluginDescriptor,
-        Box<dyn StoreHandler>,
-    )>,
+/// The stores one capture covers, with the handlers the command built.
+pub(crate) struct Plan<'a> {
+    stores: Vec<&'a Store>,
     at: DateTime<Utc>,
     tags: Vec<String>,
     restore_of: Option<String>,
@@ -110,29 +107,19 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    pub fn new(
-        registry: &Registry,
-        stores: impl IntoIterator<Item = &'a StoreConfig>,
+    pub(crate) fn new(
+        stores: Vec<&'a Store>,
         at: Option<DateTime<Utc>>,
         tags: Vec<String>,
     ) -> Result<Self> {
         for tag in &tags {
             if tag.is_empty() || tag.len() > 128 || tag.chars().any(|c| c.is_control() || c == ',')
             {
-                return Err(Error::Usage {
-                    message: format!(
-                        "--tag {tag:?}: a tag is 1-128 printable characters without commas"
-                    ),
-                });
+                return Err(Error::BadTag { tag: tag.clone() });
             }
         }
-        let mut built = Vec::new();
-        for store in stores {
-            let (descriptor, handler) = registry.build(store)?;
-            built.push((store, descriptor, handler));
-        }
         Ok(Plan {
-            stores: built,
+            stores,
             at: at.unwrap_or_else(Utc::now),
             tags,
             restore_of: None,
@@ -142,13 +129,13 @@ impl<'a> Plan<'a> {
     }
 
     /// Reads every source byte instead of reusing unchanged files.
-    pub fn full(mut self, full: bool) -> Self {
+    pub(crate) fn full(mut self, full: bool) -> Self {
         self.reuse_parent = !full;
         self
     }
 
     /// A safety snapshot taken by restore before it swaps anything in.
-    pub fn pre_restore(mut self, restore_of: &str) -> Self {
+    pub(crate) fn pre_restore(mut self, restore_of: &str) -> Self {
         self.restore_of = Some(restore_of.to_owned());
         self.missing_is_absent = true;
         self
@@ -156,14 +143,9 @@ impl<'a> Plan<'a> {
 }
 
 /// `cairn snapshot`: hooks around a locked capture, then a deep validation.
-pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<SnapshotOutcome> {
-    let stores = cfg.select(&req.only, &req.skip)?;
-    if stores.is_empty() {
-        return Err(Error::Usage {
-            message: "no stores selected (check --only/--skip and the [[store]] tables)".into(),
-        });
-    }
-    let plan = Plan::new(registry, stores, req.at, req.tags)?.full(req.full);
+pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<SnapshotOutcome> {
+    let selected = stores.select(&req.only, &req.skip)?;
+    let plan = Plan::new(selected, req.at, req.tags)?.full(req.full);
     let repo = Repository::new(&cfg.repository);
 
     let result = (|| {
@@ -171,7 +153,7 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
         if let Some(argv) = &cfg.hooks.before_snapshot {
             hooks::run("before_snapshot", argv)?;
         }
-        capture_validated(&repo, &lock, &plan, registry)
+        capture_validated(&repo, &lock, &plan)
     })();
 
     let after_hook_error = match &cfg.hooks.after_snapshot {
@@ -193,8 +175,8 @@ pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<Sn
 /// Captures every store of `plan` into a new snapshot, without validating
 /// it (the pre-restore snapshot; restore verifies what it restores). The
 /// caller holds the repository lock (`_lock` proves it).
-pub fn capture(repo: &Repository, _lock: &FileLock, plan: &Plan<'_>) -> Result<Manifest> {
-    Ok(create(repo, plan, None)?.0)
+pub(crate) fn capture(repo: &Repository, _lock: &FileLock, plan: &Plan<'_>) -> Result<Manifest> {
+    Ok(create(repo, plan, false)?.0)
 }
 
 /// Captures and deep-validates a new snapshot, under the caller's lock so
@@ -212,9 +194,8 @@ fn capture_validated(
     repo: &Repository,
     _lock: &FileLock,
     plan: &Plan<'_>,
-    registry: &Registry,
 ) -> Result<(SnapshotSummary, ValidationReport)> {
-    let (manifest, store_problems) = create(repo, plan, Some(registry))?;
+    let (manifest, store_problems) = create(repo, plan, true)?;
     let id = crate::SnapshotId::parse(&manifest.id)?;
     let written = manifest.digest();
     // Only the summary is kept: the entries are read back from disk below,
@@ -240,11 +221,7 @@ fn capture_validated(
 /// Allocates the id and builds the snapshot; a failure leaves nothing
 /// behind in `tmp/`. With `verify`, also returns each store's validation
 /// problems.
-fn create(
-    repo: &Repository,
-    plan: &Plan<'_>,
-    verify: Option<&Registry>,
-) -> Result<(Manifest, Vec<Problem>)> {
+fn create(repo: &Repository, plan: &Plan<'_>, verify: bool) -> Result<(Manifest, Vec<Problem>)> {
     repo.ensure_layout()?;
     let id = repo.allocate_id(plan.at);
     let build = repo.tmp_dir().join(id.as_str());
@@ -262,7 +239,7 @@ fn build_snapshot(
     build: &Path,
     id: &crate::SnapshotId,
     plan: &Plan<'_>,
-    verify: Option<&Registry>,
+    verify: bool,
 ) -> Result<(Manifest, Vec<Problem>)> {
     let stores_dir = build.join(STORES_DIR);
     fsutil::create_dir_private(&stores_dir)?;
@@ -278,14 +255,16 @@ fn build_snapshot(
     // capture times overlap instead of adding up.
     let mut records = Vec::with_capacity(plan.stores.len());
     let mut jobs = Vec::new();
-    for (store, descriptor, handler) in &plan.stores {
+    for built in &plan.stores {
+        let store = &built.config;
         let record = StoreRecord {
             name: store.name.clone(),
             kind: store.kind.clone(),
             source: store.path.to_string_lossy().into_owned(),
             status: StoreStatus::Absent,
-            shape: descriptor.shape,
+            shape: built.descriptor.shape,
             metadata: Default::default(),
+            options: store.options.clone(),
             warnings: Vec::new(),
             entries: Vec::new(),
         };
@@ -295,14 +274,10 @@ fn build_snapshot(
                 records.push(record);
                 continue;
             }
-            return Err(Error::store(
-                &store.name,
-                ExitClass::Io,
-                format!(
-                    "source {} does not exist (mark the store `optional = true` if that is expected)",
-                    store.path.display()
-                ),
-            ));
+            return Err(Error::SourceMissing {
+                path: store.path.clone(),
+            }
+            .in_store(&store.name));
         }
         let dest = stores_dir.join(&store.name);
         fsutil::create_dir_private(&dest)?;
@@ -315,8 +290,8 @@ fn build_snapshot(
         jobs.push(CaptureJob {
             slot: records.len(),
             record: record.clone(),
-            descriptor,
-            handler: handler.as_ref(),
+            descriptor: built.descriptor,
+            handler: built.handler(),
             source,
             dest,
             parent,
@@ -331,11 +306,10 @@ fn build_snapshot(
         jobs,
         |job| job.run(verify),
         |i| {
-            Err(Error::store(
-                &records[slots[i]].name,
-                ExitClass::Io,
-                "the capture panicked",
-            ))
+            Err(Error::Plugin {
+                message: "the capture panicked".into(),
+            }
+            .in_store(&records[slots[i]].name))
         },
     );
     // The first failure in config order is the one reported.
@@ -392,7 +366,7 @@ struct CaptureJob<'p> {
 impl CaptureJob<'_> {
     /// Captures the store; with `verify`, then validates what it captured
     /// (see [`capture_validated`]).
-    fn run(self, verify: Option<&Registry>) -> Result<CapturedStore> {
+    fn run(self, verify: bool) -> Result<CapturedStore> {
         let mut record = self.record;
         let started = std::time::Instant::now();
         let mut ctx = CaptureCtx::new(&record.name, &self.source, self.dest.clone(), self.parent);
@@ -400,17 +374,16 @@ impl CaptureJob<'_> {
             .handler
             .snapshot(&mut ctx)
             .and_then(|()| ctx.finish())
-            .map_err(|e| name_store(e, &record.name))?;
+            .map_err(|e| e.in_store(&record.name))?;
         if self.descriptor.shape == Shape::File && captured.entries.len() != 1 {
-            return Err(Error::store(
-                &record.name,
-                ExitClass::Io,
-                format!(
+            return Err(Error::Plugin {
+                message: format!(
                     "plug-in {} captured {} entries for a single-file store",
                     self.descriptor.kind,
                     captured.entries.len()
                 ),
-            ));
+            }
+            .in_store(&record.name));
         }
         tracing::info!(
             store = %record.name,
@@ -424,9 +397,9 @@ impl CaptureJob<'_> {
         record.entries = captured.entries;
         record.metadata = captured.metadata;
         record.warnings = captured.warnings;
-        let Some(registry) = verify else {
+        if !verify {
             return Ok((record, Vec::new()));
-        };
+        }
         // The disk writes this store's copies while the CPU re-reads them
         // from the page cache; the sync before publishing then finds them
         // done. Only an overlap: that later sync is still what makes the
@@ -434,7 +407,7 @@ impl CaptureJob<'_> {
         let dest = &self.dest;
         let problems = std::thread::scope(|scope| {
             scope.spawn(|| fsutil::sync_filesystem(dest));
-            validate::check_store(registry, dest, &record, Depth::Deep)
+            validate::check_store(self.handler, dest, &record, Depth::Deep)
         });
         Ok((record, problems))
     }
@@ -468,22 +441,6 @@ fn parent_of(
             .filter_map(|e| ParentFile::of(&e).map(|file| (e.path, file)))
             .collect(),
     })
-}
-
-/// Plug-in errors from shared helpers may not know their store's name.
-fn name_store(e: Error, store: &str) -> Error {
-    match e {
-        Error::Store {
-            store: s,
-            message,
-            class,
-        } if s.is_empty() => Error::Store {
-            store: store.to_owned(),
-            message,
-            class,
-        },
-        other => other,
-    }
 }
 
 fn hostname() -> String {
@@ -539,9 +496,10 @@ mod tests {
             &dir.path().join("cairn.toml"),
         )
         .unwrap();
-        let registry = Registry::from_descriptors([&TAMPER]).unwrap();
+        let registry = crate::plugin::Registry::from_descriptors([&TAMPER]).unwrap();
+        let stores = Stores::build(&config, registry).unwrap();
 
-        let outcome = run(&config, &registry, SnapshotRequest::default()).unwrap();
+        let outcome = run(&config, &stores, SnapshotRequest::default()).unwrap();
         let codes = |problems: &[Problem]| {
             let mut found: Vec<(String, String)> = problems
                 .iter()
@@ -561,7 +519,7 @@ mod tests {
         // The snapshot is kept, and `validate` finds the same.
         let repo = Repository::new(&config.repository);
         let id = crate::SnapshotId::parse(&outcome.snapshot.id).unwrap();
-        let (report, _) = validate::validate_snapshot(&repo, &registry, &id, Depth::Deep);
+        let (report, _) = validate::validate_snapshot(&repo, &stores, &id, Depth::Deep);
         assert_eq!(codes(&report.errors), expected);
     }
 }

@@ -4,8 +4,8 @@
 use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
 
-use crate::error::{io_at, Error, ExitClass, Result};
-use crate::plugin::CaptureCtx;
+use crate::capture::CaptureCtx;
+use crate::error::{io_at, Error, Result};
 
 /// What a plug-in wants done with one regular file of a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,51 +28,38 @@ pub fn capture_tree(
     on_file: &mut dyn FnMut(&mut CaptureCtx<'_>, &Path, &str, &Metadata) -> Result<FileAction>,
 ) -> Result<()> {
     let root = ctx.source().to_owned();
-    let mut stack: Vec<(PathBuf, String)> = vec![(root, String::new())];
-    while let Some((dir, rel_dir)) = stack.pop() {
-        let mut children = Vec::new();
-        for name in sorted_children(&dir)? {
-            let path = dir.join(&name);
-            let rel = if rel_dir.is_empty() {
-                name
-            } else {
-                format!("{rel_dir}/{name}")
-            };
-            if rel_dir.is_empty() && is_restore_work_dir(&rel) {
-                ctx.warn(format!(
-                    "skipped {rel}: a restore's work directory (staged or parked contents), not store data"
-                ));
-                continue;
-            }
-            let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
-            let ft = meta.file_type();
-            if ft.is_dir() {
-                ctx.add_dir(&rel, &meta)?;
-                children.push((path, rel));
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(io_at("read symlink", &path))?;
-                ctx.add_symlink(&rel, &target, &meta)?;
-            } else if ft.is_file() {
-                match on_file(ctx, &path, &rel, &meta)? {
-                    FileAction::Copy => ctx.queue_copy(&path, &rel, &meta)?,
-                    FileAction::Handled | FileAction::Skip => {}
-                }
-            } else {
-                ctx.warn(format!(
-                    "skipped {rel}: not a regular file, directory or symlink (FIFO, socket or device)"
-                ));
-            }
+    walk(&root, &mut |path, rel, meta| {
+        if !rel.contains('/') && is_restore_work_dir(rel) {
+            ctx.warn(format!(
+                "skipped {rel}: a restore's work directory (staged or parked contents), not store data"
+            ));
+            return Ok(Descend::No);
         }
-        // Depth first, in name order: parents are always recorded before
-        // their children, and the manifest order is deterministic.
-        stack.extend(children.into_iter().rev());
-    }
-    Ok(())
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            ctx.add_dir(rel, meta)?;
+            return Ok(Descend::Yes);
+        }
+        if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(io_at("read symlink", path))?;
+            ctx.add_symlink(rel, &target, meta)?;
+        } else if ft.is_file() {
+            match on_file(ctx, path, rel, meta)? {
+                FileAction::Copy => ctx.queue_copy(path, rel, meta)?,
+                FileAction::Handled | FileAction::Skip => {}
+            }
+        } else {
+            ctx.warn(format!(
+                "skipped {rel}: not a regular file, directory or symlink (FIFO, socket or device)"
+            ));
+        }
+        Ok(Descend::No)
+    })
 }
 
 fn is_restore_work_dir(name: &str) -> bool {
-    name.starts_with(crate::restore::STAGING_PREFIX)
-        || name.starts_with(crate::restore::PARKED_PREFIX)
+    name.starts_with(crate::replace::STAGING_PREFIX)
+        || name.starts_with(crate::replace::PARKED_PREFIX)
 }
 
 /// Visits every path under `root` (relative, `/`-separated) with its
@@ -80,6 +67,28 @@ fn is_restore_work_dir(name: &str) -> bool {
 /// name order. Only the directories still to visit are held, never the
 /// whole listing, so memory does not grow with the size of the tree.
 pub fn walk_tree(root: &Path, visit: &mut dyn FnMut(&str, &Metadata) -> Result<()>) -> Result<()> {
+    walk(root, &mut |_, rel, meta| {
+        visit(rel, meta)?;
+        Ok(if meta.is_dir() {
+            Descend::Yes
+        } else {
+            Descend::No
+        })
+    })
+}
+
+/// Whether a walk goes into the directory it was just shown.
+enum Descend {
+    Yes,
+    No,
+}
+
+/// The one tree walker: depth first, in name order, so parents are always
+/// met before their children and every walk of a tree is deterministic.
+fn walk(
+    root: &Path,
+    visit: &mut dyn FnMut(&Path, &str, &Metadata) -> Result<Descend>,
+) -> Result<()> {
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_owned(), String::new())];
     while let Some((dir, rel_dir)) = stack.pop() {
         let mut children = Vec::new();
@@ -91,8 +100,7 @@ pub fn walk_tree(root: &Path, visit: &mut dyn FnMut(&str, &Metadata) -> Result<(
                 format!("{rel_dir}/{name}")
             };
             let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
-            visit(&rel, &meta)?;
-            if meta.is_dir() {
+            if let Descend::Yes = visit(&path, &rel, &meta)? {
                 children.push((path, rel));
             }
         }
@@ -107,17 +115,13 @@ fn sorted_children(dir: &Path) -> Result<Vec<String>> {
     let mut children = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_at("read directory", dir))? {
         let entry = entry.map_err(io_at("read directory", dir))?;
-        let name = entry.file_name().into_string().map_err(|raw| {
-            Error::store(
-                "",
-                ExitClass::Io,
-                format!(
-                    "file name {:?} in {} is not UTF-8; Cairn's manifest cannot record it",
-                    raw,
-                    dir.display()
-                ),
-            )
-        })?;
+        let name = entry
+            .file_name()
+            .into_string()
+            .map_err(|raw| Error::Source {
+                path: dir.join(raw),
+                message: "the file name is not UTF-8; Cairn's manifest cannot record it".into(),
+            })?;
         children.push(name);
     }
     children.sort_unstable();

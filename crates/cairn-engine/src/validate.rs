@@ -7,17 +7,15 @@ use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use serde::Serialize;
-
-use crate::config::StoreConfig;
 use crate::fsutil;
 use crate::id::SnapshotId;
 use crate::manifest::{self, Entry, EntryKind, Manifest, StoreRecord, StoreStatus};
-use crate::plugin::{Depth, Registry};
+use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, PINNED_MARKER, STORES_DIR};
+use crate::stores::Stores;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ValidationReport {
     pub id: String,
     pub valid: bool,
@@ -37,7 +35,7 @@ impl ValidationReport {
 /// Validates one snapshot; also returns its manifest when it could be read.
 pub fn validate_snapshot(
     repo: &Repository,
-    registry: &Registry,
+    stores: &Stores,
     id: &SnapshotId,
     depth: Depth,
 ) -> (ValidationReport, Option<Manifest>) {
@@ -63,7 +61,16 @@ pub fn validate_snapshot(
         .filter(|r| r.status == StoreStatus::Captured)
     {
         let root = dir.join(STORES_DIR).join(&record.name);
-        problems.extend(check_store(registry, &root, record, depth));
+        let found = match stores.for_record(record) {
+            Ok(handler) => check_store(&*handler, &root, record, depth),
+            Err(e) => {
+                // The files can still be checked; the kind's own checks cannot.
+                let mut found = check_files(&root, record, depth);
+                found.push(kind_unavailable(stores, record, &e));
+                found
+            }
+        };
+        problems.extend(found);
     }
     crate::progress::finish();
     (ValidationReport::new(id, problems), Some(manifest))
@@ -73,8 +80,8 @@ pub fn validate_snapshot(
 /// entry, and the kind's own check. The check (SQLite integrity_check: CPU
 /// on one core) runs on its own thread beside the hashing (I/O and the
 /// other cores), not after it.
-pub fn check_store(
-    registry: &Registry,
+pub(crate) fn check_store(
+    handler: &dyn StoreHandler,
     root: &Path,
     record: &StoreRecord,
     depth: Depth,
@@ -82,7 +89,7 @@ pub fn check_store(
     std::thread::scope(|scope| {
         let kind = scope.spawn(|| {
             let started = std::time::Instant::now();
-            let found = plugin_check(registry, root, record, depth);
+            let found = kind_check(handler, root, record, depth);
             tracing::info!(store = %record.name, check_ms = started.elapsed().as_millis() as u64, "kind check done");
             found
         });
@@ -97,40 +104,42 @@ pub fn check_store(
     })
 }
 
-/// The kind's own check, if its plug-in is linked into this binary.
-pub fn plugin_check(
-    registry: &Registry,
+/// The kind's own check, its problems named by store.
+pub(crate) fn kind_check(
+    handler: &dyn StoreHandler,
     root: &Path,
     record: &StoreRecord,
     depth: Depth,
 ) -> Vec<Problem> {
-    let Some(descriptor) = registry.get(&record.kind) else {
-        return vec![Problem::new(
-            codes::STORE_KIND_UNKNOWN,
-            format!(
-                "no plug-in for kind {:?} is linked into this cairn; its files were checked, its own checks were not",
-                record.kind
-            ),
+    handler
+        .check(root, record, depth)
+        .into_iter()
+        .map(|p| {
+            if p.store.is_none() {
+                p.in_store(&record.name)
+            } else {
+                p
+            }
+        })
+        .collect()
+}
+
+/// Why a store's own checks could not run: its kind is not linked into
+/// this binary, or its recorded options no longer build a handler.
+pub(crate) fn kind_unavailable(
+    stores: &Stores,
+    record: &StoreRecord,
+    error: &crate::Error,
+) -> Problem {
+    let detail = if stores.registry().get(&record.kind).is_none() {
+        format!(
+            "no plug-in for kind {:?} is linked into this cairn; its files were checked, its own checks were not",
+            record.kind
         )
-        .in_store(&record.name)];
+    } else {
+        format!("its files were checked, its own checks could not run: {error}")
     };
-    let config = StoreConfig::from_record(&record.name, &record.kind, Path::new(&record.source));
-    match (descriptor.build)(&config) {
-        Ok(handler) => handler
-            .check(root, record, depth)
-            .into_iter()
-            .map(|p| {
-                if p.store.is_none() {
-                    p.in_store(&record.name)
-                } else {
-                    p
-                }
-            })
-            .collect(),
-        Err(e) => {
-            vec![Problem::new(codes::STORE_KIND_UNKNOWN, e.to_string()).in_store(&record.name)]
-        }
-    }
+    Problem::new(codes::STORE_KIND_UNKNOWN, detail).in_store(&record.name)
 }
 
 /// Top level of a snapshot dir: the manifest, `stores/` with one directory
@@ -189,7 +198,7 @@ fn list_shallow(dir: &Path) -> Vec<(String, Metadata)> {
 /// The tree is walked once and each path looked up among the entries as it
 /// is met, so memory is one index slot per entry, not a second listing of
 /// the tree beside the manifest.
-pub fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
     let store = record.name.as_str();
     let index: HashMap<&str, usize> = record
         .entries
@@ -261,7 +270,11 @@ fn check_entry(root: &Path, entry: &Entry, meta: &Metadata) -> Option<Problem> {
     if actual_kind != Some(entry.kind) {
         return Some(Problem::new(
             codes::FILE_TYPE_MISMATCH,
-            format!("manifest says {:?}, found {:?}", entry.kind, actual_kind),
+            format!(
+                "manifest says {}, found {}",
+                entry.kind.name(),
+                actual_kind.map_or("a FIFO, socket or device", EntryKind::name)
+            ),
         ));
     }
     match entry.kind {

@@ -17,17 +17,19 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_engine::lock::FileLock;
-use cairn_engine::plugin::OptionDoc;
+use cairn_engine::plugin::{lstat, OptionDoc};
 use cairn_engine::tree::{capture_tree, FileAction};
 use cairn_engine::{
-    CaptureCtx, Depth, Error, ExitClass, PluginDescriptor, Problem, Result, Shape, StoreConfig,
-    StoreHandler, StoreRecord,
+    CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
+    StoreRecord,
 };
 
 pub const KIND: &str = "chroma-dir";
 /// Manifest metadata key listing the tree's embedded SQLite files.
 const SQLITE_FILES: &str = "sqlite_files";
-const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_LOCK_TIMEOUT_SECONDS: u64 = 60;
+/// A day: longer is a mistake, not a wait.
+const MAX_LOCK_TIMEOUT_SECONDS: u64 = 86_400;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 inventory::submit! {
@@ -55,21 +57,11 @@ inventory::submit! {
 
 fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
     config.check_options(&["lock_file", "lock_timeout_seconds"])?;
-    let lock_timeout = match config.options.get("lock_timeout_seconds") {
-        None => DEFAULT_LOCK_TIMEOUT,
-        Some(v) => match v.as_integer() {
-            Some(n) if n >= 0 => Duration::from_secs(n as u64),
-            _ => {
-                return Err(Error::config(
-                    &config.origin,
-                    format!(
-                    "store {:?}: option `lock_timeout_seconds` must be a whole number of seconds",
-                    config.name
-                ),
-                ))
-            }
-        },
-    };
+    let lock_timeout = config.seconds_option(
+        "lock_timeout_seconds",
+        DEFAULT_LOCK_TIMEOUT_SECONDS,
+        MAX_LOCK_TIMEOUT_SECONDS,
+    )?;
     Ok(Box::new(ChromaDir {
         lock_file: config.path_option("lock_file")?,
         lock_timeout,
@@ -84,31 +76,24 @@ struct ChromaDir {
 impl StoreHandler for ChromaDir {
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
         let source = ctx.source().to_owned();
-        if !cairn_engine::plugin::lstat(&source)?.is_dir() {
-            return Err(Error::store(
-                ctx.store_name(),
-                ExitClass::Usage,
-                format!(
-                    "{} is not a directory (kind chroma-dir expects one)",
-                    source.display()
-                ),
-            ));
+        if !lstat(&source)?.is_dir() {
+            return Err(Error::SourceType {
+                path: source,
+                expected: "a directory (kind chroma-dir expects one)",
+            });
         }
         // Held until the end of this function: the whole tree is copied
         // under the service's own lock.
         let _guard = match &self.lock_file {
-            Some(path) => Some(FileLock::acquire(path, self.lock_timeout).map_err(|e| match e {
-                Error::Busy { lock, .. } => Error::store(
-                    ctx.store_name(),
-                    ExitClass::Refused,
-                    format!(
-                        "lock_file {} stayed locked for {}s (the service is ingesting); try again later",
-                        lock.display(),
-                        self.lock_timeout.as_secs()
-                    ),
-                ),
-                other => other,
-            })?),
+            Some(path) => Some(FileLock::acquire(path, self.lock_timeout).map_err(
+                |e| match e {
+                    Error::Busy { lock, waited_secs } => Error::ServiceBusy {
+                        what: format!("lock_file {}", lock.display()),
+                        waited_secs,
+                    },
+                    other => other,
+                },
+            )?),
             None => None,
         };
 
@@ -117,17 +102,20 @@ impl StoreHandler for ChromaDir {
             if is_sidecar_of_sqlite(path) {
                 return Ok(FileAction::Skip);
             }
-            if !cairn_sqlite::is_sqlite_file(path) {
+            if !cairn_sqlite_support::is_sqlite_file(path) {
                 return Ok(FileAction::Copy);
             }
             sqlite_files.push(rel.into());
             // An embedded database nobody wrote since the last snapshot
             // (no pending WAL, file unchanged) is shared with it.
-            if cairn_sqlite::is_self_contained(path) && ctx.reuse_unchanged(rel, meta) {
+            if cairn_sqlite_support::is_self_contained(path) && ctx.reuse_unchanged(rel, meta) {
                 return Ok(FileAction::Handled);
             }
-            cairn_sqlite::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
-                .map_err(|e| Error::store(ctx.store_name(), ExitClass::Io, e))?;
+            cairn_sqlite_support::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
+                .map_err(|message| Error::Source {
+                    path: path.to_owned(),
+                    message,
+                })?;
             ctx.add_written_file(rel, meta)?;
             Ok(FileAction::Handled)
         })?;
@@ -153,8 +141,8 @@ impl StoreHandler for ChromaDir {
         let mut reason = None;
         cairn_engine::tree::walk_tree(live, &mut |rel, meta| {
             let path = live.join(rel);
-            if reason.is_none() && meta.is_file() && cairn_sqlite::is_sqlite_file(&path) {
-                reason = cairn_sqlite::in_use(&path)?;
+            if reason.is_none() && meta.is_file() && cairn_sqlite_support::is_sqlite_file(&path) {
+                reason = cairn_sqlite_support::in_use(&path)?;
             }
             Ok(())
         })?;
@@ -173,10 +161,11 @@ impl StoreHandler for ChromaDir {
             // Only paths the manifest lists (and so were checked on read).
             .filter(|rel| record.entries.iter().any(|e| e.path == *rel))
             .filter_map(|rel| {
-                cairn_sqlite::integrity_check(&root.join(rel), depth)
+                cairn_sqlite_support::integrity_check(&root.join(rel), depth)
                     .err()
                     .map(|detail| {
-                        Problem::new(cairn_sqlite::INTEGRITY_FAILED, detail).at(rel.to_owned())
+                        Problem::new(cairn_sqlite_support::INTEGRITY_FAILED, detail)
+                            .at(rel.to_owned())
                     })
             })
             .collect()
@@ -189,9 +178,9 @@ fn is_sidecar_of_sqlite(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    cairn_sqlite::SIDECAR_SUFFIXES.iter().any(|suffix| {
+    cairn_sqlite_support::SIDECAR_SUFFIXES.iter().any(|suffix| {
         name.strip_suffix(suffix)
             .filter(|base| !base.is_empty())
-            .is_some_and(|base| cairn_sqlite::is_sqlite_file(&path.with_file_name(base)))
+            .is_some_and(|base| cairn_sqlite_support::is_sqlite_file(&path.with_file_name(base)))
     })
 }

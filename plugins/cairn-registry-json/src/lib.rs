@@ -9,8 +9,8 @@ use std::io::BufReader;
 use std::path::Path;
 
 use cairn_engine::{
-    CaptureCtx, Depth, Error, ExitClass, PluginDescriptor, Problem, Result, Shape, StoreConfig,
-    StoreHandler, StoreRecord,
+    CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
+    StoreRecord,
 };
 
 pub const KIND: &str = "registry-json";
@@ -40,14 +40,10 @@ impl StoreHandler for RegistryJson {
         let source = ctx.source().to_owned();
         let meta = cairn_engine::plugin::lstat(&source)?;
         if !meta.is_file() {
-            return Err(Error::store(
-                ctx.store_name(),
-                ExitClass::Usage,
-                format!(
-                    "{} is not a regular file (kind registry-json expects a JSON file)",
-                    source.display()
-                ),
-            ));
+            return Err(Error::SourceType {
+                path: source,
+                expected: "a regular file (kind registry-json expects a JSON file)",
+            });
         }
         let name = source
             .file_name()

@@ -11,28 +11,25 @@
 //!   checkpoint it, remove every sidecar so no stale byte survives, rename
 //!   the verified copy over it, sync the directory, check integrity.
 //!
-//! The helpers are public: other plug-ins (`chroma-dir`) copy SQLite files
-//! found inside their trees the same way.
-
-mod copy;
-mod integrity;
-mod live;
+//! The SQLite helpers live in `cairn-sqlite-support`, which registers no
+//! kind, so `chroma-dir` copies its embedded databases the same way
+//! without linking this kind.
 
 use std::path::Path;
-use std::time::Duration;
 
-use cairn_engine::plugin::{OptionDoc, SwapCtx, SwapReport};
+use cairn_engine::plugin::{lstat, OptionDoc, SwapReport};
 use cairn_engine::{
-    CaptureCtx, Depth, ExitClass, PluginDescriptor, Problem, Result, Shape, StoreConfig,
-    StoreHandler, StoreRecord,
+    CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
+    StoreRecord,
+};
+use cairn_sqlite_support::{
+    clear_sidecars, in_use, integrity_check, online_copy, row_counts, INTEGRITY_FAILED,
 };
 
-pub use copy::{is_sqlite_file, online_copy, CopyInfo};
-pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
-pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
-
 pub const KIND: &str = "sqlite";
-const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_BUSY_TIMEOUT_SECONDS: u64 = 30;
+/// SQLite takes its busy timeout in milliseconds as a C int.
+const MAX_BUSY_TIMEOUT_SECONDS: u64 = (i32::MAX / 1000) as u64;
 
 inventory::submit! {
     PluginDescriptor {
@@ -52,45 +49,36 @@ inventory::submit! {
 
 fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
     config.check_options(&["busy_timeout_seconds"])?;
-    let busy_timeout = match config.options.get("busy_timeout_seconds") {
-        None => DEFAULT_BUSY_TIMEOUT,
-        Some(v) => match v.as_integer() {
-            Some(n) if n >= 0 => Duration::from_secs(n as u64),
-            _ => {
-                return Err(cairn_engine::Error::config(
-                    &config.origin,
-                    format!(
-                    "store {:?}: option `busy_timeout_seconds` must be a whole number of seconds",
-                    config.name
-                ),
-                ))
-            }
-        },
-    };
+    let busy_timeout = config.seconds_option(
+        "busy_timeout_seconds",
+        DEFAULT_BUSY_TIMEOUT_SECONDS,
+        MAX_BUSY_TIMEOUT_SECONDS,
+    )?;
     Ok(Box::new(SqliteStore { busy_timeout }))
 }
 
 struct SqliteStore {
-    busy_timeout: Duration,
+    busy_timeout: std::time::Duration,
 }
 
 impl StoreHandler for SqliteStore {
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
         let source = ctx.source().to_owned();
-        let meta = cairn_engine::plugin::lstat(&source)?;
+        let meta = lstat(&source)?;
         if !meta.is_file() {
-            return Err(cairn_engine::Error::store(
-                ctx.store_name(),
-                ExitClass::Usage,
-                format!(
-                    "{} is not a regular file (kind sqlite expects a database file)",
-                    source.display()
-                ),
-            ));
+            return Err(Error::SourceType {
+                path: source,
+                expected: "a regular file (kind sqlite expects a database file)",
+            });
         }
         let name = file_name(&source);
-        let info = online_copy(&source, &ctx.dest_path(&name), self.busy_timeout)
-            .map_err(|e| cairn_engine::Error::store(ctx.store_name(), ExitClass::Io, e))?;
+        let info =
+            online_copy(&source, &ctx.dest_path(&name), self.busy_timeout).map_err(|message| {
+                Error::Source {
+                    path: source.clone(),
+                    message,
+                }
+            })?;
         ctx.add_written_file(&name, &meta)?;
         info.record(ctx.metadata_mut());
         Ok(())
@@ -138,15 +126,20 @@ impl StoreHandler for SqliteStore {
         in_use(live)
     }
 
-    fn restore(&self, swap: &SwapCtx<'_>) -> Result<SwapReport> {
-        clear_sidecars(swap.live)?;
-        cairn_engine::restore::replace_file(swap.staged, swap.live)?;
-        // The restored file is checked as the service will open it.
-        let result = integrity_check(swap.live, Depth::Deep);
-        Ok(SwapReport {
+    /// No stale byte may meet the restored file: checkpoint the live
+    /// database, then remove `-wal`, `-shm` and `-journal`. Repeating it
+    /// finds nothing left to remove.
+    fn before_swap(&self, live: &Path) -> Result<()> {
+        clear_sidecars(live)
+    }
+
+    /// The restored file, checked as the service will open it.
+    fn after_swap(&self, live: &Path, _record: &StoreRecord) -> SwapReport {
+        let result = integrity_check(live, Depth::Deep);
+        SwapReport {
             integrity_ok: Some(result.is_ok()),
             detail: result.err(),
-        })
+        }
     }
 }
 

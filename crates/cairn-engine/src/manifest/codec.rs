@@ -19,7 +19,7 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Manifest, FILE_NAME, FORMAT_VERSION};
+use super::{Manifest, FILE_NAME, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 use crate::checksum::Checksum;
 use crate::fsutil;
 use crate::problem::{codes, Problem};
@@ -163,7 +163,7 @@ fn read_as_written(mut input: impl Read, expected_id: &str) -> Option<Manifest> 
     if hashing.into_inner().finish() != recorded {
         return None;
     }
-    if manifest.format_version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
         return None;
     }
     manifest.check_shape(expected_id).ok()?;
@@ -180,7 +180,7 @@ pub(super) fn parse_any_layout(bytes: &[u8], expected_id: &str) -> Result<Manife
         .ok_or_else(|| invalid("not a JSON object".into()))?;
 
     match map.get("format_version").map(Value::as_u64) {
-        Some(Some(v)) if v == FORMAT_VERSION => {}
+        Some(Some(v)) if (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&v) => {}
         Some(Some(v)) if v > FORMAT_VERSION => {
             return Err(Problem::new(
                 codes::MANIFEST_UNSUPPORTED_VERSION,

@@ -20,9 +20,13 @@ pub use crate::checksum::Checksum;
 use crate::id::SnapshotId;
 pub use codec::digest_of;
 
-/// Bumped when a field changes meaning. Readers refuse a newer version;
-/// fields may be added without a bump (readers ignore unknown fields).
-pub const FORMAT_VERSION: u64 = 1;
+/// Bumped when a field changes meaning or a reader must not ignore a new
+/// one. Readers refuse a newer version and read every older one.
+/// Version 2 added a store's `options` (so a snapshot of a store no longer
+/// configured can still be checked by its plug-in).
+pub const FORMAT_VERSION: u64 = 2;
+/// The oldest version this cairn reads.
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
 pub const FILE_NAME: &str = "manifest.json";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +72,12 @@ pub struct StoreRecord {
     #[serde(default)]
     pub metadata: serde_json::Map<String, Value>,
     pub name: String,
+    /// The store's plug-in options from the config it was captured with,
+    /// so its handler can be built again when the store is no longer
+    /// configured. They sit in a 0400 file in a 0700 directory; an option
+    /// holding a secret is as private as the snapshot's data.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub options: toml::Table,
     pub shape: Shape,
     pub source: String,
     pub status: StoreStatus,
@@ -95,6 +105,17 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
+}
+
+impl EntryKind {
+    /// How messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::File => "a regular file",
+            EntryKind::Dir => "a directory",
+            EntryKind::Symlink => "a symlink",
+        }
+    }
 }
 
 /// One file, directory or symlink of a store, relative to the store's root.
@@ -280,6 +301,7 @@ mod tests {
                 status: StoreStatus::Captured,
                 shape: Shape::Dir,
                 metadata: Default::default(),
+                options: Default::default(),
                 warnings: vec![],
                 entries: vec![
                     Entry {
@@ -320,9 +342,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_version_1_manifests_and_round_trips_options() {
+        let mut old = sample();
+        old.format_version = 1;
+        assert_eq!(Manifest::parse(&old.to_bytes(), &old.id).unwrap(), old);
+
+        let mut m = sample();
+        m.stores[0]
+            .options
+            .insert("lock_file".into(), "data/.lock".into());
+        m.stores[0].options.insert("timeout".into(), 5.into());
+        let bytes = m.to_bytes();
+        assert_eq!(Manifest::parse(&bytes, &m.id).unwrap(), m);
+        // Through the any-layout path too (the canonical form sorts keys).
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+        assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
+    }
+
+    #[test]
     fn refuses_newer_versions_and_garbage() {
         let mut v: Value = serde_json::from_slice(&sample().to_bytes()).unwrap();
-        v["format_version"] = 2.into();
+        v["format_version"] = (FORMAT_VERSION + 1).into();
         let p = Manifest::parse(v.to_string().as_bytes(), "20260406T180000Z").unwrap_err();
         assert_eq!(p.code, codes::MANIFEST_UNSUPPORTED_VERSION);
         for garbage in [

@@ -1,0 +1,209 @@
+//! Every JSON document `cairn --json` prints is shaped here, and only here.
+//! Engine types carry no `Serialize`: what scripts parse is the operator
+//! contract, so a field is renamed or added in this file or not at all.
+//! The one exception is `show`, which prints the manifest itself — the
+//! on-disk format, documented in docs/manifest.md.
+
+use cairn_engine::drill::DrillReport;
+use cairn_engine::prune::PrunePlan;
+use cairn_engine::restore::{RestoreOutcome, RestorePlan, RollbackFailure};
+use cairn_engine::snapshot::SnapshotOutcome;
+use cairn_engine::validate::ValidationReport;
+use cairn_engine::{Error, Manifest, Problem, Registry, Shape, StoreStatus};
+use serde_json::{json, Value};
+
+use crate::commands::ListRow;
+use crate::contract;
+
+pub fn error(e: &Error) -> Value {
+    json!({
+        "error": {
+            "message": contract::message(e),
+            "hint": contract::hint(e),
+            "exit_code": contract::exit_code(e),
+        }
+    })
+}
+
+pub fn problem(p: &Problem) -> Value {
+    json!({
+        "code": p.code,
+        "store": p.store,
+        "path": p.path,
+        "detail": p.detail,
+    })
+}
+
+fn problems(list: &[Problem]) -> Vec<Value> {
+    list.iter().map(problem).collect()
+}
+
+fn status(s: StoreStatus) -> &'static str {
+    match s {
+        StoreStatus::Captured => "captured",
+        StoreStatus::Absent => "absent",
+    }
+}
+
+fn shape(s: Shape) -> &'static str {
+    match s {
+        Shape::File => "file",
+        Shape::Dir => "dir",
+    }
+}
+
+pub fn stores(registry: &Registry) -> Value {
+    let list: Vec<Value> = registry
+        .descriptors()
+        .map(|d| {
+            json!({
+                "kind": d.kind,
+                "summary": d.summary,
+                "shape": shape(d.shape),
+                "options": d.options.iter().map(|o| json!({"name": o.name, "doc": o.doc, "example": o.example})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "stores": list })
+}
+
+pub fn snapshot(outcome: &SnapshotOutcome) -> Value {
+    let m = &outcome.snapshot;
+    json!({
+        "id": m.id,
+        "created_at": m.created_at,
+        "tags": m.tags,
+        "stores": m.stores.iter().map(|s| json!({
+            "name": s.name,
+            "kind": s.kind,
+            "status": status(s.status),
+            "files": s.files,
+            "bytes": s.bytes,
+            "warnings": s.warnings,
+        })).collect::<Vec<_>>(),
+        "validated": outcome.validation.valid,
+        "validation_errors": problems(&outcome.validation.errors),
+        "after_hook_error": outcome.after_hook_error,
+    })
+}
+
+pub fn list(rows: &[ListRow], unparseable: &[String]) -> Value {
+    json!({
+        "snapshots": rows.iter().map(|r| json!({
+            "id": r.id,
+            "created_at": r.created_at,
+            "tags": r.tags,
+            "pinned": r.pinned,
+            "stores": r.stores,
+            "bytes": r.bytes,
+            "problem": r.problem,
+        })).collect::<Vec<_>>(),
+        "unparseable": unparseable,
+    })
+}
+
+pub fn show(manifest: &Manifest, pinned: bool) -> Value {
+    let mut doc = serde_json::to_value(manifest).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut doc {
+        map.insert("pinned".into(), pinned.into());
+    }
+    doc
+}
+
+pub fn validate(results: &[ValidationReport]) -> Value {
+    json!({
+        "results": results.iter().map(|r| json!({
+            "id": r.id,
+            "valid": r.valid,
+            "errors": problems(&r.errors),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn restore(o: &RestoreOutcome) -> Value {
+    json!({
+        "id": o.id,
+        "pre_restore_snapshot": o.pre_restore_snapshot,
+        "target": target(o.to.as_deref()),
+        "stores": o.stores.iter().map(|s| json!({
+            "name": s.name,
+            "restored": s.restored,
+            "integrity_ok": s.integrity_ok,
+            "path": s.path,
+            "skipped": s.skipped,
+            "detail": s.detail,
+        })).collect::<Vec<_>>(),
+        "rolled_back": o.rolled_back,
+        "failure": o.failure,
+        "rollback_failure": o.rollback_failure.as_ref().map(rollback_failure),
+    })
+}
+
+/// `"live"`, or the `--to` directory.
+pub fn target(to: Option<&std::path::Path>) -> String {
+    to.map(|p| p.display().to_string())
+        .unwrap_or_else(|| "live".into())
+}
+
+/// What is left to do when a rollback failed, as one sentence.
+pub fn rollback_failure(f: &RollbackFailure) -> String {
+    match &f.pre_restore_snapshot {
+        Some(pre) => format!(
+            "rollback from {pre} failed: {}. Finish by hand: `{}`",
+            f.error,
+            contract::finish_rollback_by_hand(pre)
+        ),
+        None => format!(
+            "no pre-restore snapshot was taken (--no-pre-snapshot), so {} stay restored; restore them again or fix by hand",
+            f.stores.join(", ")
+        ),
+    }
+}
+
+pub fn restore_plan(plan: &RestorePlan<'_>) -> Value {
+    json!({
+        "dry_run": true,
+        "id": plan.id().to_string(),
+        "target": target(plan.to()),
+        "pre_restore_snapshot": plan.takes_pre_restore_snapshot(),
+        "stores": plan.stores().iter().map(|s| json!({
+            "name": s.name,
+            "kind": s.kind,
+            "path": s.target.as_ref().map(|p| p.display().to_string()),
+            "files": s.files,
+            "bytes": s.bytes,
+            "skipped": s.target.is_none().then_some("absent in the snapshot; live store left alone"),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn prune(plan: &PrunePlan) -> Value {
+    json!({
+        "dry_run": plan.dry_run,
+        "keep": plan.keep.iter().map(|k| json!({
+            "id": k.id,
+            "reasons": k.reasons.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "delete": plan.delete,
+        "deleted": plan.deleted,
+        "unparseable": plan.unparseable,
+        "leftovers": plan.leftovers,
+        "leftovers_removed": plan.leftovers_removed,
+    })
+}
+
+pub fn drill(r: &DrillReport) -> Value {
+    json!({
+        "id": r.id,
+        "ok": r.ok,
+        "restore_seconds": r.restore_seconds,
+        "snapshot_age_seconds": r.snapshot_age_seconds,
+        "checks": r.checks.iter().map(|c| json!({
+            "store": c.store,
+            "check": c.check,
+            "ok": c.ok,
+            "detail": c.detail,
+        })).collect::<Vec<_>>(),
+        "scratch": r.scratch,
+    })
+}

@@ -1,0 +1,100 @@
+//! The Restore stage, in three steps with a type between each:
+//!
+//! 1. [`plan`] → [`RestorePlan`]: select the stores, then every gate
+//!    (confirmation, repository lock, manifest digest + presence + sizes,
+//!    the service visibly running). Touches nothing; `restore --dry-run`
+//!    is this step alone.
+//! 2. [`RestorePlan::stage`] → [`StagedRestore`]: copy every store onto
+//!    the *target's own filesystem* (a file store beside its file, a
+//!    directory store inside its directory, since a bind mount is a
+//!    filesystem of its own), verify each file's SHA-256 while copying,
+//!    then run the kind's check on the staged copy. A bad snapshot is
+//!    found here, before anything live changes; the staged copies remove
+//!    themselves when dropped.
+//! 3. [`StagedRestore::swap`] → [`RestoreOutcome`]: the pre-restore
+//!    snapshot (the way back), then store by store the kind's
+//!    `before_swap`, the engine's swap (`crate::replace`), the kind's
+//!    `after_swap`. A failure rolls back the stores already swapped from
+//!    the pre-restore snapshot.
+
+mod plan;
+mod stage;
+mod swap;
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::stores::Stores;
+
+pub use plan::{PlannedStore, RestorePlan};
+pub use stage::StagedRestore;
+
+pub const PRE_RESTORE_TAG: &str = "pre-restore";
+
+#[derive(Debug, Default)]
+pub struct RestoreRequest {
+    pub id: String,
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+    /// The operator says the service is stopped (needed for a live restore).
+    pub confirm_service_stopped: bool,
+    pub no_pre_snapshot: bool,
+    /// Restore into `DIR/<store>/…`, never touching live paths.
+    pub to: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct RestoreOutcome {
+    pub id: String,
+    pub pre_restore_snapshot: Option<String>,
+    /// `None` for the live paths, else the directory restored into.
+    pub to: Option<PathBuf>,
+    pub stores: Vec<StoreOutcome>,
+    pub rolled_back: bool,
+    /// What failed, when a store could not be swapped in.
+    pub failure: Option<String>,
+    /// Rollback itself failed: what is left for the operator to do.
+    pub rollback_failure: Option<RollbackFailure>,
+}
+
+impl RestoreOutcome {
+    /// Sound only when every selected store is in and checked sound.
+    pub fn is_sound(&self) -> bool {
+        self.failure.is_none()
+            && self
+                .stores
+                .iter()
+                .all(|s| s.skipped.is_some() || (s.restored && s.integrity_ok != Some(false)))
+    }
+}
+
+#[derive(Debug)]
+pub struct StoreOutcome {
+    pub name: String,
+    pub restored: bool,
+    /// `None` when the kind has no post-restore integrity check.
+    pub integrity_ok: Option<bool>,
+    /// Where the store went.
+    pub path: String,
+    /// Why a store was left alone (e.g. absent in the snapshot).
+    pub skipped: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Why the stores already swapped could not be put back.
+#[derive(Debug)]
+pub struct RollbackFailure {
+    /// The snapshot that would put them back, when one was taken.
+    pub pre_restore_snapshot: Option<String>,
+    /// The stores left as restored.
+    pub stores: Vec<String>,
+    pub error: String,
+}
+
+/// Plan, stage, swap.
+pub fn run(cfg: &Config, stores: &Stores, req: RestoreRequest) -> Result<RestoreOutcome> {
+    plan::plan(cfg, stores, &req)?.stage()?.swap()
+}
+
+pub use plan::plan;

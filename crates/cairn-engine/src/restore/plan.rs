@@ -1,0 +1,266 @@
+//! Restore step 1: what will be restored where, and every gate that can
+//! refuse it. Nothing here writes a file (the repository lock is taken,
+//! and held until the restore ends).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{RestoreRequest, StoreOutcome};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::SnapshotId;
+use crate::lock::FileLock;
+use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus};
+use crate::plugin::Depth;
+use crate::repo::{Repository, STORES_DIR};
+use crate::stores::{self, RecordHandler, Store, Stores};
+use crate::validate;
+
+/// A restore that passed every gate, holding the repository lock.
+pub struct RestorePlan<'a> {
+    pub(super) repo: Repository,
+    pub(super) lock: FileLock,
+    pub(super) id: SnapshotId,
+    pub(super) manifest: Manifest,
+    pub(super) to: Option<PathBuf>,
+    pub(super) no_pre_snapshot: bool,
+    /// The stores to restore, in manifest order.
+    pub(super) jobs: Vec<Job<'a>>,
+    /// Selected stores the snapshot recorded as absent: left alone.
+    pub(super) absent: Vec<String>,
+}
+
+/// One store on its way in.
+pub(super) struct Job<'a> {
+    /// Its record's index in `manifest.stores`.
+    pub(super) index: usize,
+    pub(super) handler: RecordHandler<'a>,
+    /// The file (file shape) or directory (dir shape) being restored.
+    pub(super) target: PathBuf,
+    /// The configured store, for a live restore (its pre-restore snapshot).
+    pub(super) live: Option<&'a Store>,
+}
+
+/// What a plan will do with one store, for `restore --dry-run`.
+#[derive(Debug)]
+pub struct PlannedStore {
+    pub name: String,
+    pub kind: String,
+    /// Where it goes; `None` when it is absent in the snapshot.
+    pub target: Option<PathBuf>,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Every gate, in order: confirmation, lock, manifest, selection, presence
+/// and sizes of every file, the configured store for each, and (live) each
+/// kind's in-use probe. The first that fails refuses the restore.
+pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Result<RestorePlan<'a>> {
+    let id = SnapshotId::parse(&req.id)?;
+    let live = req.to.is_none();
+    if live && !req.confirm_service_stopped {
+        return Err(Error::NotConfirmed);
+    }
+    let repo = Repository::new(&cfg.repository);
+    let lock = repo.lock(cfg.lock_wait)?;
+    let id = repo.resolve(id.as_str())?;
+    let snap_dir = repo.snapshot_dir(&id);
+
+    let manifest = Manifest::read_from(&snap_dir, id.as_str()).map_err(|p| Error::Unsound {
+        id: id.to_string(),
+        problems: vec![p],
+    })?;
+    let selected: Vec<usize> = stores::select(
+        &manifest.stores,
+        |r| r.name.as_str(),
+        &req.only,
+        &req.skip,
+        &format!("snapshot {id}"),
+    )?
+    .into_iter()
+    .filter_map(|r| manifest.stores.iter().position(|s| s.name == r.name))
+    .collect();
+
+    // Up front: presence, types and sizes (no hashing; staging hashes).
+    let mut problems = Vec::new();
+    for &i in &selected {
+        let record = &manifest.stores[i];
+        if record.status == StoreStatus::Captured {
+            let root = snap_dir.join(STORES_DIR).join(&record.name);
+            problems.extend(validate::check_files(&root, record, Depth::Quick));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Unsound {
+            id: id.to_string(),
+            problems,
+        });
+    }
+
+    let mut jobs = Vec::new();
+    let mut absent = Vec::new();
+    for i in selected {
+        let record = &manifest.stores[i];
+        if record.status == StoreStatus::Absent {
+            absent.push(record.name.clone());
+            continue;
+        }
+        jobs.push(plan_job(stores, record, i, req.to.as_deref())?);
+    }
+
+    if live {
+        for job in &jobs {
+            if let Some(reason) = job.handler.in_use(&job.target)? {
+                return Err(Error::InUse {
+                    store: manifest.stores[job.index].name.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+
+    Ok(RestorePlan {
+        repo,
+        lock,
+        id,
+        manifest,
+        to: req.to.clone(),
+        no_pre_snapshot: req.no_pre_snapshot,
+        jobs,
+        absent,
+    })
+}
+
+fn plan_job<'a>(
+    stores: &'a Stores,
+    record: &StoreRecord,
+    index: usize,
+    to: Option<&Path>,
+) -> Result<Job<'a>> {
+    // A live restore needs the store in the config, under the same kind:
+    // that is where it goes. A restore elsewhere only needs the plug-in.
+    let (live, target) = match (to, stores.get(&record.name)) {
+        (Some(dir), _) => (None, target_in(dir, record)?),
+        (None, None) => {
+            return Err(Error::NotConfigured {
+                store: record.name.clone(),
+                file: stores.config_file().to_owned(),
+            })
+        }
+        (None, Some(c)) if c.config.kind != record.kind => {
+            return Err(Error::KindChanged {
+                store: record.name.clone(),
+                recorded: record.kind.clone(),
+                configured: c.config.kind.clone(),
+                file: stores.config_file().to_owned(),
+            })
+        }
+        // Through a symlinked path to what it names, as snapshot does: the
+        // link itself stays, its target is what gets replaced.
+        (None, Some(c)) => (
+            Some(c),
+            fs::canonicalize(&c.config.path).unwrap_or_else(|_| c.config.path.clone()),
+        ),
+    };
+    Ok(Job {
+        index,
+        handler: stores.for_record(record)?,
+        target,
+        live,
+    })
+}
+
+/// Where a store goes under `restore --to DIR`: `DIR/<store>` (a file
+/// store: `DIR/<store>/<file name>`), which must be empty or new.
+fn target_in(dir: &Path, record: &StoreRecord) -> Result<PathBuf> {
+    let store_dir = dir.join(&record.name);
+    if fs::read_dir(&store_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+    {
+        return Err(Error::TargetNotEmpty { path: store_dir });
+    }
+    Ok(match (record.shape, record.entries.first()) {
+        (Shape::File, Some(entry)) => store_dir.join(&entry.path),
+        _ => store_dir,
+    })
+}
+
+impl RestorePlan<'_> {
+    pub fn id(&self) -> &SnapshotId {
+        &self.id
+    }
+
+    /// `None` for the live paths.
+    pub fn to(&self) -> Option<&Path> {
+        self.to.as_deref()
+    }
+
+    /// Whether a pre-restore snapshot will be taken before the first swap.
+    pub fn takes_pre_restore_snapshot(&self) -> bool {
+        self.to.is_none() && !self.no_pre_snapshot
+    }
+
+    /// What will happen to each selected store, in manifest order.
+    pub fn stores(&self) -> Vec<PlannedStore> {
+        let mut planned: Vec<(usize, PlannedStore)> = self
+            .jobs
+            .iter()
+            .map(|job| {
+                let record = &self.manifest.stores[job.index];
+                (
+                    job.index,
+                    PlannedStore {
+                        name: record.name.clone(),
+                        kind: record.kind.clone(),
+                        target: Some(job.target.clone()),
+                        files: record.files(),
+                        bytes: record.bytes(),
+                    },
+                )
+            })
+            .collect();
+        for name in &self.absent {
+            if let Some((i, record)) = self
+                .manifest
+                .stores
+                .iter()
+                .enumerate()
+                .find(|(_, r)| &r.name == name)
+            {
+                planned.push((
+                    i,
+                    PlannedStore {
+                        name: record.name.clone(),
+                        kind: record.kind.clone(),
+                        target: None,
+                        files: 0,
+                        bytes: 0,
+                    },
+                ));
+            }
+        }
+        planned.sort_by_key(|(i, _)| *i);
+        planned.into_iter().map(|(_, p)| p).collect()
+    }
+
+    pub(super) fn record(&self, job: &Job<'_>) -> &StoreRecord {
+        &self.manifest.stores[job.index]
+    }
+
+    /// The outcomes of the stores left alone because the snapshot recorded
+    /// them absent.
+    pub(super) fn absent_outcomes(&self) -> Vec<StoreOutcome> {
+        self.absent
+            .iter()
+            .map(|name| StoreOutcome {
+                name: name.clone(),
+                restored: false,
+                integrity_ok: None,
+                path: String::new(),
+                skipped: Some("absent in the snapshot; live store left alone".into()),
+                detail: None,
+            })
+            .collect()
+    }
+}
