@@ -10,4 +10,5 @@ mod drill;
 mod output;
 mod plugin_guide;
 mod prune;
+mod required_option;
 mod restore;

@@ -234,11 +234,17 @@ mod tests {
     }
 
     #[test]
-    fn the_registry_holds_exactly_the_three_standard_kinds_and_text_file() {
+    fn the_registry_holds_the_standard_kinds_and_the_test_kinds() {
         let registry = cairn_engine::Registry::from_inventory().unwrap();
         assert_eq!(
             registry.kind_names(),
-            vec!["chroma-dir", "registry-json", "sqlite", "text-file"]
+            vec![
+                "chroma-dir",
+                "registry-json",
+                "sqlite",
+                "text-file",
+                "with-option"
+            ]
         );
     }
 
@@ -259,7 +265,13 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            vec!["chroma-dir", "registry-json", "sqlite", "text-file"]
+            vec![
+                "chroma-dir",
+                "registry-json",
+                "sqlite",
+                "text-file",
+                "with-option"
+            ]
         );
         let text_file = &doc["stores"][3];
         assert_eq!(text_file["shape"], "file");

@@ -22,6 +22,7 @@ pub fn exit_code(e: &Error) -> u8 {
     match e.cause() {
         Error::BadId { .. }
         | Error::Config { .. }
+        | Error::ConfigNotFound { .. }
         | Error::Usage { .. }
         | Error::SnapshotNotFound { .. }
         | Error::NoSnapshots { .. }
@@ -57,6 +58,10 @@ pub fn message(e: &Error) -> String {
             "restoring into the live paths needs --confirm-service-stopped; nothing was touched"
                 .into()
         }
+        Error::ConfigNotFound { file } => format!(
+            "config {}: not found (pass --config PATH, set CAIRN_CONFIG, or run `cairn init`)",
+            file.display()
+        ),
         Error::NothingSelected => {
             "no stores selected (check --only/--skip and the [[store]] tables)".into()
         }

@@ -165,7 +165,8 @@ struct RawStore {
 }
 
 impl Config {
-    /// `--config PATH`, else `$CAIRN_CONFIG`, else `./cairn.toml`.
+    /// The explicit path (the front end's flag), else `$CAIRN_CONFIG`, else
+    /// `./cairn.toml`.
     pub fn locate(explicit: Option<&Path>) -> PathBuf {
         if let Some(p) = explicit {
             return p.to_owned();
@@ -178,12 +179,13 @@ impl Config {
 
     pub fn load(file: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(file).map_err(|e| {
-            let message = if e.kind() == std::io::ErrorKind::NotFound {
-                "not found (pass --config PATH, set CAIRN_CONFIG, or run `cairn init`)".to_owned()
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::ConfigNotFound {
+                    file: file.to_owned(),
+                }
             } else {
-                format!("cannot read: {e}")
-            };
-            Error::config(file, message)
+                Error::config(file, format!("cannot read: {e}"))
+            }
         })?;
         Config::parse(&text, file)
     }

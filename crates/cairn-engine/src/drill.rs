@@ -1,5 +1,5 @@
 //! Restore drills: restore a snapshot into a scratch directory through the
-//! same restore code as `restore --to`, then run every check on what came
+//! same restore code as a restore elsewhere, then run every check on what came
 //! out. Touches nothing live; the repository lock is held only while the
 //! restore itself runs.
 

@@ -37,6 +37,9 @@ pub enum Error {
     #[error("config {file}: {message}")]
     Config { file: PathBuf, message: String },
 
+    #[error("config {file}: not found")]
+    ConfigNotFound { file: PathBuf },
+
     #[error("bad usage: {message}")]
     Usage { message: String },
 
@@ -46,7 +49,7 @@ pub enum Error {
     #[error("no snapshots in {repo}")]
     NoSnapshots { repo: PathBuf },
 
-    /// `--only`/`--skip` (or a restore's selection) named no store.
+    /// The operator's selection of stores left none.
     #[error("no stores selected")]
     NothingSelected,
 

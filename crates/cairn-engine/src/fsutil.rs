@@ -19,7 +19,7 @@ use crate::error::{io_at, Error, Result};
 use crate::fault;
 
 /// Large enough that syscall overhead vanishes, small enough to stay in L2.
-pub const COPY_BUFFER: usize = 1 << 20;
+pub(crate) const COPY_BUFFER: usize = 1 << 20;
 
 thread_local! {
     /// One copy buffer per thread, reused for every file it copies or
@@ -42,7 +42,7 @@ fn with_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
     })
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -81,7 +81,7 @@ pub fn create_dir_private(path: &Path) -> Result<()> {
 }
 
 /// `mkdir -p` with mode 0700 for the directories it creates.
-pub fn create_dir_all_private(path: &Path) -> Result<()> {
+pub(crate) fn create_dir_all_private(path: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -94,7 +94,7 @@ pub fn create_dir_all_private(path: &Path) -> Result<()> {
 /// mode and times through the descriptor, without another path lookup),
 /// the size and the SHA-256. `dst` is not synced here: callers sync in
 /// bulk (see the module docs).
-pub fn copy_hashed(
+pub(crate) fn copy_hashed(
     src: &mut impl Read,
     src_path: &Path,
     dst: &Path,
@@ -113,7 +113,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
     hash_reader(&mut file, path)
 }
 
-pub fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum)> {
+pub(crate) fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum)> {
     pump(reader, path, |_| Ok(()))
 }
 
@@ -157,7 +157,7 @@ pub fn sync_dir(path: &Path) -> Result<()> {
 }
 
 /// Flushes every dirty page of the filesystem holding `path`.
-pub fn sync_filesystem(path: &Path) -> Result<()> {
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
     let dir = File::open(path).map_err(io_at("open", path))?;
     syncfs(&dir).map_err(io_at("sync filesystem of", path))
 }
@@ -184,7 +184,7 @@ fn syncfs(file: &File) -> io::Result<()> {
 }
 
 /// Temp file in the target's directory → write → sync → rename → sync dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -210,7 +210,7 @@ pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
         .saturating_add(meta.mtime_nsec())
 }
 
-pub fn system_time_from_ns(ns: i64) -> SystemTime {
+pub(crate) fn system_time_from_ns(ns: i64) -> SystemTime {
     if ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
@@ -229,7 +229,7 @@ pub fn is_absent(path: &Path) -> bool {
 
 /// Removes a file or a whole directory tree without following symlinks
 /// (std's `remove_dir_all` does not follow them).
-pub fn remove_any(path: &Path) -> Result<()> {
+pub(crate) fn remove_any(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("stat", path, e)),
@@ -262,7 +262,7 @@ fn make_dirs_writable(path: &Path) -> Result<()> {
 
 /// Bytes available to an unprivileged writer on the filesystem of `path`.
 #[allow(unsafe_code)]
-pub fn free_bytes(path: &Path) -> Option<u64> {
+pub(crate) fn free_bytes(path: &Path) -> Option<u64> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 
-/// Runs `argv` and waits. Its stdout goes to our stderr so `--json` output
+/// Runs `argv` and waits. Its stdout goes to our stderr so JSON output
 /// stays one document; a non-zero exit or a failure to start is an error.
 pub fn run(hook: &'static str, argv: &[String]) -> Result<()> {
     let shown = argv.join(" ");

@@ -5,29 +5,37 @@
 //! It never names a store kind: kinds live in plug-in crates that submit a
 //! [`plugin::PluginDescriptor`] with `inventory::submit!`.
 
+// The plug-in API: what a store kind's crate needs, and all it may rely
+// on. Each item is documented for plug-in authors (docs/plugin-guide.md).
 pub mod capture;
 pub mod checksum;
 pub mod config;
-pub mod drill;
 pub mod error;
-pub mod fault;
 pub mod fsutil;
-pub mod hooks;
-pub mod id;
 pub mod lock;
 pub mod manifest;
-pub mod parallel;
 pub mod plugin;
 pub mod problem;
+pub mod tree;
+
+// The front-end API: one entry point per command, for `cairn` and `xtask`.
+// Only each module's entry points and their request/outcome types are
+// public; the stages' workings are `pub(crate)`.
+pub mod drill;
+pub mod id;
 pub mod progress;
 pub mod prune;
-mod replace;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
 pub mod stores;
-pub mod tree;
 pub mod validate;
+
+// The engine's own workings.
+mod fault;
+mod hooks;
+mod parallel;
+mod replace;
 
 pub use capture::CaptureCtx;
 pub use config::{Config, StoreConfig};

@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -18,7 +18,6 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct FileLock {
     // Held for its Drop: closing the descriptor releases the lock.
     _file: File,
-    path: PathBuf,
 }
 
 impl FileLock {
@@ -40,12 +39,7 @@ impl FileLock {
         let start = Instant::now();
         loop {
             match file.try_lock() {
-                Ok(()) => {
-                    return Ok(FileLock {
-                        _file: file,
-                        path: path.to_owned(),
-                    })
-                }
+                Ok(()) => return Ok(FileLock { _file: file }),
                 Err(TryLockError::WouldBlock) if start.elapsed() < wait => std::thread::sleep(POLL),
                 Err(TryLockError::WouldBlock) => {
                     return Err(Error::Busy {
@@ -65,10 +59,6 @@ impl FileLock {
             Err(Error::Busy { .. }) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -47,7 +47,7 @@ inventory::collect!(PluginDescriptor);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
-    /// Sizes and quick checks (`validate --quick`).
+    /// Sizes and quick checks (a quick validation).
     Quick,
     /// Every byte hashed, full integrity checks.
     Deep,

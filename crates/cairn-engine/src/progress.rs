@@ -25,19 +25,19 @@ pub fn install(sink: Box<dyn ProgressSink>) {
     let _ = SINK.set(sink);
 }
 
-pub fn begin(phase: &str, total: Option<u64>) {
+pub(crate) fn begin(phase: &str, total: Option<u64>) {
     if let Some(s) = SINK.get() {
         s.begin(phase, total);
     }
 }
 
-pub fn advance(bytes: u64) {
+pub(crate) fn advance(bytes: u64) {
     if let Some(s) = SINK.get() {
         s.advance(bytes);
     }
 }
 
-pub fn finish() {
+pub(crate) fn finish() {
     if let Some(s) = SINK.get() {
         s.finish();
     }

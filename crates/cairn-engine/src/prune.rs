@@ -1,4 +1,4 @@
-//! Retention: plan which snapshots to keep and why, then (with `--confirm`)
+//! Retention: plan which snapshots to keep and why, then (when confirmed)
 //! execute the plan. The dry run and the real run share [`plan`]; only
 //! [`execute`] differs.
 //!
@@ -194,7 +194,7 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
     })
 }
 
-/// `cairn prune [--confirm]`: the plan, executed only with `confirm`.
+/// Prune: the plan, executed only with `confirm`.
 pub fn run(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<PrunePlan> {
     let repo = Repository::new(&cfg.repository);
     if !confirm {

@@ -136,7 +136,7 @@ impl Repository {
     /// `snapshots/`, or being built in `tmp/`), so a newer snapshot never
     /// sorts before an older one even after prune freed a lower N. Call
     /// with the lock held.
-    pub fn allocate_id(&self, at: DateTime<Utc>) -> SnapshotId {
+    pub(crate) fn allocate_id(&self, at: DateTime<Utc>) -> Result<SnapshotId> {
         let first = SnapshotId::new(at, 0);
         let same_second = |dir: PathBuf| -> Vec<u32> {
             fs::read_dir(dir)
@@ -151,8 +151,18 @@ impl Repository {
         let mut taken = same_second(self.snapshots_dir());
         taken.extend(same_second(self.tmp_dir()));
         match taken.into_iter().max() {
-            None => first,
-            Some(max) => SnapshotId::new(at, max + 1),
+            None => Ok(first),
+            // A planted `…-4294967295` must not wrap the sequence to 0.
+            Some(max) => match max.checked_add(1) {
+                Some(next) => Ok(SnapshotId::new(at, next)),
+                None => Err(Error::Usage {
+                    message: format!(
+                        "no snapshot id is left for {}: {first}-{max} exists in {}",
+                        first.stamp().to_rfc3339(),
+                        self.root.display()
+                    ),
+                }),
+            },
         }
     }
 

@@ -26,14 +26,14 @@ use crate::{fsutil, Depth};
 
 #[derive(Debug, Default)]
 pub struct SnapshotRequest {
-    /// `--only`; empty means every configured store.
+    /// Only these stores; empty means every configured store.
     pub only: Vec<String>,
-    /// `--skip`.
+    /// Leave these stores out.
     pub skip: Vec<String>,
-    /// `--at`: the snapshot's time (default: now).
+    /// The snapshot's time (default: now).
     pub at: Option<DateTime<Utc>>,
     pub tags: Vec<String>,
-    /// `--full`: read every source byte, reusing nothing from the parent.
+    /// Read every source byte, reusing nothing from the parent.
     pub full: bool,
 }
 
@@ -69,7 +69,10 @@ pub struct StoreSummary {
 
 impl SnapshotSummary {
     pub fn total_bytes(&self) -> u64 {
-        self.stores.iter().map(|s| s.bytes).sum()
+        self.stores
+            .iter()
+            .map(|s| s.bytes)
+            .fold(0, u64::saturating_add)
     }
 
     fn of(manifest: Manifest) -> Self {
@@ -223,7 +226,7 @@ fn capture_validated(
 /// problems.
 fn create(repo: &Repository, plan: &Plan<'_>, verify: bool) -> Result<(Manifest, Vec<Problem>)> {
     repo.ensure_layout()?;
-    let id = repo.allocate_id(plan.at);
+    let id = repo.allocate_id(plan.at)?;
     let build = repo.tmp_dir().join(id.as_str());
     fsutil::create_dir_private(&build)?;
     let result = build_snapshot(repo, &build, &id, plan, verify);

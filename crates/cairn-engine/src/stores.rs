@@ -129,7 +129,7 @@ impl<'a> Deref for RecordHandler<'a> {
     }
 }
 
-/// `--only`/`--skip` over any list of named things (configured stores, a
+/// The operator's only/skip selection over any list of named things (configured stores, a
 /// snapshot's stores): unknown names are errors, so a typo never silently
 /// selects nothing, and an empty selection is an error too.
 pub(crate) fn select<'a, T>(

@@ -94,8 +94,12 @@ impl StoreRecord {
             .count()
     }
 
+    /// Saturating: sizes come from disk, and a forged one must not wrap.
     pub fn bytes(&self) -> u64 {
-        self.entries.iter().filter_map(|e| e.size).sum()
+        self.entries
+            .iter()
+            .filter_map(|e| e.size)
+            .fold(0, u64::saturating_add)
     }
 }
 
@@ -152,7 +156,10 @@ pub struct SourceStat {
 
 impl Manifest {
     pub fn total_bytes(&self) -> u64 {
-        self.stores.iter().map(StoreRecord::bytes).sum()
+        self.stores
+            .iter()
+            .map(StoreRecord::bytes)
+            .fold(0, u64::saturating_add)
     }
 
     pub fn store(&self, name: &str) -> Option<&StoreRecord> {

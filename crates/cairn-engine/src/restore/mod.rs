@@ -2,8 +2,8 @@
 //!
 //! 1. [`plan`] → [`RestorePlan`]: select the stores, then every gate
 //!    (confirmation, repository lock, manifest digest + presence + sizes,
-//!    the service visibly running). Touches nothing; `restore --dry-run`
-//!    is this step alone.
+//!    the service visibly running). Touches nothing; a dry run is this
+//!    step alone.
 //! 2. [`RestorePlan::stage`] → [`StagedRestore`]: copy every store onto
 //!    the *target's own filesystem* (a file store beside its file, a
 //!    directory store inside its directory, since a bind mount is a

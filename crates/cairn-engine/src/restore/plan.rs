@@ -41,7 +41,7 @@ pub(super) struct Job<'a> {
     pub(super) live: Option<&'a Store>,
 }
 
-/// What a plan will do with one store, for `restore --dry-run`.
+/// What a plan will do with one store, for a dry run.
 #[derive(Debug)]
 pub struct PlannedStore {
     pub name: String,
@@ -170,7 +170,7 @@ fn plan_job<'a>(
     })
 }
 
-/// Where a store goes under `restore --to DIR`: `DIR/<store>` (a file
+/// Where a store goes in a restore elsewhere: `DIR/<store>` (a file
 /// store: `DIR/<store>/<file name>`), which must be empty or new.
 fn target_in(dir: &Path, record: &StoreRecord) -> Result<PathBuf> {
     let store_dir = dir.join(&record.name);

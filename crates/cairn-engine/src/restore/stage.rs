@@ -28,12 +28,17 @@ impl<'a> RestorePlan<'a> {
     /// uses the others), each followed by its kind's own check of the
     /// staged copy. Any problem refuses the restore with every store's
     /// problems, and leaves no trace: not even the empty directories
-    /// staging created (`--to DIR`, a missing parent).
+    /// staging created (a restore elsewhere, a missing parent).
     pub fn stage(self) -> Result<StagedRestore<'a>> {
         let snap_dir = self.repo.snapshot_dir(&self.id);
         crate::progress::begin(
             "restore",
-            Some(self.jobs.iter().map(|j| self.record(j).bytes()).sum()),
+            Some(
+                self.jobs
+                    .iter()
+                    .map(|j| self.record(j).bytes())
+                    .fold(0, u64::saturating_add),
+            ),
         );
         let new_dirs = dirs_staging_will_create(&self);
         let plan = &self;
@@ -99,7 +104,7 @@ impl Drop for Staged {
 }
 
 /// The directories that staging creates because they do not exist yet
-/// (a file store's parent, a directory store itself, `--to DIR`),
+/// (a file store's parent, a directory store itself, the directory restored into),
 /// deepest first, so a failed staging can remove them again.
 fn dirs_staging_will_create(plan: &RestorePlan<'_>) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
