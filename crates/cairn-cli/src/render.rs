@@ -281,8 +281,8 @@ pub fn restore(o: &RestoreOutcome) -> String {
 
 pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
     let mut s = format!(
-        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned\n",
-        policy.keep_daily, policy.keep_weekly, policy.keep_monthly
+        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned, plus keep_pre_restore_days={}\n",
+        policy.keep_daily, policy.keep_weekly, policy.keep_monthly, policy.keep_pre_restore_days
     );
     for k in &plan.keep {
         let reasons: Vec<String> = k
