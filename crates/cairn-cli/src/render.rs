@@ -5,7 +5,7 @@ use std::fmt::Write;
 use cairn_engine::config::Retention;
 use cairn_engine::drill::DrillReport;
 use cairn_engine::fsutil::human_bytes;
-use cairn_engine::prune::PrunePlan;
+use cairn_engine::prune::{PrunePlan, Reason};
 use cairn_engine::restore::RestoreOutcome;
 use cairn_engine::snapshot::SnapshotOutcome;
 use cairn_engine::validate::ValidationReport;
@@ -317,6 +317,19 @@ pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
             } else {
                 "removed"
             }
+        );
+    }
+    let future = plan
+        .keep
+        .iter()
+        .filter(|k| k.reasons.contains(&Reason::Future))
+        .count();
+    if future > 0 {
+        let _ = writeln!(
+            s,
+            "  note: {future} snapshot{} dated in the future of this machine's clock: kept (future), in no daily, weekly or monthly slot; check the clock, or the --at that made {}",
+            if future == 1 { "" } else { "s" },
+            if future == 1 { "it" } else { "them" }
         );
     }
     let _ = writeln!(

@@ -5,12 +5,24 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 
 use crate::error::{Error, Result};
 
 const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const STAMP_LEN: usize = 16;
+
+/// How far ahead of this machine's clock a time may be and still count as
+/// now: clocks that agree through NTP differ by seconds, while a clock that
+/// ran ahead or a typo in `--at` is off by hours or days.
+pub const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// How far `at` is ahead of `now`, when that is more than
+/// [`FUTURE_TOLERANCE`], i.e. when `at` is in the future.
+pub fn ahead_of(at: DateTime<Utc>, now: DateTime<Utc>) -> Option<TimeDelta> {
+    let ahead = at.signed_duration_since(now);
+    (ahead > FUTURE_TOLERANCE).then_some(ahead)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SnapshotId {
@@ -87,6 +99,11 @@ impl SnapshotId {
     pub fn seq(&self) -> u32 {
         self.seq
     }
+
+    /// Dated in the future as seen from `now` (see [`ahead_of`]).
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        ahead_of(self.stamp, now).is_some()
+    }
 }
 
 impl fmt::Display for SnapshotId {
@@ -123,6 +140,17 @@ mod tests {
             SnapshotId::new(id.stamp(), 3).as_str(),
             "20260406T180000Z-3"
         );
+    }
+
+    #[test]
+    fn the_future_starts_past_the_tolerance() {
+        let now = SnapshotId::parse("20260406T180000Z").unwrap().stamp();
+        assert_eq!(ahead_of(now + FUTURE_TOLERANCE, now), None);
+        assert_eq!(ahead_of(now - TimeDelta::days(400), now), None);
+        let later = now + FUTURE_TOLERANCE + TimeDelta::seconds(1);
+        assert_eq!(ahead_of(later, now), Some(later - now));
+        assert!(SnapshotId::new(later, 0).is_future(now));
+        assert!(!SnapshotId::new(now, 0).is_future(now));
     }
 
     #[test]

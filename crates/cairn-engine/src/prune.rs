@@ -26,6 +26,12 @@
 //! `pre_restore` and `restored`, while the pre-restore snapshot is younger
 //! than `keep_pre_restore_days`; after that it goes, and the restored
 //! snapshot is an ordinary candidate again.
+//!
+//! A snapshot dated in the future (more than
+//! [`FUTURE_TOLERANCE`](crate::id::FUTURE_TOLERANCE) ahead of the clock: a
+//! clock that ran ahead, a typo in `--at`) takes no slot: the
+//! newest days would be its, and every real nightly would be deleted by
+//! the prune that follows it. It is kept with reason `future`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -54,6 +60,8 @@ pub enum Reason {
     PreRestore,
     /// Named by the `restore_of` of a pre-restore snapshot kept as such.
     Restored,
+    /// Dated in the future (see [`crate::id::FUTURE_TOLERANCE`]).
+    Future,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,7 +141,8 @@ pub fn decide(
 }
 
 /// The whole rule for readable snapshots: [`decide`] over the calendar
-/// candidates, plus what takes no calendar slot. `restore_of` holds each
+/// candidates, plus what takes no calendar slot (pre-restore snapshots,
+/// and snapshots in the future of `now`). `restore_of` holds each
 /// pre-restore snapshot with the snapshot it was taken before restoring
 /// (`None` when its manifest names something that is not an id).
 pub fn decide_at(
@@ -146,7 +155,7 @@ pub fn decide_at(
     let (outside, calendar): (Vec<SnapshotId>, Vec<SnapshotId>) = ids
         .iter()
         .cloned()
-        .partition(|id| restore_of.contains_key(id));
+        .partition(|id| restore_of.contains_key(id) || id.is_future(now));
     let mut kept = decide(&calendar, pinned, policy);
     let mut add = |id: &SnapshotId, reason: Reason| {
         let reasons = kept.entry(id.clone()).or_default();
@@ -157,7 +166,10 @@ pub fn decide_at(
     let window =
         TimeDelta::try_days(i64::from(policy.keep_pre_restore_days)).unwrap_or(TimeDelta::MAX);
     for id in &outside {
-        if now.signed_duration_since(id.stamp()) < window {
+        if id.is_future(now) {
+            add(id, Reason::Future);
+        }
+        if restore_of.contains_key(id) && now.signed_duration_since(id.stamp()) < window {
             add(id, Reason::PreRestore);
             // Only a snapshot that is still there: keep never names an id
             // that is not in the repository.
@@ -391,7 +403,7 @@ mod tests {
         }
 
         #[test]
-        fn pre_restore_snapshots_take_no_slot(
+        fn pre_restore_and_future_snapshots_take_no_slot(
             ids in arb_ids(),
             d in 0u32..10, days in 0u32..30,
             pre_mask in prop::collection::vec(any::<bool>(), 60),
@@ -408,21 +420,24 @@ mod tests {
                 .collect();
             let now = ids.first().map_or_else(Utc::now, |first| first.stamp() + TimeDelta::seconds(now_offset));
             let kept = decide_at(&ids, &restore_of, &BTreeSet::new(), &policy, now);
-            let calendar: Vec<SnapshotId> = ids.iter().filter(|id| !restore_of.contains_key(id)).cloned().collect();
+            let outside = |id: &SnapshotId| restore_of.contains_key(id) || id.is_future(now);
+            let calendar: Vec<SnapshotId> = ids.iter().filter(|id| !outside(id)).cloned().collect();
             let calendar_kept = decide(&calendar, &BTreeSet::new(), &policy);
             for (id, reasons) in &kept {
                 prop_assert!(ids.contains(id));
                 let pre = restore_of.contains_key(id);
                 let young = now.signed_duration_since(id.stamp()) < TimeDelta::days(i64::from(days));
                 prop_assert_eq!(reasons.contains(&Reason::PreRestore), pre && young);
-                prop_assert!(!pre || reasons.iter().all(|r| matches!(r, Reason::PreRestore | Reason::Restored)));
+                prop_assert_eq!(reasons.contains(&Reason::Future), id.is_future(now));
+                let calendar_reason = |r: &Reason| matches!(r, Reason::Daily | Reason::Weekly | Reason::Monthly);
+                prop_assert!(!outside(id) || !reasons.iter().any(calendar_reason));
                 // Restored only on behalf of a pre-restore snapshot still kept as such.
                 if reasons.contains(&Reason::Restored) {
                     let kept_as_pre = |p: &SnapshotId| kept.get(p).is_some_and(|r| r.contains(&Reason::PreRestore));
                     prop_assert!(restore_of.iter().any(|(p, of)| of.as_ref() == Some(id) && kept_as_pre(p)));
                 }
             }
-            // The calendar is decided as if pre-restore snapshots were not there.
+            // The calendar is decided as if those were not there.
             for (id, reasons) in &calendar_kept {
                 for r in reasons {
                     prop_assert!(kept[id].contains(r));
