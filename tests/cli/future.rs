@@ -32,7 +32,7 @@ fn at(now: DateTime<Utc>, offset: TimeDelta) -> String {
 /// A snapshot dated `offset` from now, as a clock that ran ahead (or a
 /// typo) would date it.
 fn dated(env: &Env, now: DateTime<Utc>, offset: TimeDelta) -> String {
-    env.snapshot(&["--at", &at(now, offset)])
+    env.snapshot(&["--at", &at(now, offset), "--allow-future"])
 }
 
 fn on_disk(env: &Env) -> Vec<String> {
@@ -133,4 +133,42 @@ fn latest_is_the_newest_snapshot_not_in_the_future() {
     // Named explicitly, the future one is still checked.
     let doc = ok(&env.cairn(&["--json", "validate", &future]));
     assert_eq!(doc["results"][0]["id"], future.as_str());
+}
+
+/// A typo in `--at` (next year for this year) made a snapshot that held a
+/// daily slot and was `--latest` for a year.
+#[test]
+fn snapshot_at_a_time_in_the_future_is_refused_unless_allowed() {
+    let env = env();
+    let now = Utc::now();
+    let next_year = at(now, TimeDelta::days(365));
+    for json in [false, true] {
+        let mut args = vec!["snapshot", "--at", &next_year];
+        if json {
+            args.insert(0, "--json");
+        }
+        let run = env.cairn(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(&next_year), "{}", run.stderr);
+        assert!(run.stderr.contains("--allow-future"), "{}", run.stderr);
+        if json {
+            assert_eq!(run.json()["error"]["exit_code"], 2);
+        }
+        assert!(
+            !env.path("backups").exists(),
+            "a refused --at created files"
+        );
+    }
+
+    let id = env.snapshot(&["--at", &next_year, "--allow-future"]);
+    assert_eq!(
+        id,
+        (now + TimeDelta::days(365))
+            .format("%Y%m%dT%H%M%SZ")
+            .to_string()
+    );
+    assert_eq!(on_disk(&env), [id]);
+    // A clock a little ahead is still now.
+    let soon = env.snapshot(&["--at", &at(now, TimeDelta::seconds(60))]);
+    assert_eq!(on_disk(&env).len(), 2, "{soon}");
 }

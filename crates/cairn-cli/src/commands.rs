@@ -143,6 +143,7 @@ fn snapshot_cmd(cfg: &Config, registry: &Registry, args: &SnapshotArgs) -> Resul
             at,
             tags: args.tags.clone(),
             full: args.full,
+            allow_future: args.allow_future,
         },
     )?;
     let m = &outcome.snapshot;

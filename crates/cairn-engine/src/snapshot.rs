@@ -33,6 +33,8 @@ pub struct SnapshotRequest {
     pub tags: Vec<String>,
     /// `--full`: read every source byte, reusing nothing from the parent.
     pub full: bool,
+    /// `--allow-future`: accept an `at` in the future.
+    pub allow_future: bool,
 }
 
 #[derive(Debug)]
@@ -157,6 +159,7 @@ impl<'a> Plan<'a> {
 
 /// `cairn snapshot`: hooks around a locked capture, then a deep validation.
 pub fn run(cfg: &Config, registry: &Registry, req: SnapshotRequest) -> Result<SnapshotOutcome> {
+    crate::id::check_at(req.at, Utc::now(), req.allow_future)?;
     let stores = cfg.select(&req.only, &req.skip)?;
     if stores.is_empty() {
         return Err(Error::Usage {
