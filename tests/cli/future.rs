@@ -172,3 +172,76 @@ fn snapshot_at_a_time_in_the_future_is_refused_unless_allowed() {
     let soon = env.snapshot(&["--at", &at(now, TimeDelta::seconds(60))]);
     assert_eq!(on_disk(&env).len(), 2, "{soon}");
 }
+
+fn warnings(run: &Run) -> Vec<&str> {
+    run.stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect()
+}
+
+/// A clock that ran ahead (now or when a snapshot was taken) is worth
+/// hearing about from whatever command runs next: one line on stderr,
+/// with stdout left alone. `list` and `drill` say "in the future" where
+/// they said "0s ago" and "age 0s".
+#[test]
+fn a_future_dated_newest_snapshot_is_pointed_out() {
+    let env = env();
+    let now = Utc::now();
+    let real = dated(&env, now, TimeDelta::hours(-3));
+    let future = dated(&env, now, TimeDelta::days(3) + TimeDelta::hours(1));
+    let scratch = tempfile::tempdir().unwrap();
+    let scratch = scratch.path().to_str().unwrap();
+
+    for args in [
+        &["--json", "list"][..],
+        &["--json", "prune"],
+        &["--json", "validate", "--all"],
+        &["--json", "drill", "--scratch", scratch],
+        &["list"],
+        &["prune"],
+    ] {
+        let run = env.cairn(args);
+        assert_eq!(run.code, 0, "{args:?}: {}\n{}", run.stdout, run.stderr);
+        let found = warnings(&run);
+        assert_eq!(found.len(), 1, "{args:?}: {}", run.stderr);
+        assert!(
+            found[0].contains(&future) && found[0].contains("3d"),
+            "{}",
+            found[0]
+        );
+        assert!(!run.stdout.contains("warning"), "{args:?}: {}", run.stdout);
+        if args[0] == "--json" {
+            run.json();
+        }
+    }
+
+    let run = env.cairn(&["list"]);
+    let line_of = |id: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in:\n{}", run.stdout))
+            .to_owned()
+    };
+    assert!(
+        line_of(&future).contains("(in the future by 3d)"),
+        "{}",
+        run.stdout
+    );
+    assert!(line_of(&real).contains("(3h ago)"), "{}", run.stdout);
+
+    let run = env.cairn(&["drill", &future, "--scratch", scratch]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("in the future by 3d"), "{}", run.stdout);
+    assert!(!run.stdout.contains("age 0s"), "{}", run.stdout);
+    let doc = ok(&env.cairn(&["--json", "drill", &future, "--scratch", scratch]));
+    assert!(doc["snapshot_age_seconds"].as_i64().unwrap() < -3 * 86400);
+
+    // Nothing to say once it is gone.
+    env.unlock_snapshot(&future);
+    std::fs::remove_dir_all(env.snapshot_dir(&future)).unwrap();
+    let run = env.cairn(&["list"]);
+    assert_eq!(run.code, 0);
+    assert!(warnings(&run).is_empty(), "{}", run.stderr);
+}

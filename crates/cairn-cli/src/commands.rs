@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
-use crate::{render, starter, Output};
+use crate::{clock, render, starter, Output};
 
 pub fn dispatch(cli: &Cli) -> Result<Output> {
     let registry = Registry::from_inventory()?;
@@ -28,6 +28,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     }
     let cfg = load_config(cli, &registry)?;
     tracing::info!(config = %cfg.file.display(), repository = %cfg.repository.display(), "loaded config");
+    clock::warn(&cfg, cli.quiet);
     let started = Instant::now();
     let output = match &cli.command {
         Command::Snapshot(args) => snapshot_cmd(&cfg, &registry, args),
