@@ -7,6 +7,7 @@ mod support;
 
 mod core;
 mod drill;
+mod future;
 mod output;
 mod plugin_guide;
 mod prune;

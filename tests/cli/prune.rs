@@ -631,3 +631,127 @@ fn damaged_snapshot_takes_no_slot_and_is_kept_for_inspection() {
     assert!(env.snapshot_dir(&damaged).exists());
     assert!(env.snapshot_dir(&old).exists() && env.snapshot_dir(&good).exists());
 }
+
+// ---------------------------------------------------------------------------
+// after a restore (safety-net issue, defect A)
+
+/// The live data after a bad change the operator restores away from (and
+/// may still want back: the pre-restore snapshot holds it).
+const BAD_CHANGE: &[u8] = b"{\"projects\":[{\"id\":\"half-migrated\"}]}\n";
+
+/// `cairn restore ID --confirm-service-stopped`, asserting success; returns
+/// the pre-restore snapshot's id.
+fn restore_live(env: &Env, id: &str) -> String {
+    let run = env.cairn(&["--json", "restore", id, "--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "restore {id}: {}\n{}", run.stdout, run.stderr);
+    run.json()["pre_restore_snapshot"]
+        .as_str()
+        .expect("a pre-restore snapshot")
+        .to_owned()
+}
+
+/// The pre-restore snapshot is newer than the snapshot it was taken before
+/// restoring, so as a calendar candidate it took the day's daily slot and
+/// the nightly prune deleted the good snapshot the operator had just
+/// restored.
+#[test]
+fn the_prune_after_a_restore_keeps_the_restored_snapshot() {
+    let env = env();
+    let good = env.snapshot(&[]);
+    std::fs::write(env.path("registry.json"), BAD_CHANGE).unwrap();
+    let pre = restore_live(&env, &good);
+    assert_eq!(
+        std::fs::read(env.path("registry.json")).unwrap(),
+        b"{\"projects\":[]}\n"
+    );
+
+    let plan = prune(&env, &["--confirm"]);
+    assert!(plan.deleted_ids().is_empty(), "{}", plan.json);
+    assert!(
+        plan.reasons(&good).contains(&"restored".to_owned()),
+        "{}",
+        plan.json
+    );
+    assert_eq!(plan.reasons(&pre), ["pre_restore"]);
+    assert!(env.snapshot_dir(&good).is_dir());
+    let run = env.cairn(&["validate", &good]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    let run = env.cairn(&["prune"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(&pre))
+        .unwrap_or_else(|| panic!("{pre} not in:\n{}", run.stdout));
+    assert!(
+        line.contains("keep") && line.contains("pre_restore"),
+        "{line}"
+    );
+}
+
+/// Restore prints the pre-restore snapshot as "your way back"; the next
+/// night's snapshot must not push it out.
+#[test]
+fn the_pre_restore_snapshot_survives_the_next_nightly_prune() {
+    let env = env();
+    let good = env.snapshot(&[]);
+    std::fs::write(env.path("registry.json"), BAD_CHANGE).unwrap();
+    let pre = restore_live(&env, &good);
+    prune(&env, &["--confirm"]);
+
+    let nightly = env.snapshot(&[]);
+    let plan = prune(&env, &["--confirm"]);
+    assert!(plan.deleted_ids().is_empty(), "{}", plan.json);
+    assert_eq!(plan.reasons(&pre), ["pre_restore"]);
+    assert!(plan.reasons(&good).contains(&"restored".to_owned()));
+    assert!(plan.reasons(&nightly).contains(&"daily".to_owned()));
+    assert_eq!(on_disk(&env), sorted(vec![good, pre.clone(), nightly]));
+    // Still the way back: it restores.
+    let out = tempfile::tempdir().unwrap();
+    let run = env.cairn(&["restore", &pre, "--to", out.path().to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        std::fs::read(out.path().join("registry/registry.json")).unwrap(),
+        BAD_CHANGE
+    );
+}
+
+/// Once `keep_pre_restore_days` have passed, neither snapshot is special:
+/// the pre-restore one (which never takes a calendar slot) goes, and the
+/// restored one competes for slots like any other.
+#[test]
+fn pre_restore_and_restored_snapshots_are_pruned_normally_once_the_window_passed() {
+    let policy = "\n[retention]\nkeep_daily = 2\nkeep_weekly = 0\nkeep_monthly = 0\n";
+    let env = env_with(&format!("{CONFIG}{policy}"));
+    let ago = |days: i64, hours: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days) - chrono::Duration::hours(hours))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // A restore ten days ago, recorded the way restore records it; then
+    // two nightlies since.
+    let good = env.snapshot(&["--at", &ago(10, 1)]);
+    let pre = env.snapshot(&["--at", &ago(10, 0), "--tag", "pre-restore"]);
+    env.edit_manifest(&pre, |m| m.restore_of = Some(good.clone()));
+    let nightlies = vec![
+        env.snapshot(&["--at", &ago(2, 0)]),
+        env.snapshot(&["--at", &ago(1, 0)]),
+    ];
+
+    // Inside a longer window both are kept, and the pre-restore snapshot
+    // still takes no daily slot.
+    env.write_config(&format!("{CONFIG}{policy}keep_pre_restore_days = 14\n"));
+    let plan = prune(&env, &[]);
+    assert_eq!(plan.reasons(&pre), ["pre_restore"]);
+    assert_eq!(plan.reasons(&good), ["restored"]);
+    for id in &nightlies {
+        assert_eq!(plan.reasons(id), ["daily"], "{id}");
+    }
+
+    // The default window (7 days) has passed.
+    env.write_config(&format!("{CONFIG}{policy}"));
+    let plan = prune(&env, &["--confirm"]);
+    assert_eq!(plan.deleted_ids(), sorted(vec![good, pre]));
+    assert_eq!(plan.keep_ids(), nightlies);
+    assert_eq!(on_disk(&env), nightlies);
+}

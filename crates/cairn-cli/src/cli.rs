@@ -107,6 +107,11 @@ pub struct SnapshotArgs {
     /// A tag to record (repeatable)
     #[arg(long = "tag", value_name = "T")]
     pub tags: Vec<String>,
+    /// Accept an --at more than 5 minutes ahead of this machine's clock
+    /// (refused by default: such a snapshot is not --latest and takes no
+    /// retention slot until the clock catches up with it)
+    #[arg(long, requires = "at")]
+    pub allow_future: bool,
     /// Read every source byte; by default a file unchanged since the last
     /// snapshot (same size, mtime, ctime, inode, device) is hard-linked from it
     #[arg(long)]

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
-use crate::{json, render, starter, Output};
+use crate::{clock, json, render, starter, Output};
 
 pub fn dispatch(cli: &Cli) -> Result<Output> {
     let registry = Registry::from_inventory()?;
@@ -32,6 +32,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     // or option fails here, before any hook runs or file is touched.
     let stores = Stores::build(&cfg, registry)?;
     tracing::info!(config = %cfg.file.display(), repository = %cfg.repository.display(), "loaded config");
+    clock::warn(&cfg, cli.quiet);
     let started = Instant::now();
     let output = match &cli.command {
         Command::Snapshot(args) => snapshot_cmd(&cfg, &stores, args),
@@ -129,6 +130,7 @@ fn snapshot_cmd(cfg: &Config, stores: &Stores, args: &SnapshotArgs) -> Result<Ou
             at,
             tags: args.tags.clone(),
             full: args.full,
+            allow_future: args.allow_future,
         },
     )?;
     Ok(Output {

@@ -3,6 +3,7 @@
 //! plug-ins; tests call [`run`] with extra plug-ins linked in.
 
 mod cli;
+mod clock;
 mod commands;
 mod contract;
 mod json;

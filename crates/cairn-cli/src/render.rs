@@ -5,7 +5,8 @@ use std::fmt::Write;
 use cairn_engine::config::Retention;
 use cairn_engine::drill::DrillReport;
 use cairn_engine::fsutil::human_bytes;
-use cairn_engine::prune::PrunePlan;
+use cairn_engine::id::{ahead_of, human_span, FUTURE_TOLERANCE};
+use cairn_engine::prune::{PrunePlan, Reason};
 use cairn_engine::restore::{RestoreOutcome, RestorePlan};
 use cairn_engine::snapshot::SnapshotOutcome;
 use cairn_engine::validate::ValidationReport;
@@ -92,7 +93,7 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
             [
                 r.id.clone(),
                 r.created_at
-                    .map(|t| format!("{} ({} ago)", t.format("%Y-%m-%d %H:%M"), age(now - t)))
+                    .map(|t| format!("{} ({})", t.format("%Y-%m-%d %H:%M"), relative(t, now)))
                     .unwrap_or_else(|| "-".into()),
                 if r.tags.is_empty() {
                     "-".into()
@@ -153,13 +154,12 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
     s
 }
 
-fn age(d: chrono::Duration) -> String {
-    let secs = d.num_seconds().max(0);
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+/// `3h ago`, or `in the future by 3d`: a clock that ran ahead must not
+/// read as "just now".
+fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    match ahead_of(t, now) {
+        Some(ahead) => format!("in the future by {}", human_span(ahead)),
+        None => format!("{} ago", human_span(now - t)),
     }
 }
 
@@ -319,8 +319,8 @@ pub fn restore_plan(plan: &RestorePlan<'_>) -> String {
 
 pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
     let mut s = format!(
-        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned\n",
-        policy.keep_daily, policy.keep_weekly, policy.keep_monthly
+        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned, plus keep_pre_restore_days={}\n",
+        policy.keep_daily, policy.keep_weekly, policy.keep_monthly, policy.keep_pre_restore_days
     );
     for k in &plan.keep {
         let reasons: Vec<String> = k.reasons.iter().map(|r| r.name().to_owned()).collect();
@@ -346,6 +346,19 @@ pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
             } else {
                 "removed"
             }
+        );
+    }
+    let future = plan
+        .keep
+        .iter()
+        .filter(|k| k.reasons.contains(&Reason::Future))
+        .count();
+    if future > 0 {
+        let _ = writeln!(
+            s,
+            "  note: {future} snapshot{} dated in the future of this machine's clock: kept (future), in no daily, weekly or monthly slot; check the clock, or the --at that made {}",
+            if future == 1 { "" } else { "s" },
+            if future == 1 { "it" } else { "them" }
         );
     }
     let _ = writeln!(
@@ -385,11 +398,19 @@ pub fn drill(r: &DrillReport) -> String {
             c.detail
         );
     }
+    let age = chrono::Duration::seconds(r.snapshot_age_seconds);
+    let rpo = if -age > FUTURE_TOLERANCE {
+        format!(
+            "snapshot dated in the future by {} (no RPO: check the clock)",
+            human_span(-age)
+        )
+    } else {
+        format!("snapshot age {} (RPO if restored now)", human_span(age))
+    };
     let _ = writeln!(
         s,
-        "  restore took {:.2}s (RTO estimate); snapshot age {} (RPO if restored now)",
-        r.restore_seconds,
-        age(chrono::Duration::seconds(r.snapshot_age_seconds))
+        "  restore took {:.2}s (RTO estimate); {rpo}",
+        r.restore_seconds
     );
     if let Some(dir) = &r.scratch {
         let _ = writeln!(s, "  scratch kept at {dir}");

@@ -22,6 +22,7 @@ repository = "backups"
 keep_daily = 7        # newest snapshot of each of the 7 newest days that have one
 keep_weekly = 4       # plus Sunday snapshots of the 4 newest such Sundays
 keep_monthly = 6      # plus 1st-of-month snapshots of the 6 newest such days
+keep_pre_restore_days = 7   # a restore's pre-restore snapshot, and what it restored
 
 # [hooks]             # argv arrays, run without a shell
 # before_snapshot = ["systemctl", "stop", "my-service"]

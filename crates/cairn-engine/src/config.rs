@@ -32,6 +32,10 @@ pub struct Retention {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    /// Days a pre-restore snapshot, and the snapshot it was taken before
+    /// restoring, are kept whatever the calendar says: the first is the
+    /// way back from the restore, the second what was restored.
+    pub keep_pre_restore_days: u32,
 }
 
 impl Default for Retention {
@@ -40,6 +44,7 @@ impl Default for Retention {
             keep_daily: 7,
             keep_weekly: 4,
             keep_monthly: 6,
+            keep_pre_restore_days: 7,
         }
     }
 }

@@ -5,12 +5,52 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeDelta, Utc};
 
 use crate::error::{Error, Result};
 
 const STAMP_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 const STAMP_LEN: usize = 16;
+
+/// How far ahead of this machine's clock a time may be and still count as
+/// now: clocks that agree through NTP differ by seconds, while a clock that
+/// ran ahead or a typo in `--at` is off by hours or days.
+pub const FUTURE_TOLERANCE: TimeDelta = TimeDelta::minutes(5);
+
+/// How far `at` is ahead of `now`, when that is more than
+/// [`FUTURE_TOLERANCE`], i.e. when `at` is in the future.
+pub fn ahead_of(at: DateTime<Utc>, now: DateTime<Utc>) -> Option<TimeDelta> {
+    let ahead = at.signed_duration_since(now);
+    (ahead > FUTURE_TOLERANCE).then_some(ahead)
+}
+
+/// Refuses a snapshot time (`--at`) in the future unless `allow`: such a
+/// snapshot is not `--latest` and takes no retention slot until the clock
+/// catches up with it, so it is far more often a typo than meant.
+pub fn check_at(at: Option<DateTime<Utc>>, now: DateTime<Utc>, allow: bool) -> Result<()> {
+    match at.and_then(|at| Some((at, ahead_of(at, now)?))) {
+        Some((at, ahead)) if !allow => Err(Error::Usage {
+            message: format!(
+                "--at {}: that is {} ahead of this machine's clock ({}); pass --allow-future to date a snapshot in the future anyway",
+                at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                human_span(ahead),
+                now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A duration for people: `45s`, `12m`, `5h`, `3d` (never below 2 of the
+/// unit shown, so `90m` rather than `1h`); negative counts as 0.
+pub fn human_span(d: TimeDelta) -> String {
+    match d.num_seconds().max(0) {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SnapshotId {
@@ -87,6 +127,11 @@ impl SnapshotId {
     pub fn seq(&self) -> u32 {
         self.seq
     }
+
+    /// Dated in the future as seen from `now` (see [`ahead_of`]).
+    pub fn is_future(&self, now: DateTime<Utc>) -> bool {
+        ahead_of(self.stamp, now).is_some()
+    }
 }
 
 impl fmt::Display for SnapshotId {
@@ -123,6 +168,29 @@ mod tests {
             SnapshotId::new(id.stamp(), 3).as_str(),
             "20260406T180000Z-3"
         );
+    }
+
+    #[test]
+    fn the_future_starts_past_the_tolerance() {
+        let now = SnapshotId::parse("20260406T180000Z").unwrap().stamp();
+        assert_eq!(ahead_of(now + FUTURE_TOLERANCE, now), None);
+        assert_eq!(ahead_of(now - TimeDelta::days(400), now), None);
+        let later = now + FUTURE_TOLERANCE + TimeDelta::seconds(1);
+        assert_eq!(ahead_of(later, now), Some(later - now));
+        assert!(SnapshotId::new(later, 0).is_future(now));
+        assert!(!SnapshotId::new(now, 0).is_future(now));
+
+        assert!(check_at(None, now, false).is_ok());
+        assert!(check_at(Some(now + FUTURE_TOLERANCE), now, false).is_ok());
+        assert!(check_at(Some(later), now, true).is_ok());
+        let refused = check_at(Some(now + TimeDelta::days(365)), now, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("--at 2027-04-06T18:00:00Z") && refused.contains("365d"),
+            "{refused}"
+        );
+        assert!(refused.contains("--allow-future"), "{refused}");
     }
 
     #[test]

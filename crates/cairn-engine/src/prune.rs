@@ -18,12 +18,26 @@
 //! takes no slot — otherwise a run of damaged recent snapshots would push
 //! good older ones out — and is kept with reason `damaged`, for the
 //! operator to look at (`cairn validate`) and remove by hand.
+//!
+//! A pre-restore snapshot (its manifest's `restore_of` is set) takes no
+//! slot either: it is newer than what it was taken before restoring, so as
+//! a candidate it would take that day's daily slot and the next prune would
+//! delete the snapshot just restored. Instead both are kept, with reasons
+//! `pre_restore` and `restored`, while the pre-restore snapshot is younger
+//! than `keep_pre_restore_days`; after that it goes, and the restored
+//! snapshot is an ordinary candidate again.
+//!
+//! A snapshot dated in the future (more than
+//! [`FUTURE_TOLERANCE`](crate::id::FUTURE_TOLERANCE) ahead of the clock: a
+//! clock that ran ahead, a typo in `--at`) takes no slot: the
+//! newest days would be its, and every real nightly would be deleted by
+//! the prune that follows it. It is kept with reason `future`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 
-use chrono::{Datelike, NaiveDate, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc, Weekday};
 
 use crate::config::{Config, Retention};
 use crate::error::{io_at, Error, Result};
@@ -40,6 +54,12 @@ pub enum Reason {
     Monthly,
     Pinned,
     Damaged,
+    /// A pre-restore snapshot inside `keep_pre_restore_days`.
+    PreRestore,
+    /// Named by the `restore_of` of a pre-restore snapshot kept as such.
+    Restored,
+    /// Dated in the future (see [`crate::id::FUTURE_TOLERANCE`]).
+    Future,
 }
 
 impl Reason {
@@ -51,6 +71,9 @@ impl Reason {
             Reason::Monthly => "monthly",
             Reason::Pinned => "pinned",
             Reason::Damaged => "damaged",
+            Reason::PreRestore => "pre_restore",
+            Reason::Restored => "restored",
+            Reason::Future => "future",
         }
     }
 }
@@ -131,6 +154,51 @@ pub fn decide(
     kept
 }
 
+/// The whole rule for readable snapshots: [`decide`] over the calendar
+/// candidates, plus what takes no calendar slot (pre-restore snapshots,
+/// and snapshots in the future of `now`). `restore_of` holds each
+/// pre-restore snapshot with the snapshot it was taken before restoring
+/// (`None` when its manifest names something that is not an id).
+pub fn decide_at(
+    ids: &[SnapshotId],
+    restore_of: &BTreeMap<SnapshotId, Option<SnapshotId>>,
+    pinned: &BTreeSet<SnapshotId>,
+    policy: &Retention,
+    now: DateTime<Utc>,
+) -> BTreeMap<SnapshotId, Vec<Reason>> {
+    let (outside, calendar): (Vec<SnapshotId>, Vec<SnapshotId>) = ids
+        .iter()
+        .cloned()
+        .partition(|id| restore_of.contains_key(id) || id.is_future(now));
+    let mut kept = decide(&calendar, pinned, policy);
+    let mut add = |id: &SnapshotId, reason: Reason| {
+        let reasons = kept.entry(id.clone()).or_default();
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    };
+    let window =
+        TimeDelta::try_days(i64::from(policy.keep_pre_restore_days)).unwrap_or(TimeDelta::MAX);
+    for id in &outside {
+        if id.is_future(now) {
+            add(id, Reason::Future);
+        }
+        if restore_of.contains_key(id) && now.signed_duration_since(id.stamp()) < window {
+            add(id, Reason::PreRestore);
+            // Only a snapshot that is still there: keep never names an id
+            // that is not in the repository.
+            let of = restore_of.get(id).and_then(Option::as_ref);
+            if let Some(of) = of.filter(|of| ids.contains(of)) {
+                add(of, Reason::Restored);
+            }
+        }
+        if pinned.contains(id) {
+            add(id, Reason::Pinned);
+        }
+    }
+    kept
+}
+
 /// Reads the repository and computes the plan (no changes made).
 pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> Result<PrunePlan> {
     let listing = repo.list()?;
@@ -148,12 +216,21 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
     {
         return Err(Error::EmptyPolicy);
     }
-    let (sound, damaged): (Vec<SnapshotId>, Vec<SnapshotId>) = listing
-        .ids
-        .iter()
-        .cloned()
-        .partition(|id| Manifest::read_from(&repo.snapshot_dir(id), id.as_str()).is_ok());
-    let mut kept = decide(&sound, &pinned, policy);
+    let mut sound = Vec::new();
+    let mut damaged = Vec::new();
+    let mut restore_of = BTreeMap::new();
+    for id in &listing.ids {
+        match Manifest::read_from(&repo.snapshot_dir(id), id.as_str()) {
+            Ok(manifest) => {
+                if let Some(of) = &manifest.restore_of {
+                    restore_of.insert(id.clone(), SnapshotId::parse(of).ok());
+                }
+                sound.push(id.clone());
+            }
+            Err(_) => damaged.push(id.clone()),
+        }
+    }
+    let mut kept = decide_at(&sound, &restore_of, &pinned, policy, Utc::now());
     for id in damaged {
         let reasons = kept.entry(id.clone()).or_default();
         reasons.push(Reason::Damaged);
@@ -312,7 +389,7 @@ mod tests {
             pin_mask in prop::collection::vec(any::<bool>(), 60),
             shuffle_seed in any::<u64>(),
         ) {
-            let policy = Retention { keep_daily: d, keep_weekly: w, keep_monthly: m };
+            let policy = Retention { keep_daily: d, keep_weekly: w, keep_monthly: m, ..Retention::default() };
             let pinned: BTreeSet<SnapshotId> = ids.iter().zip(&pin_mask).filter(|(_, p)| **p).map(|(i, _)| i.clone()).collect();
             let kept = decide(&ids, &pinned, &policy);
 
@@ -336,5 +413,74 @@ mod tests {
             let again = decide(&survivors, &pinned, &policy);
             prop_assert_eq!(again.len(), survivors.len());
         }
+
+        #[test]
+        fn pre_restore_and_future_snapshots_take_no_slot(
+            ids in arb_ids(),
+            d in 0u32..10, days in 0u32..30,
+            pre_mask in prop::collection::vec(any::<bool>(), 60),
+            of_pick in prop::collection::vec(any::<prop::sample::Index>(), 60),
+            now_offset in 0i64..800 * 86400,
+        ) {
+            let policy = Retention { keep_daily: d, keep_pre_restore_days: days, ..Retention::default() };
+            let restore_of: BTreeMap<SnapshotId, Option<SnapshotId>> = ids
+                .iter()
+                .zip(&pre_mask)
+                .zip(&of_pick)
+                .filter(|((_, pre), _)| **pre)
+                .map(|((pre, _), of)| (pre.clone(), Some(ids[of.index(ids.len())].clone())))
+                .collect();
+            let now = ids.first().map_or_else(Utc::now, |first| first.stamp() + TimeDelta::seconds(now_offset));
+            let kept = decide_at(&ids, &restore_of, &BTreeSet::new(), &policy, now);
+            let outside = |id: &SnapshotId| restore_of.contains_key(id) || id.is_future(now);
+            let calendar: Vec<SnapshotId> = ids.iter().filter(|id| !outside(id)).cloned().collect();
+            let calendar_kept = decide(&calendar, &BTreeSet::new(), &policy);
+            for (id, reasons) in &kept {
+                prop_assert!(ids.contains(id));
+                let pre = restore_of.contains_key(id);
+                let young = now.signed_duration_since(id.stamp()) < TimeDelta::days(i64::from(days));
+                prop_assert_eq!(reasons.contains(&Reason::PreRestore), pre && young);
+                prop_assert_eq!(reasons.contains(&Reason::Future), id.is_future(now));
+                let calendar_reason = |r: &Reason| matches!(r, Reason::Daily | Reason::Weekly | Reason::Monthly);
+                prop_assert!(!outside(id) || !reasons.iter().any(calendar_reason));
+                // Restored only on behalf of a pre-restore snapshot still kept as such.
+                if reasons.contains(&Reason::Restored) {
+                    let kept_as_pre = |p: &SnapshotId| kept.get(p).is_some_and(|r| r.contains(&Reason::PreRestore));
+                    prop_assert!(restore_of.iter().any(|(p, of)| of.as_ref() == Some(id) && kept_as_pre(p)));
+                }
+            }
+            // The calendar is decided as if those were not there.
+            for (id, reasons) in &calendar_kept {
+                for r in reasons {
+                    prop_assert!(kept[id].contains(r));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pre_restore_snapshot_takes_no_slot_and_keeps_what_it_restored() {
+        let older = id("20260409T030000Z");
+        let good = id("20260410T030000Z");
+        let pre = id("20260410T100000Z");
+        let ids = vec![older.clone(), good.clone(), pre.clone()];
+        let restore_of = BTreeMap::from([(pre.clone(), Some(good.clone()))]);
+        let policy = Retention {
+            keep_daily: 1,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            ..Retention::default()
+        };
+        let none = BTreeSet::new();
+        let next_night = pre.stamp() + TimeDelta::hours(17);
+        let kept = decide_at(&ids, &restore_of, &none, &policy, next_night);
+        assert_eq!(kept[&good], vec![Reason::Daily, Reason::Restored]);
+        assert_eq!(kept[&pre], vec![Reason::PreRestore]);
+        assert!(!kept.contains_key(&older));
+
+        // Seven days on, the pre-restore snapshot is just not a candidate.
+        let week_on = pre.stamp() + TimeDelta::days(7);
+        let kept = decide_at(&ids, &restore_of, &none, &policy, week_on);
+        assert_eq!(kept, BTreeMap::from([(good, vec![Reason::Daily])]));
     }
 }

@@ -114,8 +114,12 @@ impl Repository {
         Ok(listing)
     }
 
+    /// The newest snapshot not dated in the future: one stamped by a clock
+    /// that ran ahead (or a typo in `--at`) is not the newest real state.
     pub fn latest(&self) -> Result<Option<SnapshotId>> {
-        Ok(self.list()?.ids.pop())
+        let now = Utc::now();
+        let ids = self.list()?.ids;
+        Ok(ids.into_iter().rev().find(|id| !id.is_future(now)))
     }
 
     /// Parses `text` as an id (refusing anything path-like before touching

@@ -35,6 +35,8 @@ pub struct SnapshotRequest {
     pub tags: Vec<String>,
     /// Read every source byte, reusing nothing from the parent.
     pub full: bool,
+    /// `--allow-future`: accept an `at` in the future.
+    pub allow_future: bool,
 }
 
 #[derive(Debug)]
@@ -147,6 +149,7 @@ impl<'a> Plan<'a> {
 
 /// `cairn snapshot`: hooks around a locked capture, then a deep validation.
 pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<SnapshotOutcome> {
+    crate::id::check_at(req.at, Utc::now(), req.allow_future)?;
     let selected = stores.select(&req.only, &req.skip)?;
     let plan = Plan::new(selected, req.at, req.tags)?.full(req.full);
     let repo = Repository::new(&cfg.repository);
