@@ -222,6 +222,33 @@ impl Env {
     }
 }
 
+/// Fails the test unless it runs as root. Tests that need root are
+/// `#[ignore = "needs root"]` and call this first: run on purpose
+/// (`cargo test -- --ignored`, as .ci/run does as root), they must fail,
+/// not pass without having tested anything.
+pub fn require_root() {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    let euid = std::fs::metadata("/proc/self").map(|m| m.uid());
+    assert!(
+        matches!(euid, Ok(0)),
+        "this test needs root (euid is {euid:?}); it is #[ignore]d for that reason"
+    );
+}
+
+/// Fails the test unless `program probe_arg` runs and exits 0; `package`
+/// is the Debian package that provides it (.ci/run installs it).
+pub fn require_program(program: &str, probe_arg: &str, package: &str) {
+    let ok = Command::new(program)
+        .arg(probe_arg)
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "this test needs `{program}` (Debian package {package}): {ok:?}"
+    );
+}
+
 /// XORs the byte at `at` of `path` with `mask` (the file must be writable,
 /// e.g. after `Env::unlock_snapshot`).
 pub fn flip_byte(path: &Path, at: usize, mask: u8) {
