@@ -513,7 +513,8 @@ fn human_reports_end_with_one_outcome_line() {
 /// Runs cairn with a pseudo-terminal as stdin, stdout and stderr (through
 /// util-linux `script`); fails the test where `script` cannot run.
 fn cairn_on_a_terminal(env: &Env, args: &str) -> String {
-    let command = format!("{} {args}", support::CAIRN);
+    let config = env.path("cairn.toml");
+    let command = format!("{} --config {} {args}", support::CAIRN, config.display());
     let out = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .current_dir(&env.root)

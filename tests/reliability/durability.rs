@@ -27,7 +27,7 @@ fn snapshot_syncs_manifest_then_renames_then_syncs_the_directory() {
         ])
         .arg(&log)
         .arg(CAIRN)
-        .args(["--json", "snapshot"])
+        .args(env.with_config(&["--json", "snapshot"]))
         .current_dir(&env.root)
         .env_remove("CAIRN_CONFIG")
         .env_remove("CAIRN_FAILPOINT")
