@@ -11,3 +11,4 @@ mod output;
 mod plugin_guide;
 mod prune;
 mod restore;
+mod trust;

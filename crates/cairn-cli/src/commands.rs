@@ -54,7 +54,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
 }
 
 fn load_config(cli: &Cli, registry: &Registry) -> Result<Config> {
-    let path = Config::locate(cli.config.as_deref());
+    let path = Config::locate(cli.config.as_deref())?;
     let cfg = Config::load(&path)?;
     registry.check_config(&cfg.stores)?;
     Ok(cfg)

@@ -25,6 +25,7 @@ pub mod repo;
 pub mod restore;
 pub mod snapshot;
 pub mod tree;
+pub mod trust;
 pub mod validate;
 
 pub use config::{Config, StoreConfig};
