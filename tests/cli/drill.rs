@@ -299,3 +299,54 @@ fn drill_of_a_missing_snapshot_is_an_error_naming_it() {
     let run = drill(&empty, scratch.path(), &[]);
     assert_eq!(run.code, 2, "no snapshots to drill: {}", run.stderr);
 }
+
+/// Finding 8: the scratch copy holds files that are private in the live
+/// tree, so its directory must be private whatever the umask, and its
+/// name must not be guessable (a shared /tmp could hold a planted one).
+#[test]
+fn drill_scratch_dir_is_private_under_umask_000_and_not_named_by_pid() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.snapshot(&[]);
+    let scratch = tempfile::tempdir().unwrap();
+    let args: Vec<String> = env
+        .with_config(&[
+            "--json",
+            "drill",
+            "--keep",
+            "--scratch",
+            scratch.path().to_str().unwrap(),
+        ])
+        .into_iter()
+        .map(|a| a.into_string().unwrap())
+        .collect();
+    // `exec`: cairn keeps the shell's pid, the one a guess would use.
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "umask 000; exec {} {}",
+            support::CAIRN,
+            args.join(" ")
+        ))
+        .current_dir(&env.root)
+        .env_remove("CAIRN_CONFIG")
+        .env_remove("CAIRN_FAILPOINT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let run = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    let kept = Path::new(doc["scratch"].as_str().expect("scratch path reported")).to_owned();
+    assert_eq!(kept.parent(), Some(scratch.path()));
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o700, "{} is {mode:04o}", kept.display());
+    let name = kept.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("cairn-drill-"), "{name}");
+    assert!(
+        !name.contains(&pid.to_string()),
+        "scratch name {name} is made from the pid {pid}"
+    );
+}

@@ -13,3 +13,4 @@ mod plugin_guide;
 mod prune;
 mod required_option;
 mod restore;
+mod trust;

@@ -511,9 +511,10 @@ fn human_reports_end_with_one_outcome_line() {
 }
 
 /// Runs cairn with a pseudo-terminal as stdin, stdout and stderr (through
-/// util-linux `script`); `None` where `script` is not installed.
-fn cairn_on_a_terminal(env: &Env, args: &str) -> Option<String> {
-    let command = format!("{} {args}", support::CAIRN);
+/// util-linux `script`); fails the test where `script` cannot run.
+fn cairn_on_a_terminal(env: &Env, args: &str) -> String {
+    let config = env.path("cairn.toml");
+    let command = format!("{} --config {} {args}", support::CAIRN, config.display());
     let out = std::process::Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .current_dir(&env.root)
@@ -521,10 +522,10 @@ fn cairn_on_a_terminal(env: &Env, args: &str) -> Option<String> {
         .env_remove("CAIRN_FAILPOINT")
         .stdin(std::process::Stdio::null())
         .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        .expect("this test needs util-linux `script` (Debian package bsdutils)");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "script -qec {command:?}: {shown}");
+    shown
 }
 
 /// A redraw: a carriage return not ending a line (a terminal turns every
@@ -536,21 +537,20 @@ fn redraws(text: &str) -> bool {
 }
 
 #[test]
+#[ignore = "needs util-linux script"]
 fn progress_on_a_terminal_but_not_with_json_or_quiet() {
+    support::require_program("script", "--version", "bsdutils");
     let env = Env::new();
     let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 241) as u8).collect();
     std::fs::write(env.path("data/chroma/seg-0001/big.bin"), big).unwrap();
-    let Some(shown) = cairn_on_a_terminal(&env, "snapshot") else {
-        eprintln!("skipped: util-linux `script` is not available");
-        return;
-    };
+    let shown = cairn_on_a_terminal(&env, "snapshot");
     assert!(
         redraws(&shown),
         "no progress drawn on a terminal: {shown:?}"
     );
     assert!(shown.contains("ok: snapshot"), "{shown:?}");
     for flags in ["--json snapshot", "-q snapshot"] {
-        let out = cairn_on_a_terminal(&env, flags).expect("ran under script");
+        let out = cairn_on_a_terminal(&env, flags);
         assert!(!redraws(&out), "{flags}: progress drawn: {out:?}");
         assert!(!out.contains(ESC), "{flags}: escapes: {out:?}");
     }

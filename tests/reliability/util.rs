@@ -14,7 +14,7 @@ use crate::support::{self, Env, Run, CAIRN};
 pub fn spawn(env: &Env, args: &[&str], vars: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(CAIRN);
     cmd.current_dir(&env.root)
-        .args(args)
+        .args(env.with_config(args))
         .env_remove("CAIRN_CONFIG")
         .env_remove("CAIRN_FAILPOINT")
         .stdin(Stdio::null())

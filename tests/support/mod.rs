@@ -87,8 +87,14 @@ impl Env {
         self.root.join(rel)
     }
 
+    /// Writes `cairn.toml` 0600 whatever the umask: as root, cairn refuses
+    /// a config its group or other users can write.
     pub fn write_config(&self, text: &str) {
-        std::fs::write(self.path("cairn.toml"), text).expect("write config");
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path("cairn.toml");
+        std::fs::write(&path, text).expect("write config");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod config");
     }
 
     fn seed(&self) {
@@ -132,13 +138,28 @@ impl Env {
     pub fn cairn_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(CAIRN);
         cmd.current_dir(&self.root)
-            .args(args)
+            .args(self.with_config(args))
             .env_remove("CAIRN_CONFIG")
             .env_remove("CAIRN_FAILPOINT");
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.output().expect("run cairn").into()
+    }
+
+    /// `args` after `--config <root>/cairn.toml`, unless they name a config
+    /// themselves: as root (as in CI) cairn does not read ./cairn.toml.
+    pub fn with_config(&self, args: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut all = Vec::with_capacity(args.len() + 2);
+        if !args
+            .iter()
+            .any(|a| *a == "--config" || a.starts_with("--config="))
+        {
+            all.push("--config".into());
+            all.push(self.path("cairn.toml").into_os_string());
+        }
+        all.extend(args.iter().map(Into::into));
+        all
     }
 
     /// `cairn snapshot --json …`, asserting success; returns the new id.
@@ -220,6 +241,33 @@ impl Env {
         });
         pages
     }
+}
+
+/// Fails the test unless it runs as root. Tests that need root are
+/// `#[ignore = "needs root"]` and call this first: run on purpose
+/// (`cargo test -- --ignored`, as .ci/run does as root), they must fail,
+/// not pass without having tested anything.
+pub fn require_root() {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    let euid = std::fs::metadata("/proc/self").map(|m| m.uid());
+    assert!(
+        matches!(euid, Ok(0)),
+        "this test needs root (euid is {euid:?}); it is #[ignore]d for that reason"
+    );
+}
+
+/// Fails the test unless `program probe_arg` runs and exits 0; `package`
+/// is the Debian package that provides it (.ci/run installs it).
+pub fn require_program(program: &str, probe_arg: &str, package: &str) {
+    let ok = Command::new(program)
+        .arg(probe_arg)
+        .output()
+        .map(|o| o.status.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "this test needs `{program}` (Debian package {package}): {ok:?}"
+    );
 }
 
 /// XORs the byte at `at` of `path` with `mask` (the file must be writable,

@@ -22,7 +22,7 @@ Exit codes:
     propagate_version = true
 )]
 pub struct Cli {
-    /// The config file [default: $CAIRN_CONFIG, else ./cairn.toml]
+    /// The config file [default: $CAIRN_CONFIG, else ./cairn.toml (not as root)]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 

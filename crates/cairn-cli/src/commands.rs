@@ -27,7 +27,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         Command::Completions { shell } => return Ok(completions(*shell)),
         _ => {}
     }
-    let cfg = Config::load(&Config::locate(cli.config.as_deref()))?;
+    let cfg = Config::load(&Config::locate(cli.config.as_deref())?)?;
     // Every store's handler, built once for the whole command: a bad kind
     // or option fails here, before any hook runs or file is touched.
     let stores = Stores::build(&cfg, registry)?;

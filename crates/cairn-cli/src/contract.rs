@@ -23,6 +23,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::BadId { .. }
         | Error::Config { .. }
         | Error::ConfigNotFound { .. }
+        | Error::ConfigRequired
         | Error::Usage { .. }
         | Error::SnapshotNotFound { .. }
         | Error::NoSnapshots { .. }
@@ -62,6 +63,7 @@ pub fn message(e: &Error) -> String {
             "config {}: not found (pass --config PATH, set CAIRN_CONFIG, or run `cairn init`)",
             file.display()
         ),
+        Error::ConfigRequired => "running as root, cairn does not read ./cairn.toml from the current directory: pass --config PATH (or set CAIRN_CONFIG)".into(),
         Error::NothingSelected => {
             "no stores selected (check --only/--skip and the [[store]] tables)".into()
         }

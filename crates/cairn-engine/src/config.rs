@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::trust;
 
 pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 10;
 
@@ -171,18 +172,28 @@ struct RawStore {
 
 impl Config {
     /// The explicit path (the front end's flag), else `$CAIRN_CONFIG`, else
-    /// `./cairn.toml`.
-    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+    /// `./cairn.toml` — but never the current directory's as root: that
+    /// directory may be anyone's (`cd /tmp && cairn snapshot` would run
+    /// whatever hooks a local user left in /tmp/cairn.toml).
+    pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
         if let Some(p) = explicit {
-            return p.to_owned();
+            return Ok(p.to_owned());
         }
         match std::env::var_os("CAIRN_CONFIG") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => PathBuf::from("cairn.toml"),
+            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+            _ if trust::running_as_root() => Err(Error::ConfigRequired),
+            _ => Ok(PathBuf::from("cairn.toml")),
         }
     }
 
+    /// Reads and parses `file`. As root, first refuses a config (or a hook
+    /// it names by absolute path) that anyone but root could change: what
+    /// it says is run and written as root.
     pub fn load(file: &Path) -> Result<Config> {
+        let as_root = trust::running_as_root();
+        if as_root {
+            refuse_untrusted(file, file, "")?;
+        }
         let text = std::fs::read_to_string(file).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::ConfigNotFound {
@@ -192,7 +203,24 @@ impl Config {
                 Error::config(file, format!("cannot read: {e}"))
             }
         })?;
-        Config::parse(&text, file)
+        let cfg = Config::parse(&text, file)?;
+        if as_root {
+            for (hook, argv) in [
+                ("before_snapshot", &cfg.hooks.before_snapshot),
+                ("after_snapshot", &cfg.hooks.after_snapshot),
+            ] {
+                let Some(program) = argv.as_ref().and_then(|a| a.first()) else {
+                    continue;
+                };
+                // A bare name is looked up in root's own PATH; only a path
+                // names a file someone else may own.
+                let program = Path::new(program);
+                if program.is_absolute() {
+                    refuse_untrusted(&cfg.file, program, &format!("hook {hook}: "))?;
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     pub fn parse(text: &str, file: &Path) -> Result<Config> {
@@ -263,6 +291,29 @@ impl Config {
 
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
+    }
+}
+
+/// Fails, naming `config`, when root may not trust `path` (the config
+/// itself, or a hook it names). A `path` that does not exist passes: every
+/// directory above the missing part was trusted, so only root can create
+/// it, and reading or running it then fails on its own.
+fn refuse_untrusted(config: &Path, path: &Path, what: &str) -> Result<()> {
+    match trust::inspect(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(untrusted)) => Err(Error::config(
+            config,
+            format!(
+                "{what}refused as root: {untrusted}, so another user could change what cairn \
+                 runs as root (make it and every directory above it owned by root and not \
+                 writable by group or others: chown root, chmod go-w)"
+            ),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::config(
+            config,
+            format!("{what}cannot check who may change {}: {e}", path.display()),
+        )),
     }
 }
 

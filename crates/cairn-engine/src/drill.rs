@@ -68,7 +68,7 @@ pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillRepo
     if let Ok(m) = &manifest {
         check_room(&base, m.total_bytes())?;
     }
-    let scratch = tempfile_dir(&base)?;
+    let scratch = scratch_dir(&base)?;
 
     let mut report = DrillReport {
         id: id.to_string(),
@@ -246,19 +246,20 @@ fn check_room(base: &Path, needed: u64) -> Result<()> {
     Ok(())
 }
 
-fn tempfile_dir(base: &Path) -> Result<PathBuf> {
-    let pid = std::process::id();
-    for n in 0..1000u32 {
-        let dir = base.join(format!("cairn-drill-{pid}-{n}"));
-        match std::fs::DirBuilder::new().create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io("create scratch directory", &dir, e)),
-        }
-    }
-    Err(Error::io(
-        "create scratch directory",
-        base,
-        std::io::Error::from(std::io::ErrorKind::AlreadyExists),
-    ))
+/// A new directory under `base` for the restored copy, which holds files
+/// that may be private in the live tree (a 0644 database in a 0700
+/// directory). Created in one exclusive mkdir with a random name, so no
+/// one can plant or predict it in a shared /tmp, and with mode 0700, so
+/// it is never more open than that whatever the umask (umask only clears
+/// bits).
+fn scratch_dir(base: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-drill-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)
+        .map_err(crate::error::io_at("create scratch directory", base))?;
+    // `run` removes it itself (or keeps it for --keep) and reports a
+    // failure to remove it, which a drop guard would swallow.
+    Ok(dir.keep())
 }

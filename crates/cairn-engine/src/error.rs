@@ -40,6 +40,11 @@ pub enum Error {
     #[error("config {file}: not found")]
     ConfigNotFound { file: PathBuf },
 
+    /// Running as root with no config named: the current directory's
+    /// `cairn.toml` may be anyone's, so it is not read.
+    #[error("running as root, cairn does not read ./cairn.toml from the current directory; name the config explicitly")]
+    ConfigRequired,
+
     #[error("bad usage: {message}")]
     Usage { message: String },
 

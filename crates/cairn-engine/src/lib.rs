@@ -36,6 +36,7 @@ mod fault;
 mod hooks;
 mod parallel;
 mod replace;
+mod trust;
 
 pub use capture::CaptureCtx;
 pub use config::{Config, StoreConfig};
