@@ -80,13 +80,13 @@ impl StoreHandler for TextFile {
         // store's name.
         if !meta.is_file() {
             return Err(Error::SourceType {
-                path: source,
+                path: ctx.source_shown().to_owned(),
                 expected: "a regular file (kind text-file expects one)",
             });
         }
         if let Some(max) = self.max_bytes.filter(|max| meta.len() > *max) {
             return Err(Error::SourceRejected {
-                path: source,
+                path: ctx.source_shown().to_owned(),
                 reason: format!("is {} bytes, over max_bytes = {max}", meta.len()),
             });
         }

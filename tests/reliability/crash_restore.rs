@@ -71,10 +71,17 @@ fn pre_restore_ids(env: &Env) -> Vec<String> {
 }
 
 /// The child's parked directory appears when the directory swap starts.
-fn wait_for(path: &Path, child: &mut std::process::Child, limit: Duration) -> bool {
+/// Waits until `dir` holds an entry whose name starts with `prefix` (the
+/// parked directory of a swap, whose name has a random part).
+fn wait_for(dir: &Path, prefix: &str, child: &mut std::process::Child, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if path.exists() {
+        let present = std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        });
+        if present {
             return true;
         }
         if child.try_wait().unwrap().is_some() {
@@ -150,11 +157,10 @@ fn sigkill_during_restore_leaves_each_store_old_or_new_and_pre_restore_finishes(
     for (round, kill) in kills.iter().enumerate() {
         let pre_before = pre_restore_ids(&env);
         let mut child = spawn(&env, &["restore", &snap, "--confirm-service-stopped"], &[]);
-        let parked = chroma.join(format!(".cairn-old-{}", child.id()));
         match kill {
             Kill::After(f) => std::thread::sleep(full_time.mul_f64(*f)),
             Kill::InSwap(ms) => {
-                let seen = wait_for(&parked, &mut child, Duration::from_secs(60));
+                let seen = wait_for(&chroma, ".cairn-old-", &mut child, Duration::from_secs(60));
                 assert!(seen, "round {round}: the swap never started");
                 std::thread::sleep(Duration::from_millis(*ms));
             }

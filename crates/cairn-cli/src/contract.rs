@@ -38,6 +38,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::SourceRejected { .. } => USAGE,
         Error::NotConfirmed
         | Error::InUse { .. }
+        | Error::UnsafePath { .. }
         | Error::Unsound { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
@@ -93,6 +94,7 @@ pub fn message(e: &Error) -> String {
 pub fn hint(e: &Error) -> Option<String> {
     let text = match e.cause() {
         Error::NotConfirmed => "stop the service that writes these stores (e.g. `systemctl stop <service>` or `docker compose stop`), then rerun with --confirm-service-stopped; or restore elsewhere with --to DIR".to_owned(),
+        Error::UnsafePath { .. } => "a store path must not pass through a symlink that the service's user (or anyone but root and you) could have planted; point the config at the real path, or set `follow_symlink = true` on the store if the link and its target are root's or yours".to_owned(),
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
         Error::Unsound { id, .. } => format!("run `cairn validate {id}` for every problem, and restore another snapshot"),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),

@@ -12,6 +12,7 @@
 //!   every byte of every snapshot.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -19,7 +20,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::checksum::Checksum;
-use crate::error::{io_at, Result};
+use crate::dirfd::DirFd;
+use crate::error::{io_at, Error, Result};
 use crate::fsutil;
 use crate::manifest::{Entry, EntryKind, SourceStat};
 
@@ -27,6 +29,10 @@ use crate::manifest::{Entry, EntryKind, SourceStat};
 /// enough files to keep every core busy, few enough that the queue's memory
 /// stays small however large the tree.
 const QUEUE_FILES: usize = 4096;
+/// Directories whose descriptors the queue may hold open (each queued
+/// file of a tree keeps its directory's open), well under the usual 1024
+/// open files.
+const QUEUE_DIRS: usize = 256;
 
 /// The previous snapshot of the same store, to reuse unchanged files from.
 #[derive(Debug, Default)]
@@ -65,6 +71,9 @@ impl ParentFile {
 pub struct CaptureCtx<'a> {
     store: &'a str,
     source: &'a Path,
+    shown: &'a Path,
+    /// A directory store's root, opened safely (see `dirfd::resolve`).
+    source_dir: Option<DirFd>,
     dest: PathBuf,
     parent: Option<Parent>,
     entries: Vec<Entry>,
@@ -73,32 +82,48 @@ pub struct CaptureCtx<'a> {
     /// Files queued by [`CaptureCtx::queue_copy`], copied by
     /// [`CaptureCtx::flush_copies`].
     queued: Vec<Queued>,
+    /// Distinct directories among the queued files.
+    queued_dirs: usize,
     reused_bytes: u64,
 }
 
 #[derive(Debug)]
 struct Queued {
-    src: PathBuf,
+    src: Source,
     rel: String,
     meta: Metadata,
+}
+
+/// Where a queued copy reads from.
+#[derive(Debug)]
+enum Source {
+    /// A path a plug-in named.
+    Path(PathBuf),
+    /// A file of a tree walked by descriptor: its directory, and its name.
+    InDir(DirFd, OsString),
 }
 
 impl<'a> CaptureCtx<'a> {
     pub(crate) fn new(
         store: &'a str,
         source: &'a Path,
+        shown: &'a Path,
+        source_dir: Option<DirFd>,
         dest: PathBuf,
         parent: Option<Parent>,
     ) -> Self {
         CaptureCtx {
             store,
             source,
+            shown,
+            source_dir,
             dest,
             parent,
             entries: Vec::new(),
             metadata: Map::new(),
             warnings: Vec::new(),
             queued: Vec::new(),
+            queued_dirs: 0,
             reused_bytes: 0,
         }
     }
@@ -107,9 +132,21 @@ impl<'a> CaptureCtx<'a> {
         self.store
     }
 
-    /// The live path from the config.
+    /// The live source, as a path any library may open: it reaches the
+    /// store through a descriptor Cairn holds (`/proc/self/fd/N/…`), so a
+    /// directory on the configured path swapped for a symlink meanwhile
+    /// cannot redirect it. Use [`CaptureCtx::source_shown`] in messages.
     pub fn source(&self) -> &Path {
         self.source
+    }
+
+    /// The store's path as configured, for messages.
+    pub fn source_shown(&self) -> &Path {
+        self.shown
+    }
+
+    pub(crate) fn source_dir(&self) -> Option<&DirFd> {
+        self.source_dir.as_ref()
     }
 
     /// Where the entry `rel` lives in the snapshot being built.
@@ -129,12 +166,34 @@ impl<'a> CaptureCtx<'a> {
     /// [`CaptureCtx::flush_copies`], and after its Snapshot stage at the
     /// latest; so this may copy (and fail). Entries keep the queue's order.
     pub fn queue_copy(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
+        self.enqueue(Source::Path(src.to_owned()), rel, meta)
+    }
+
+    /// Queues the copy of `name` inside a directory walked by descriptor.
+    pub(crate) fn queue_copy_in(
+        &mut self,
+        dir: &DirFd,
+        name: &OsStr,
+        rel: &str,
+        meta: &Metadata,
+    ) -> Result<()> {
+        let new_dir = !matches!(
+            self.queued.last(),
+            Some(Queued { src: Source::InDir(last, _), .. }) if last.same(dir)
+        );
+        if new_dir {
+            self.queued_dirs += 1;
+        }
+        self.enqueue(Source::InDir(dir.clone(), name.to_owned()), rel, meta)
+    }
+
+    fn enqueue(&mut self, src: Source, rel: &str, meta: &Metadata) -> Result<()> {
         self.queued.push(Queued {
-            src: src.to_owned(),
+            src,
             rel: rel.to_owned(),
             meta: meta.clone(),
         });
-        if self.queued.len() >= QUEUE_FILES {
+        if self.queued.len() >= QUEUE_FILES || self.queued_dirs >= QUEUE_DIRS {
             self.flush_copies()?;
         }
         Ok(())
@@ -143,6 +202,7 @@ impl<'a> CaptureCtx<'a> {
     /// Copies (or links from the parent) everything queued.
     pub fn flush_copies(&mut self) -> Result<()> {
         let queued = std::mem::take(&mut self.queued);
+        self.queued_dirs = 0;
         if queued.is_empty() {
             return Ok(());
         }
@@ -150,7 +210,15 @@ impl<'a> CaptureCtx<'a> {
         let results =
             crate::parallel::map_largest_first(&queued, |q| q.meta.len(), |q| this.copy_one(q));
         for (q, result) in queued.iter().zip(results) {
-            let copied = result?;
+            let Some(copied) = result? else {
+                // The service deleted it after the walk saw it: the
+                // snapshot is still a consistent view of what was there.
+                self.warn(format!(
+                    "{} disappeared between the walk and its copy (deleted by the service); not in this snapshot",
+                    q.rel
+                ));
+                continue;
+            };
             if copied.linked {
                 self.reused_bytes += copied.size;
             }
@@ -166,20 +234,43 @@ impl<'a> CaptureCtx<'a> {
         Ok(())
     }
 
-    fn copy_one(&self, q: &Queued) -> Result<Copied> {
+    /// `None` when the file is gone by the time it is copied.
+    fn copy_one(&self, q: &Queued) -> Result<Option<Copied>> {
         let dst = self.dest_path(&q.rel);
         if let Some(copied) = self.link_from_parent(&q.rel, &q.meta, &dst) {
-            return Ok(copied);
+            return Ok(Some(copied));
         }
-        let mut file = fsutil::open_nofollow(&q.src).map_err(io_at("open", &q.src))?;
-        let (out, size, sha256) = fsutil::copy_hashed(&mut file, &q.src, &dst)?;
+        let opened = match &q.src {
+            Source::Path(p) => fsutil::open_nofollow(p)
+                .map_err(io_at("open", p))
+                .map(|f| (f, p.clone())),
+            Source::InDir(dir, name) => dir.open_file(name).map(|(f, _)| (f, dir.shown(name))),
+        };
+        let (mut file, shown) = match opened {
+            Ok(opened) => opened,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        // The file opened must be the one the walk saw: a name replaced in
+        // between (by a link, or by another file moved there) is not read.
+        let now = file.metadata().map_err(io_at("stat", &shown))?;
+        if (now.dev(), now.ino()) != (q.meta.dev(), q.meta.ino()) {
+            return Err(Error::Source {
+                path: shown,
+                message: "was replaced between the walk and its copy; run the snapshot again"
+                    .into(),
+            });
+        }
+        let (out, size, sha256) = fsutil::copy_hashed(&mut file, &shown, &dst)?;
         out.set_permissions(fs::Permissions::from_mode(fsutil::SNAPSHOT_FILE_MODE))
             .map_err(io_at("chmod", &dst))?;
-        Ok(Copied {
+        Ok(Some(Copied {
             size,
             sha256,
             linked: false,
-        })
+        }))
     }
 
     /// Hard-links the parent's copy when the source is provably unchanged;

@@ -65,6 +65,10 @@ pub struct StoreConfig {
     /// Absolute (resolved against the config file's directory).
     pub path: PathBuf,
     pub optional: bool,
+    /// The operator's explicit leave to follow a symlink on the store's
+    /// path that is not in a directory only root or the invoker can change
+    /// (the link and its target must still be root's or the invoker's).
+    pub follow_symlink: bool,
     /// Every key that is not a common key, for the plug-in to interpret.
     pub options: toml::Table,
     /// The config file, so plug-in errors can name it.
@@ -82,6 +86,7 @@ impl StoreConfig {
             kind: record.kind.clone(),
             path: PathBuf::from(&record.source),
             optional: false,
+            follow_symlink: false,
             options: record.options.clone(),
             origin: PathBuf::from(format!("<manifest of store {}>", record.name)),
         }
@@ -166,6 +171,8 @@ struct RawStore {
     path: String,
     #[serde(default)]
     optional: bool,
+    #[serde(default)]
+    follow_symlink: bool,
     #[serde(flatten)]
     options: toml::Table,
 }
@@ -272,6 +279,7 @@ impl Config {
                 name: s.name,
                 kind: s.kind,
                 optional: s.optional,
+                follow_symlink: s.follow_symlink,
                 options: s.options,
                 origin: file.clone(),
             });

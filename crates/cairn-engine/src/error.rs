@@ -98,6 +98,11 @@ pub enum Error {
     #[error("store {store}: {reason}; nothing was touched")]
     InUse { store: String, reason: String },
 
+    /// A path Cairn will not go through: a symlink someone it does not
+    /// trust could have planted, a target that is not Cairn's to fill.
+    #[error("{path} {reason}; refusing to follow it (nothing was touched)")]
+    UnsafePath { path: PathBuf, reason: String },
+
     /// A snapshot refused because its content is not what its manifest says.
     #[error("snapshot {id} is not sound ({}); nothing was touched. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
     Unsound { id: String, problems: Vec<Problem> },

@@ -100,11 +100,22 @@ pub(crate) fn copy_hashed(
     dst: &Path,
 ) -> Result<(File, u64, Checksum)> {
     let mut out = create_new_private(dst)?;
-    let (size, sha256) = pump(src, src_path, |bytes| {
+    let (size, sha256) = copy_into(src, src_path, &mut out, dst)?;
+    Ok((out, size, sha256))
+}
+
+/// Copies `src` into the open file `out` (named `dst` in messages),
+/// hashing the bytes as they pass.
+pub(crate) fn copy_into(
+    src: &mut impl Read,
+    src_path: &Path,
+    out: &mut File,
+    dst: &Path,
+) -> Result<(u64, Checksum)> {
+    pump(src, src_path, |bytes| {
         fault::check_write(dst)?;
         out.write_all(bytes).map_err(io_at("write", dst))
-    })?;
-    Ok((out, size, sha256))
+    })
 }
 
 /// Size and SHA-256 of a file, read once.

@@ -32,6 +32,7 @@ pub mod stores;
 pub mod validate;
 
 // The engine's own workings.
+mod dirfd;
 mod fault;
 mod hooks;
 mod parallel;

@@ -3,13 +3,10 @@
 //! atomically"; plug-ins add steps before and after a swap
 //! (`StoreHandler::before_swap`/`after_swap`), never a swap of their own.
 
-use std::ffi::OsString;
-use std::fs;
-use std::path::Path;
+use std::ffi::{OsStr, OsString};
 
-use crate::error::{io_at, Result};
-use crate::fsutil;
-use crate::manifest::Shape;
+use crate::dirfd::DirFd;
+use crate::error::Result;
 
 /// Restore's work directories inside a directory store. Snapshots never
 /// capture them (see `tree::capture_tree`): a pre-restore snapshot is taken
@@ -17,77 +14,66 @@ use crate::manifest::Shape;
 pub(crate) const STAGING_PREFIX: &str = ".cairn-restore-";
 pub(crate) const PARKED_PREFIX: &str = ".cairn-old-";
 
-/// Swaps `staged` in at `live` the way the store's shape requires.
-pub(crate) fn swap_in(shape: Shape, staged: &Path, live: &Path) -> Result<()> {
-    match shape {
-        Shape::File => replace_file(staged, live),
-        Shape::Dir => replace_dir_contents(staged, live),
-    }
+/// Renames the staged file `file` (in the staging directory `staging`)
+/// over `name` in `parent`: a reader sees the old file or the new one,
+/// never a mix; both ends are descriptors, so no link on either path can
+/// redirect the rename.
+pub(crate) fn replace_file(
+    staging: &DirFd,
+    file: &OsStr,
+    parent: &DirFd,
+    name: &OsStr,
+) -> Result<()> {
+    staging.rename(file, parent, name)?;
+    parent.sync()
 }
 
-/// Atomically replaces `live` with `staged` (same filesystem): a reader
-/// sees the old file or the new one, never a mix.
-fn replace_file(staged: &Path, live: &Path) -> Result<()> {
-    fs::rename(staged, live).map_err(io_at("rename into place", live))?;
-    fsutil::sync_dir(live.parent().unwrap_or(Path::new("/")))
-}
-
-/// Replaces the contents of `live` with those of `staged` (a directory
-/// inside `live`), keeping `live` itself: its inode, owner and mode stay,
-/// so a bind-mounted volume keeps working. Old contents are parked in a
-/// hidden directory until the new ones are all in; on failure they are
-/// moved back.
-fn replace_dir_contents(staged: &Path, live: &Path) -> Result<()> {
-    let parked = live.join(format!("{PARKED_PREFIX}{}", std::process::id()));
-    fsutil::create_dir_private(&parked)?;
-    let staged_name = staged.file_name().map(|n| n.to_owned());
-    let parked_name = parked.file_name().map(|n| n.to_owned());
-
-    let old: Vec<_> = children(live)?
+/// Replaces the contents of the directory `live` with those of its child
+/// `staging_name` (open as `staging`), keeping `live` itself: its inode,
+/// owner and mode stay, so a bind-mounted volume keeps working. Old
+/// contents are parked in a fresh hidden directory until the new ones are
+/// all in; on failure they are moved back.
+pub(crate) fn replace_dir_contents(
+    live: &DirFd,
+    staging: &DirFd,
+    staging_name: &OsStr,
+) -> Result<()> {
+    let (parked_name, parked) = live.create_unique_dir(PARKED_PREFIX)?;
+    let old: Vec<OsString> = live
+        .names()?
         .into_iter()
-        .filter(|n| Some(n) != staged_name.as_ref() && Some(n) != parked_name.as_ref())
+        .filter(|n| n != staging_name && *n != parked_name)
         .collect();
-    let new = children(staged)?;
+    let new = staging.names()?;
 
     let result = (|| {
         move_all(&old, live, &parked)?;
-        move_all(&new, staged, live)
+        move_all(&new, staging, live)
     })();
     if let Err(e) = result {
         // Put the old contents back: whatever of the new is in goes back to
         // staging first, so no name collides.
-        let _ = move_present(&new, live, staged);
+        let _ = move_present(&new, live, staging);
         let _ = move_present(&old, &parked, live);
-        let _ = fs::remove_dir(&parked);
+        let _ = live.remove_empty_dir(&parked_name);
         return Err(e);
     }
-    fsutil::sync_dir(live)?;
-    fsutil::remove_any(&parked)?;
-    fsutil::sync_dir(live)
+    live.sync()?;
+    live.remove_tree(&parked_name)?;
+    live.sync()
 }
 
-fn children(dir: &Path) -> Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_at("read directory", dir))? {
-        names.push(entry.map_err(io_at("read directory", dir))?.file_name());
-    }
-    names.sort();
-    Ok(names)
-}
-
-fn move_all(names: &[OsString], from: &Path, to: &Path) -> Result<()> {
+fn move_all(names: &[OsString], from: &DirFd, to: &DirFd) -> Result<()> {
     for name in names {
-        let dst = to.join(name);
-        fs::rename(from.join(name), &dst).map_err(io_at("move into place", &dst))?;
+        from.rename(name, to, name)?;
     }
     Ok(())
 }
 
-fn move_present(names: &[OsString], from: &Path, to: &Path) -> Result<()> {
+fn move_present(names: &[OsString], from: &DirFd, to: &DirFd) -> Result<()> {
     for name in names {
-        let src = from.join(name);
-        if !fsutil::is_absent(&src) {
-            fs::rename(&src, to.join(name)).map_err(io_at("move back", &src))?;
+        if from.stat(name).is_ok() {
+            from.rename(name, to, name)?;
         }
     }
     Ok(())

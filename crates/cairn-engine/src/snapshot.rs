@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::capture::CaptureCtx;
 use crate::capture::{Parent, ParentFile};
 use crate::config::Config;
+use crate::dirfd::{self, DirFd};
 use crate::error::{io_at, Error, Result};
 use crate::hooks;
 use crate::lock::FileLock;
@@ -274,7 +275,12 @@ fn build_snapshot(
             warnings: Vec::new(),
             entries: Vec::new(),
         };
-        if fsutil::is_absent(&store.path) {
+        // The configured path is resolved once, safely (a symlink only
+        // where no one but root or the invoker could have planted it), and
+        // the store is read through the descriptors held from here on.
+        let Some(resolved) = dirfd::resolve_existing(&store.path, store.follow_symlink)
+            .map_err(|e| e.in_store(&store.name))?
+        else {
             if store.optional || plan.missing_is_absent {
                 tracing::info!(store = %store.name, source = %store.path.display(), "source absent; recorded as absent");
                 records.push(record);
@@ -284,21 +290,38 @@ fn build_snapshot(
                 path: store.path.clone(),
             }
             .in_store(&store.name));
+        };
+        let source_dir = match built.descriptor.shape {
+            Shape::Dir if resolved.stat.as_ref().is_some_and(dirfd::is_dir) => {
+                Some(resolved.open_dir().map_err(|e| e.in_store(&store.name))?)
+            }
+            _ => None,
+        };
+        let mut warnings = Vec::new();
+        if let Some(open) = &resolved.parent_open_to_others {
+            warnings.push(format!(
+                "{} can be changed by users other than root and you, so the store could be swapped for a link between runs; Cairn never follows one there, but consider a path only root controls",
+                open.display()
+            ));
         }
         let dest = stores_dir.join(&store.name);
         fsutil::create_dir_private(&dest)?;
         let parent = latest
             .as_mut()
             .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind));
-        // A configured path that is a symlink (a common way to point at a
-        // volume) names what it points to; links inside a tree stay links.
-        let source = fs::canonicalize(&store.path).map_err(io_at("resolve", &store.path))?;
         jobs.push(CaptureJob {
             slot: records.len(),
             record: record.clone(),
             descriptor: built.descriptor,
             handler: built.handler(),
-            source,
+            source: match &source_dir {
+                Some(dir) => dir.fd_path(""),
+                None => resolved.fd_path(),
+            },
+            shown: store.path.clone(),
+            source_dir,
+            _resolved: resolved,
+            warnings,
             dest,
             parent,
         });
@@ -364,7 +387,15 @@ struct CaptureJob<'p> {
     record: StoreRecord,
     descriptor: &'static PluginDescriptor,
     handler: &'p dyn StoreHandler,
+    /// The store as the plug-in reads it: through a held descriptor.
     source: std::path::PathBuf,
+    /// The configured path, for messages.
+    shown: std::path::PathBuf,
+    source_dir: Option<DirFd>,
+    /// Holds the descriptor `source` goes through.
+    _resolved: dirfd::Resolved,
+    /// Found while resolving the path, before the capture.
+    warnings: Vec<String>,
     dest: std::path::PathBuf,
     parent: Option<Parent>,
 }
@@ -375,7 +406,17 @@ impl CaptureJob<'_> {
     fn run(self, verify: bool) -> Result<CapturedStore> {
         let mut record = self.record;
         let started = std::time::Instant::now();
-        let mut ctx = CaptureCtx::new(&record.name, &self.source, self.dest.clone(), self.parent);
+        let mut ctx = CaptureCtx::new(
+            &record.name,
+            &self.source,
+            &self.shown,
+            self.source_dir,
+            self.dest.clone(),
+            self.parent,
+        );
+        for warning in self.warnings {
+            ctx.warn(warning);
+        }
         let captured = self
             .handler
             .snapshot(&mut ctx)

@@ -1,11 +1,13 @@
 //! Walking directory trees without following symlinks: capturing a live
 //! tree into a snapshot, and visiting what a directory holds.
 
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, Metadata};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::capture::CaptureCtx;
-use crate::error::{io_at, Error, Result};
+use crate::dirfd::DirFd;
+use crate::error::{Error, Result};
 
 /// What a plug-in wants done with one regular file of a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +29,11 @@ pub fn capture_tree(
     ctx: &mut CaptureCtx<'_>,
     on_file: &mut dyn FnMut(&mut CaptureCtx<'_>, &Path, &str, &Metadata) -> Result<FileAction>,
 ) -> Result<()> {
-    let root = ctx.source().to_owned();
-    walk(&root, &mut |path, rel, meta| {
+    let root = match ctx.source_dir() {
+        Some(dir) => dir.clone(),
+        None => DirFd::open_trusted(ctx.source())?,
+    };
+    walk(&root, &mut |dir, name, rel, meta| {
         if !rel.contains('/') && is_restore_work_dir(rel) {
             ctx.warn(format!(
                 "skipped {rel}: a restore's work directory (staged or parked contents), not store data"
@@ -41,11 +46,13 @@ pub fn capture_tree(
             return Ok(Descend::Yes);
         }
         if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(io_at("read symlink", path))?;
+            let target = dir.read_link(name)?;
             ctx.add_symlink(rel, &target, meta)?;
         } else if ft.is_file() {
-            match on_file(ctx, path, rel, meta)? {
-                FileAction::Copy => ctx.queue_copy(path, rel, meta)?,
+            // Plug-ins get a path through the directory's descriptor, so
+            // whatever they open (SQLite) is this directory's file.
+            match on_file(ctx, &dir.fd_path(name), rel, meta)? {
+                FileAction::Copy => ctx.queue_copy_in(dir, name, rel, meta)?,
                 FileAction::Handled | FileAction::Skip => {}
             }
         } else {
@@ -57,9 +64,16 @@ pub fn capture_tree(
     })
 }
 
+/// A work directory restore made: its prefix and exactly the 16 hex
+/// digits of its random part. A user's own `.cairn-old-notes` is data.
 fn is_restore_work_dir(name: &str) -> bool {
-    name.starts_with(crate::replace::STAGING_PREFIX)
-        || name.starts_with(crate::replace::PARKED_PREFIX)
+    [
+        crate::replace::STAGING_PREFIX,
+        crate::replace::PARKED_PREFIX,
+    ]
+    .iter()
+    .filter_map(|prefix| name.strip_prefix(prefix))
+    .any(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Visits every path under `root` (relative, `/`-separated) with its
@@ -67,7 +81,7 @@ fn is_restore_work_dir(name: &str) -> bool {
 /// name order. Only the directories still to visit are held, never the
 /// whole listing, so memory does not grow with the size of the tree.
 pub fn walk_tree(root: &Path, visit: &mut dyn FnMut(&str, &Metadata) -> Result<()>) -> Result<()> {
-    walk(root, &mut |_, rel, meta| {
+    walk(&DirFd::open_trusted(root)?, &mut |_, _, rel, meta| {
         visit(rel, meta)?;
         Ok(if meta.is_dir() {
             Descend::Yes
@@ -85,45 +99,43 @@ enum Descend {
 
 /// The one tree walker: depth first, in name order, so parents are always
 /// met before their children and every walk of a tree is deterministic.
+/// It goes by descriptor: each directory is opened from its parent's
+/// descriptor with `O_NOFOLLOW`, so a directory swapped for a symlink
+/// during the walk fails to open instead of being walked into, and an
+/// entry that disappeared meanwhile (the service deleted it) is passed by.
 fn walk(
-    root: &Path,
-    visit: &mut dyn FnMut(&Path, &str, &Metadata) -> Result<Descend>,
+    root: &DirFd,
+    visit: &mut dyn FnMut(&DirFd, &OsStr, &str, &Metadata) -> Result<Descend>,
 ) -> Result<()> {
-    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_owned(), String::new())];
-    while let Some((dir, rel_dir)) = stack.pop() {
+    // Directories still to visit: the parent's descriptor, the name, the
+    // relative path. Opened only when visited.
+    let mut stack: Vec<(Option<(DirFd, OsString)>, String)> = vec![(None, String::new())];
+    while let Some((at, rel_dir)) = stack.pop() {
+        let dir = match at {
+            None => root.clone(),
+            Some((parent, name)) => parent.open_dir(&name)?,
+        };
         let mut children = Vec::new();
-        for name in sorted_children(&dir)? {
-            let path = dir.join(&name);
+        for name in dir.names()? {
+            let utf8 = name.to_str().ok_or_else(|| Error::Source {
+                path: dir.shown(&name),
+                message: "the file name is not UTF-8; Cairn's manifest cannot record it".into(),
+            })?;
             let rel = if rel_dir.is_empty() {
-                name
+                utf8.to_owned()
             } else {
-                format!("{rel_dir}/{name}")
+                format!("{rel_dir}/{utf8}")
             };
-            let meta = fs::symlink_metadata(&path).map_err(io_at("stat", &path))?;
-            if let Descend::Yes = visit(&path, &rel, &meta)? {
-                children.push((path, rel));
+            let meta = match fs::symlink_metadata(dir.fd_path(&name)) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat", dir.shown(&name), e)),
+            };
+            if let Descend::Yes = visit(&dir, &name, &rel, &meta)? {
+                children.push((Some((dir.clone(), name)), rel));
             }
         }
         stack.extend(children.into_iter().rev());
     }
     Ok(())
-}
-
-/// The names in `dir`, sorted; an error names the first one that is not
-/// UTF-8 (the manifest records paths as JSON strings).
-fn sorted_children(dir: &Path) -> Result<Vec<String>> {
-    let mut children = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_at("read directory", dir))? {
-        let entry = entry.map_err(io_at("read directory", dir))?;
-        let name = entry
-            .file_name()
-            .into_string()
-            .map_err(|raw| Error::Source {
-                path: dir.join(raw),
-                message: "the file name is not UTF-8; Cairn's manifest cannot record it".into(),
-            })?;
-        children.push(name);
-    }
-    children.sort_unstable();
-    Ok(children)
 }

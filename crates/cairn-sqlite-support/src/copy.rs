@@ -101,18 +101,25 @@ pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<Cop
 /// database whose `-shm` cannot be created read-only falls back to a normal
 /// connection (which reads only).
 fn open_source(src: &Path) -> rusqlite::Result<Connection> {
-    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let src = &crate::library_path(src);
+    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     match Connection::open_with_flags(src, ro) {
         Ok(c) => match c.query_row("PRAGMA schema_version", [], |r| r.get::<_, i64>(0)) {
             Ok(_) => Ok(c),
             Err(_) => Connection::open_with_flags(
                 src,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_NOFOLLOW,
             ),
         },
         Err(_) => Connection::open_with_flags(
             src,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         ),
     }
 }

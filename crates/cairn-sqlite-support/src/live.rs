@@ -125,7 +125,10 @@ fn open_elsewhere(live: &Path) -> Option<(u32, PathBuf)> {
 /// was checkpointed), never the new one beside an old WAL.
 pub fn clear_sidecars(live: &Path) -> Result<()> {
     if !cairn_engine::fsutil::is_absent(live) {
-        if let Ok(conn) = Connection::open_with_flags(live, OpenFlags::SQLITE_OPEN_READ_WRITE) {
+        if let Ok(conn) = Connection::open_with_flags(
+            crate::library_path(live),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        ) {
             // Best effort: a damaged live database is about to be replaced anyway.
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             let _ = conn.close();

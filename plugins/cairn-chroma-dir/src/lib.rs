@@ -78,7 +78,7 @@ impl StoreHandler for ChromaDir {
         let source = ctx.source().to_owned();
         if !lstat(&source)?.is_dir() {
             return Err(Error::SourceType {
-                path: source,
+                path: ctx.source_shown().to_owned(),
                 expected: "a directory (kind chroma-dir expects one)",
             });
         }

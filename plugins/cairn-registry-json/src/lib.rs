@@ -41,7 +41,7 @@ impl StoreHandler for RegistryJson {
         let meta = cairn_engine::plugin::lstat(&source)?;
         if !meta.is_file() {
             return Err(Error::SourceType {
-                path: source,
+                path: ctx.source_shown().to_owned(),
                 expected: "a regular file (kind registry-json expects a JSON file)",
             });
         }

@@ -67,7 +67,7 @@ impl StoreHandler for SqliteStore {
         let meta = lstat(&source)?;
         if !meta.is_file() {
             return Err(Error::SourceType {
-                path: source,
+                path: ctx.source_shown().to_owned(),
                 expected: "a regular file (kind sqlite expects a database file)",
             });
         }
@@ -75,7 +75,7 @@ impl StoreHandler for SqliteStore {
         let info =
             online_copy(&source, &ctx.dest_path(&name), self.busy_timeout).map_err(|message| {
                 Error::Source {
-                    path: source.clone(),
+                    path: ctx.source_shown().to_owned(),
                     message,
                 }
             })?;

@@ -20,6 +20,7 @@
 mod plan;
 mod stage;
 mod swap;
+mod target;
 
 use std::path::PathBuf;
 

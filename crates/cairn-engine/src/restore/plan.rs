@@ -2,9 +2,9 @@
 //! refuse it. Nothing here writes a file (the repository lock is taken,
 //! and held until the restore ends).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::target::Target;
 use super::{RestoreRequest, StoreOutcome};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -35,8 +35,8 @@ pub(super) struct Job<'a> {
     /// Its record's index in `manifest.stores`.
     pub(super) index: usize,
     pub(super) handler: RecordHandler<'a>,
-    /// The file (file shape) or directory (dir shape) being restored.
-    pub(super) target: PathBuf,
+    /// Where it goes, held open.
+    pub(super) target: Target,
     /// The configured store, for a live restore (its pre-restore snapshot).
     pub(super) live: Option<&'a Store>,
 }
@@ -105,12 +105,28 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
             absent.push(record.name.clone());
             continue;
         }
-        jobs.push(plan_job(stores, record, i, req.to.as_deref())?);
+        match plan_job(stores, record, i, req.to.as_deref()) {
+            Ok(job) => jobs.push(job),
+            Err(e) => {
+                remove_created(&jobs);
+                return Err(e);
+            }
+        }
     }
 
     if live {
         for job in &jobs {
-            if let Some(reason) = job.handler.in_use(&job.target)? {
+            // A directory store is probed through its own descriptor, so a
+            // link swapped in for it is never walked.
+            let held = match manifest.stores[job.index].shape {
+                Shape::Dir if job.target.exists() => Some(job.target.open_or_create_dir()?.0),
+                _ => None,
+            };
+            let probe = match &held {
+                Some(dir) => dir.fd_path(""),
+                None => job.target.library_path(),
+            };
+            if let Some(reason) = job.handler.in_use(&probe)? {
                 return Err(Error::InUse {
                     store: manifest.stores[job.index].name.clone(),
                     reason,
@@ -140,7 +156,7 @@ fn plan_job<'a>(
     // A live restore needs the store in the config, under the same kind:
     // that is where it goes. A restore elsewhere only needs the plug-in.
     let (live, target) = match (to, stores.get(&record.name)) {
-        (Some(dir), _) => (None, target_in(dir, record)?),
+        (Some(dir), _) => (None, Target::elsewhere(dir, record)?),
         (None, None) => {
             return Err(Error::NotConfigured {
                 store: record.name.clone(),
@@ -155,11 +171,11 @@ fn plan_job<'a>(
                 file: stores.config_file().to_owned(),
             })
         }
-        // Through a symlinked path to what it names, as snapshot does: the
-        // link itself stays, its target is what gets replaced.
+        // Resolved safely: a symlink only where no one but root or the
+        // invoker could have put it (or with the store's follow_symlink).
         (None, Some(c)) => (
             Some(c),
-            fs::canonicalize(&c.config.path).unwrap_or_else(|_| c.config.path.clone()),
+            Target::live(&c.config.path, c.config.follow_symlink)?,
         ),
     };
     Ok(Job {
@@ -170,20 +186,12 @@ fn plan_job<'a>(
     })
 }
 
-/// Where a store goes in a restore elsewhere: `DIR/<store>` (a file
-/// store: `DIR/<store>/<file name>`), which must be empty or new.
-fn target_in(dir: &Path, record: &StoreRecord) -> Result<PathBuf> {
-    let store_dir = dir.join(&record.name);
-    if fs::read_dir(&store_dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
-    {
-        return Err(Error::TargetNotEmpty { path: store_dir });
+/// Removes the directories the targets of `jobs` created, innermost first
+/// across all of them (a later store's may sit inside an earlier one's).
+pub(super) fn remove_created(jobs: &[Job<'_>]) {
+    for job in jobs.iter().rev() {
+        job.target.remove_created();
     }
-    Ok(match (record.shape, record.entries.first()) {
-        (Shape::File, Some(entry)) => store_dir.join(&entry.path),
-        _ => store_dir,
-    })
 }
 
 impl RestorePlan<'_> {
@@ -213,7 +221,7 @@ impl RestorePlan<'_> {
                     PlannedStore {
                         name: record.name.clone(),
                         kind: record.kind.clone(),
-                        target: Some(job.target.clone()),
+                        target: Some(job.target.shown.clone()),
                         files: record.files(),
                         bytes: record.bytes(),
                     },

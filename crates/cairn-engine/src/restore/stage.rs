@@ -1,11 +1,12 @@
 //! Restore step 2: every selected store copied onto its target's
 //! filesystem and verified, before anything live changes.
 
-use std::fs::{self, File};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::Path;
 
 use super::plan::RestorePlan;
+use super::target::Target;
+use crate::dirfd::DirFd;
 use crate::error::{io_at, Error, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{Entry, EntryKind, Shape, StoreRecord};
@@ -40,7 +41,6 @@ impl<'a> RestorePlan<'a> {
                     .fold(0, u64::saturating_add),
             ),
         );
-        let new_dirs = dirs_staging_will_create(&self);
         let plan = &self;
         let results = crate::parallel::each_on_its_own_thread(
             self.jobs.iter().collect(),
@@ -51,7 +51,7 @@ impl<'a> RestorePlan<'a> {
                 let staged = stage_store(&plan.id, &root, record, &*job.handler, &job.target);
                 tracing::info!(
                     store = %record.name,
-                    target = %job.target.display(),
+                    target = %job.target.shown.display(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "staged and verified"
                 );
@@ -67,9 +67,9 @@ impl<'a> RestorePlan<'a> {
             },
         );
         let staged = collect_staged(&self.id, results).inspect_err(|_| {
-            for dir in &new_dirs {
-                let _ = fs::remove_dir(dir);
-            }
+            // The staged copies removed themselves as they dropped; the
+            // directories created to reach the targets go too.
+            super::plan::remove_created(&self.jobs);
         })?;
         crate::progress::finish();
         Ok(StagedRestore { plan: self, staged })
@@ -88,44 +88,31 @@ impl From<Error> for StageError {
     }
 }
 
-/// A verified copy of one store, on the target's filesystem. Dropping it
-/// removes whatever is left of the staging directory.
+/// A verified copy of one store, on the target's filesystem, in a 0700
+/// directory with an unpredictable name, held open. Dropping it removes
+/// whatever is left of that directory.
 pub(super) struct Staged {
-    /// Holds the store's entries, laid out as in the snapshot.
-    dir: PathBuf,
-    /// The staged file (file shape) or `dir` itself (dir shape).
-    pub(super) content: PathBuf,
+    /// Where the staging directory is: a file store's directory, or a
+    /// directory store's own directory.
+    pub(super) host: DirFd,
+    /// The staging directory's name in `host`.
+    pub(super) name: OsString,
+    /// The staging directory, laid out as the snapshot's store directory.
+    pub(super) dir: DirFd,
+    /// A directory store's directory that this staging created (its
+    /// parent and name): removed again unless the swap kept it.
+    pub(super) created_host: Option<(DirFd, OsString)>,
+    /// Set once the content is swapped in: the host is the live store now.
+    pub(super) swapped: std::cell::Cell<bool>,
 }
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        let _ = fsutil::remove_any(&self.dir);
-    }
-}
-
-/// The directories that staging creates because they do not exist yet
-/// (a file store's parent, a directory store itself, the directory restored into),
-/// deepest first, so a failed staging can remove them again.
-fn dirs_staging_will_create(plan: &RestorePlan<'_>) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    let wanted = plan
-        .jobs
-        .iter()
-        .filter_map(|job| match plan.record(job).shape {
-            Shape::File => job.target.parent().map(Path::to_owned),
-            Shape::Dir => Some(job.target.clone()),
-        })
-        .chain(plan.to.clone());
-    for dir in wanted {
-        // Every missing ancestor is created too (create_dir_all).
-        for missing in dir.ancestors().take_while(|d| fsutil::is_absent(d)) {
-            if !dirs.iter().any(|d| d == missing) {
-                dirs.push(missing.to_owned());
-            }
+        let _ = self.host.remove_tree(&self.name);
+        if let (Some((parent, name)), false) = (&self.created_host, self.swapped.get()) {
+            let _ = parent.remove_empty_dir(name);
         }
     }
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    dirs
 }
 
 /// Every store staged, or the first failure in config order (the staged
@@ -166,12 +153,12 @@ pub(super) fn stage_store(
     root: &Path,
     record: &StoreRecord,
     handler: &dyn StoreHandler,
-    target: &Path,
+    target: &Target,
 ) -> Result<Staged, StageError> {
-    let staged = stage_files(id, root, record, target)?;
+    let staged = stage_files(root, record, target)?;
     let started = std::time::Instant::now();
-    let problems = validate::kind_check(handler, &staged.dir, record, Depth::Deep);
-    tracing::info!(store = %record.name, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
+    let problems = validate::kind_check(handler, &staged.dir.fd_path(""), record, Depth::Deep);
+    tracing::info!(store = %record.name, snapshot = %id, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
     if problems.is_empty() {
         Ok(staged)
     } else {
@@ -179,62 +166,64 @@ pub(super) fn stage_store(
     }
 }
 
-/// Copies a store's snapshot content onto the target's filesystem,
-/// verifying every file's hash on the way, with modes and times applied
-/// and the copy synced.
-fn stage_files(
-    id: &SnapshotId,
-    root: &Path,
-    record: &StoreRecord,
-    target: &Path,
-) -> Result<Staged, StageError> {
-    let pid = std::process::id();
-    let staging_name = format!("{}{id}-{}-{pid}", replace::STAGING_PREFIX, record.name);
-    let staged = match record.shape {
-        Shape::File => {
-            let parent = target.parent().unwrap_or(Path::new("/"));
-            fs::create_dir_all(parent).map_err(io_at("create directory", parent))?;
-            let dir = parent.join(&staging_name);
-            fsutil::create_dir_private(&dir)?;
-            let Some(entry) = record.entries.first() else {
-                return Err(StageError::Problems(vec![Problem::new(
-                    codes::FILE_MISSING,
-                    "a single-file store with no entry in the manifest",
-                )
-                .in_store(&record.name)]));
-            };
-            Staged {
-                content: dir.join(&entry.path),
-                dir,
-            }
-        }
-        Shape::Dir => {
-            fs::create_dir_all(target).map_err(io_at("create directory", target))?;
-            let dir = target.join(&staging_name);
-            fsutil::create_dir_private(&dir)?;
-            Staged {
-                content: dir.clone(),
-                dir,
-            }
-        }
+/// Copies a store's snapshot content (at `root`, in the repository) into a
+/// fresh staging directory on the target's filesystem, verifying every
+/// file's hash on the way, with owners, modes and times applied through
+/// descriptors, and the copy synced.
+fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Staged, StageError> {
+    let (host, created_host) = match record.shape {
+        Shape::File => (target.parent.clone(), None),
+        Shape::Dir => match target.open_or_create_dir()? {
+            (dir, true) => (dir, Some((target.parent.clone(), target.name.clone()))),
+            (dir, false) => (dir, None),
+        },
     };
-    // Entries are laid out under the staging directory as under the
-    // snapshot's store directory.
-    let base = staged.dir.clone();
-    // A replaced file keeps the live file's owner and mode; new entries in
-    // a kept directory take the directory's owner.
-    let owner = fs::metadata(target).ok();
+    let (name, dir) = host.create_unique_dir(replace::STAGING_PREFIX)?;
+    let staged = Staged {
+        host,
+        name,
+        dir,
+        created_host,
+        swapped: std::cell::Cell::new(false),
+    };
+    if record.shape == Shape::File && record.entries.len() != 1 {
+        return Err(StageError::Problems(vec![Problem::new(
+            codes::MANIFEST_INVALID,
+            "a single-file store must have exactly one entry",
+        )
+        .in_store(&record.name)]));
+    }
+    // A live restore gives what it writes to the owner of what it
+    // replaces (a file store: the live file; a directory store: the live
+    // directory), and a replaced file keeps the live file's mode. A
+    // restore elsewhere adopts no one's ownership.
+    let live_owner = if target.live {
+        match record.shape {
+            Shape::File => target.parent.stat(target.name()).ok(),
+            Shape::Dir => staged.host.stat_self().ok(),
+        }
+        .map(|st| Owner {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
+        })
+    } else {
+        None
+    };
 
     // Directories and links first, in manifest order (parents first), then
     // every file on every core, verified against its hash while copying.
     let mut files = Vec::new();
     for entry in &record.entries {
-        let dst = base.join(&entry.path);
         match entry.kind {
-            EntryKind::Dir => fsutil::create_dir_private(&dst)?,
+            EntryKind::Dir => {
+                let (parent, leaf) = staged.dir.parent_beneath(&entry.path)?;
+                parent.create_dir(leaf)?;
+            }
             EntryKind::Symlink => {
-                let target = entry.target.as_deref().unwrap_or_default();
-                std::os::unix::fs::symlink(target, &dst).map_err(io_at("create symlink", &dst))?;
+                let (parent, leaf) = staged.dir.parent_beneath(&entry.path)?;
+                let to = entry.target.as_deref().unwrap_or_default();
+                parent.symlink(Path::new(to), leaf)?;
             }
             EntryKind::File => files.push(entry),
         }
@@ -243,15 +232,17 @@ fn stage_files(
         &files,
         |e| e.size.unwrap_or(0),
         |e| {
-            let dst = base.join(&e.path);
-            let mode = file_mode(record, e, owner.as_ref());
+            let mode = match (record.shape, &live_owner) {
+                (Shape::File, Some(o)) => o.mode,
+                _ => e.mode,
+            };
             stage_file(
                 &record.name,
                 &root.join(&e.path),
-                &dst,
+                &staged.dir,
                 e,
                 mode,
-                owner.as_ref(),
+                live_owner.as_ref(),
             )
             .transpose()
         },
@@ -263,20 +254,27 @@ fn stage_files(
     if !problems.is_empty() {
         return Err(StageError::Problems(problems));
     }
-    apply_metadata(record, &base, owner.as_ref())?;
-    fsutil::sync_filesystem(&staged.dir)?;
+    apply_metadata(record, &staged.dir, live_owner.as_ref())?;
+    fsutil::sync_filesystem(&staged.dir.fd_path(""))?;
     Ok(staged)
 }
 
-/// Copies one snapshot file to staging; `Some(problem)` when its bytes are
-/// not what the manifest recorded.
+/// Whose a live restore's files become, and a replaced file's mode.
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+/// Copies one snapshot file into staging; `Some(problem)` when its bytes
+/// are not what the manifest recorded.
 fn stage_file(
     store: &str,
     src: &Path,
-    dst: &Path,
+    staging: &DirFd,
     entry: &Entry,
     mode: u32,
-    owner: Option<&fs::Metadata>,
+    owner: Option<&Owner>,
 ) -> Result<Option<Problem>> {
     let mut file = match fsutil::open_nofollow(src) {
         Ok(f) => f,
@@ -291,49 +289,44 @@ fn stage_file(
             ))
         }
     };
-    let (out, size, sha) = fsutil::copy_hashed(&mut file, src, dst)?;
-    if Some(sha) == entry.sha256 && Some(size) == entry.size {
-        use std::os::unix::fs::PermissionsExt;
-        out.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_at("chmod", dst))?;
-        out.set_modified(fsutil::system_time_from_ns(entry.mtime_ns))
-            .map_err(io_at("set mtime of", dst))?;
-        if let Some(o) = owner {
-            // Only root can give files away; for anyone else this is a
-            // no-op or EPERM, and the file stays the restoring user's.
-            let _ = std::os::unix::fs::fchown(&out, Some(o.uid()), Some(o.gid()));
-        }
-        return Ok(None);
+    let (parent, leaf) = staging.parent_beneath(&entry.path)?;
+    let dst = parent.shown(leaf);
+    let mut out = parent.create_file(leaf)?;
+    let (size, sha) = fsutil::copy_into(&mut file, src, &mut out, &dst)?;
+    if Some(sha) != entry.sha256 || Some(size) != entry.size {
+        return Ok(Some(Problem::checksum_mismatch(
+            store,
+            &entry.path,
+            entry.sha256.as_ref(),
+            &sha,
+        )));
     }
-    Ok(Some(Problem::checksum_mismatch(
-        store,
-        &entry.path,
-        entry.sha256.as_ref(),
-        &sha,
-    )))
-}
-
-/// The mode a restored file gets: a replaced file keeps the live file's
-/// mode; anything else gets the mode recorded from its source.
-fn file_mode(record: &StoreRecord, entry: &Entry, owner: Option<&fs::Metadata>) -> u32 {
-    match (record.shape, owner) {
-        (Shape::File, Some(o)) => o.mode() & 0o7777,
-        _ => entry.mode,
+    // Owner before mode: chown clears setuid and setgid.
+    if let Some(o) = owner {
+        // Only root can give files away; for anyone else this is EPERM,
+        // and the file stays the restoring user's.
+        let _ = std::os::unix::fs::fchown(&out, Some(o.uid), Some(o.gid));
     }
+    use std::os::unix::fs::PermissionsExt;
+    out.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_at("chmod", &dst))?;
+    out.set_modified(fsutil::system_time_from_ns(entry.mtime_ns))
+        .map_err(io_at("set mtime of", &dst))?;
+    Ok(None)
 }
 
 /// Directories and symlinks after every file is in (files got their mode,
 /// mtime and owner through their own descriptors while staging): owners
-/// from the live target when running as root, then directory modes and
-/// mtimes deepest first, so adding children does not bump an mtime
-/// already set.
-fn apply_metadata(record: &StoreRecord, base: &Path, owner: Option<&fs::Metadata>) -> Result<()> {
+/// (a live restore run as root), then directory modes and mtimes deepest
+/// first, so adding children does not bump an mtime already set. All by
+/// descriptor inside the private staging directory.
+fn apply_metadata(record: &StoreRecord, staging: &DirFd, owner: Option<&Owner>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(o) = owner {
         for entry in record.entries.iter().filter(|e| e.kind != EntryKind::File) {
-            // Only root can give files away; for anyone else this is a
-            // no-op or EPERM, and the entries stay the restoring user's.
-            let _ = std::os::unix::fs::lchown(base.join(&entry.path), Some(o.uid()), Some(o.gid()));
+            let (parent, leaf) = staging.parent_beneath(&entry.path)?;
+            // Only root can give files away; for anyone else this is EPERM.
+            let _ = parent.chown_child(leaf, o.uid, o.gid);
         }
     }
     for entry in record
@@ -342,12 +335,11 @@ fn apply_metadata(record: &StoreRecord, base: &Path, owner: Option<&fs::Metadata
         .rev()
         .filter(|e| e.kind == EntryKind::Dir)
     {
-        let path = base.join(&entry.path);
-        if let Ok(f) = File::open(&path) {
-            let _ = f.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
-        }
-        fs::set_permissions(&path, fs::Permissions::from_mode(entry.mode))
-            .map_err(io_at("chmod", &path))?;
+        let dir = staging.open_beneath(&entry.path)?.as_file()?;
+        let shown = staging.shown(&entry.path);
+        let _ = dir.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
+        dir.set_permissions(std::fs::Permissions::from_mode(entry.mode))
+            .map_err(io_at("chmod", &shown))?;
     }
     Ok(())
 }

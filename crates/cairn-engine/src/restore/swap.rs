@@ -1,16 +1,15 @@
 //! Restore step 3: the way back first (the pre-restore snapshot), then
 //! each store swapped in, and a rollback when one fails.
 
-use std::path::Path;
-
 use super::plan::Job;
 use super::stage::{stage_store, StageError, Staged, StagedRestore};
+use super::target::Target;
 use super::{RestoreOutcome, RollbackFailure, StoreOutcome, PRE_RESTORE_TAG};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, StoreRecord, StoreStatus};
+use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus};
 use crate::plugin::{StoreHandler, SwapReport};
 use crate::snapshot::{self, Plan};
-use crate::{fault, fsutil, replace};
+use crate::{fault, replace};
 
 impl StagedRestore<'_> {
     /// Takes the pre-restore snapshot (live restores, unless declined),
@@ -41,7 +40,7 @@ impl StagedRestore<'_> {
         for (job, staged) in plan.jobs.iter().zip(staged.iter()) {
             let record = plan.record(job);
             let result = swap_one(&*job.handler, record, &job.target, staged);
-            let path = job.target.display().to_string();
+            let path = job.target.shown.display().to_string();
             match result {
                 Ok(report) => {
                     tracing::info!(store = %record.name, integrity_ok = ?report.integrity_ok, "swapped in");
@@ -88,18 +87,29 @@ impl StagedRestore<'_> {
 }
 
 /// The kind's step before, the engine's swap, the kind's report after.
+/// The kind sees the live path through the held parent directory.
 fn swap_one(
     handler: &dyn StoreHandler,
     record: &StoreRecord,
-    target: &Path,
+    target: &Target,
     staged: &Staged,
 ) -> Result<SwapReport> {
-    fault::check_swap(&record.name, target)?;
+    fault::check_swap(&record.name, &target.shown)?;
+    let live = target.library_path();
     handler
-        .before_swap(target)
+        .before_swap(&live)
         .map_err(|e| e.in_store(&record.name))?;
-    replace::swap_in(record.shape, &staged.content, target)?;
-    Ok(handler.after_swap(target, record))
+    match (record.shape, record.entries.first()) {
+        (Shape::File, Some(entry)) => replace::replace_file(
+            &staged.dir,
+            std::ffi::OsStr::new(&entry.path),
+            &target.parent,
+            target.name(),
+        )?,
+        _ => replace::replace_dir_contents(&staged.host, &staged.dir, &staged.name)?,
+    }
+    staged.swapped.set(true);
+    Ok(handler.after_swap(&live, record))
 }
 
 /// Puts the already-swapped stores back from the pre-restore snapshot,
@@ -128,7 +138,7 @@ fn roll_back(
         };
         let detail = if record.status == StoreStatus::Absent {
             // It did not exist before the restore: rolling back removes it.
-            fsutil::remove_any(&job.target)?;
+            job.target.parent.remove_tree(job.target.name())?;
             format!("rolled back: removed, as before the restore (absent in {pre})")
         } else {
             let root = repo.store_dir(&pre, &record.name);
