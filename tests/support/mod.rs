@@ -339,3 +339,28 @@ pub fn tree(root: &Path) -> Vec<(String, String, Vec<u8>)> {
     walk(root, root, &mut out);
     out
 }
+
+/// Runs `cairn ARGS` (with the env's config) under the given umask.
+pub fn run_with_umask(env: &Env, umask: u32, args: &[&str]) -> Run {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask:03o}; exec \"$0\" \"$@\""))
+        .arg(CAIRN)
+        .args(env.with_config(args))
+        .current_dir(&env.root)
+        .env_remove("CAIRN_CONFIG")
+        .env_remove("CAIRN_FAILPOINT");
+    cmd.output().expect("run cairn under sh").into()
+}
+
+/// Removes a file, link or tree, whichever `path` is (links not followed).
+pub fn remove_any(path: &Path) {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            make_writable(path);
+            std::fs::remove_dir_all(path).unwrap()
+        }
+        Ok(_) => std::fs::remove_file(path).unwrap(),
+        Err(_) => {}
+    }
+}

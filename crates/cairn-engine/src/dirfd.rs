@@ -159,6 +159,56 @@ impl DirFd {
         Ok(File::from(fd))
     }
 
+    /// Opens a child regular file read-write, never through a link, and
+    /// never a FIFO or device.
+    pub(crate) fn open_existing_rw(&self, name: &OsStr) -> Result<File> {
+        let shown = self.shown(name);
+        let fd = rustix::fs::openat(
+            &*self.fd,
+            name,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("open", &shown, io_err(e)))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", &shown, io_err(e)))?;
+        if !is_regular(&stat) {
+            return Err(Error::io(
+                "open",
+                &shown,
+                std::io::Error::other("not a regular file"),
+            ));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// Opens a child file read-write, creating it (0644, owned like this
+    /// directory) when missing: a file Cairn makes on the owner's behalf.
+    pub(crate) fn open_or_create_shared(&self, name: &OsStr) -> Result<File> {
+        match self.open_existing_rw(name) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        let shown = self.shown(name);
+        let fd = rustix::fs::openat(
+            &*self.fd,
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Error::io("create", &shown, io_err(e)))?;
+        let dir = self
+            .stat_self()
+            .map_err(|e| Error::io("stat", &self.shown, e))?;
+        // Only root can give a file away; anyone else already is the owner
+        // the directory would give it.
+        let _ = rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(dir.st_uid)),
+            Some(rustix::fs::Gid::from_raw(dir.st_gid)),
+        );
+        Ok(File::from(fd))
+    }
+
     /// `mkdir` of a new child, mode 0700 (whatever the umask leaves of it),
     /// and opens it.
     pub(crate) fn create_dir(&self, name: &OsStr) -> Result<DirFd> {

@@ -36,6 +36,37 @@ impl FileLock {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| Error::io("open lock file", path, e))?;
+        FileLock::wait_for(file, path, wait)
+    }
+
+    /// Takes an exclusive lock on a lock file the *service* uses (a
+    /// plug-in's `lock_file`), which lives in the service's tree: its path
+    /// is resolved like a store's (no planted symlink is followed), and a
+    /// missing one is created for the service — owned by the owner of the
+    /// directory it is in, mode 0644 — so that the service can still take
+    /// its own lock afterwards.
+    pub fn acquire_service_lock(path: &Path, wait: Duration) -> Result<FileLock> {
+        let resolved = crate::dirfd::resolve(path, false)?;
+        let file = resolved.parent.open_or_create_shared(&resolved.name)?;
+        FileLock::wait_for(file, path, wait)
+    }
+
+    /// Whether someone holds the service's lock file now; a missing lock
+    /// file is held by no one (and is not created).
+    pub fn service_lock_held(path: &Path) -> Result<bool> {
+        let resolved = match crate::dirfd::resolve_existing(path, false)? {
+            Some(r) => r,
+            None => return Ok(false),
+        };
+        let file = resolved.parent.open_existing_rw(&resolved.name)?;
+        match file.try_lock() {
+            Ok(()) => Ok(false),
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+        }
+    }
+
+    fn wait_for(file: File, path: &Path, wait: Duration) -> Result<FileLock> {
         let start = Instant::now();
         loop {
             match file.try_lock() {

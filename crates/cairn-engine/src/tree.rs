@@ -139,3 +139,74 @@ fn walk(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root-only directory outside the tree, with a secret in it.
+    fn victim() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("secret.txt"), b"PRIVATE").unwrap();
+        (dir, victim)
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_link_during_the_walk_is_never_walked_into() {
+        let (_keep, victim) = victim();
+        let dir = tempfile::tempdir().unwrap();
+        let root_path = dir.path().join("tree");
+        fs::create_dir_all(root_path.join("sub")).unwrap();
+        fs::write(root_path.join("sub/a.txt"), b"a").unwrap();
+        let root = DirFd::open_trusted(&root_path).unwrap();
+
+        let mut seen = Vec::new();
+        let result = walk(&root, &mut |_, _, rel, meta| {
+            seen.push(rel.to_owned());
+            if rel == "sub" {
+                // The swap lands after the walk saw a directory and before
+                // it goes in (what renameat2 RENAME_EXCHANGE does in one go).
+                fs::rename(root_path.join("sub"), root_path.join("old")).unwrap();
+                std::os::unix::fs::symlink(&victim, root_path.join("sub")).unwrap();
+            }
+            Ok(if meta.is_dir() {
+                Descend::Yes
+            } else {
+                Descend::No
+            })
+        });
+        assert!(result.is_err(), "walked into a link: {seen:?}");
+        assert!(!seen.iter().any(|r| r.contains("secret")), "{seen:?}");
+    }
+
+    #[test]
+    fn a_file_replaced_between_the_walk_and_its_copy_is_not_read() {
+        let (_keep, victim) = victim();
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        fs::create_dir(&live).unwrap();
+        fs::write(live.join("data.bin"), b"service data").unwrap();
+        let dest = dir.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        let root = DirFd::open_trusted(&live).unwrap();
+        let source = root.fd_path("");
+        let mut ctx = CaptureCtx::new("t", &source, &live, Some(root.clone()), dest.clone(), None);
+
+        let result = capture_tree(&mut ctx, &mut |_, _, _, _| {
+            // After the walk's lstat, another file is moved into the name.
+            fs::copy(victim.join("secret.txt"), live.join("swap")).unwrap();
+            fs::rename(live.join("swap"), live.join("data.bin")).unwrap();
+            Ok(FileAction::Copy)
+        })
+        .and_then(|()| ctx.finish().map(|_| ()));
+        let err = result.expect_err("a replaced file was copied");
+        assert!(err.to_string().contains("replaced"), "{err}");
+        let copied = fs::read(dest.join("data.bin")).unwrap_or_default();
+        assert!(
+            !copied.starts_with(b"PRIVATE"),
+            "the victim's bytes were copied"
+        );
+    }
+}

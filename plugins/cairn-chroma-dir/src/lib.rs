@@ -85,15 +85,15 @@ impl StoreHandler for ChromaDir {
         // Held until the end of this function: the whole tree is copied
         // under the service's own lock.
         let _guard = match &self.lock_file {
-            Some(path) => Some(FileLock::acquire(path, self.lock_timeout).map_err(
-                |e| match e {
+            Some(path) => Some(
+                FileLock::acquire_service_lock(path, self.lock_timeout).map_err(|e| match e {
                     Error::Busy { lock, waited_secs } => Error::ServiceBusy {
                         what: format!("lock_file {}", lock.display()),
                         waited_secs,
                     },
                     other => other,
-                },
-            )?),
+                })?,
+            ),
             None => None,
         };
 
@@ -131,7 +131,7 @@ impl StoreHandler for ChromaDir {
             return Ok(None);
         }
         if let Some(lock) = &self.lock_file {
-            if !cairn_engine::fsutil::is_absent(lock) && FileLock::try_acquire(lock)?.is_none() {
+            if FileLock::service_lock_held(lock)? {
                 return Ok(Some(format!(
                     "lock_file {} is held: the service is writing the tree",
                     lock.display()

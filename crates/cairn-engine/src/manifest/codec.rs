@@ -27,6 +27,9 @@ use crate::problem::{codes, Problem};
 /// Far above any real manifest (a million entries is ~250 MB); a guard
 /// against reading an arbitrarily large hostile file into memory.
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// Any other layout goes through a JSON tree: a 16 MiB file (~60,000
+/// entries) costs a few hundred MiB at most.
+const MAX_ANY_LAYOUT_BYTES: u64 = 16 * 1024 * 1024;
 /// How a manifest written by Cairn starts; the digest follows.
 const DIGEST_PREFIX: &[u8] = b"{\"digest\":\"";
 /// `{"digest":"<64 hex>",`: everything before the canonical form's body.
@@ -125,7 +128,20 @@ impl Manifest {
         {
             return Ok(manifest);
         }
-        // Not in Cairn's layout, or damaged: the full path says which.
+        // Not in Cairn's layout, or damaged: the full path says which. It
+        // parses a JSON tree (about 20 times the text in memory), so a
+        // hand-edited or hostile file over a modest size is refused
+        // instead of taking gigabytes.
+        if meta.len() > MAX_ANY_LAYOUT_BYTES {
+            return Err(Problem::new(
+                codes::MANIFEST_INVALID,
+                format!(
+                    "manifest.json is not in Cairn's own layout and is {} bytes, over the {MAX_ANY_LAYOUT_BYTES}-byte limit for other layouts",
+                    meta.len()
+                ),
+            )
+            .at(FILE_NAME));
+        }
         let mut bytes = Vec::new();
         fsutil::open_nofollow(&path)
             .and_then(|f| f.take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes))

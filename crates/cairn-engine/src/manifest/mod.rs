@@ -200,6 +200,16 @@ impl Manifest {
                     store.entries.len()
                 ));
             }
+            // A forged manifest could make a file store's one entry a link:
+            // validation would then "hash" nothing and the kind's check
+            // would follow it. The shape says what the entry must be.
+            if store.shape == Shape::File && store.entries.iter().any(|e| e.kind != EntryKind::File)
+            {
+                return Err(format!(
+                    "store {:?} is a single-file store but its entry is not a regular file",
+                    store.name
+                ));
+            }
             let mut paths = BTreeSet::new();
             for entry in &store.entries {
                 check_rel_path(&entry.path).map_err(|why| {
@@ -365,6 +375,25 @@ mod tests {
         let pretty =
             serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
         assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
+    }
+
+    #[test]
+    fn a_file_store_whose_entry_is_not_a_regular_file_is_refused() {
+        let mut m = sample();
+        m.stores[0].shape = Shape::File;
+        m.stores[0].entries = vec![Entry {
+            path: "app.db".into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            mtime_ns: 1,
+            size: None,
+            sha256: None,
+            target: Some("/etc/shadow".into()),
+            source_stat: None,
+        }];
+        let p = Manifest::parse(&m.to_bytes(), &m.id).unwrap_err();
+        assert_eq!(p.code, codes::MANIFEST_INVALID);
+        assert!(p.detail.contains("not a regular file"), "{p}");
     }
 
     #[test]
