@@ -63,10 +63,7 @@ impl fmt::Display for Untrusted {
 /// Whether the effective user is root: only then does trust matter (any
 /// other user can only be harmed within what it may already do).
 pub fn running_as_root() -> bool {
-    #[allow(unsafe_code)]
-    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory.
-    let euid = unsafe { libc::geteuid() };
-    euid == 0
+    rustix::process::geteuid().is_root()
 }
 
 /// The rule, on an inode's owner and mode: `None` when root may trust it.
