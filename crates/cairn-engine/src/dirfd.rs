@@ -641,3 +641,62 @@ fn normalized_relative(path: &Path) -> Vec<OsString> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn work_directories_are_private_fresh_and_unpredictable() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = DirFd::open_trusted(dir.path()).unwrap();
+        let (a, _) = host.create_unique_dir(".cairn-restore-").unwrap();
+        let (b, _) = host.create_unique_dir(".cairn-restore-").unwrap();
+        assert_ne!(a, b);
+        for name in [&a, &b] {
+            let meta = std::fs::symlink_metadata(dir.path().join(name)).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(
+                meta.permissions().mode() & 0o077,
+                0,
+                "{name:?} is open to others"
+            );
+            let text = name.to_str().unwrap();
+            let random = text.strip_prefix(".cairn-restore-").unwrap();
+            assert_eq!(random.len(), 16);
+            assert!(random.bytes().all(|c| c.is_ascii_hexdigit()), "{text}");
+        }
+    }
+
+    #[test]
+    fn beneath_never_follows_a_link_inside_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let host = DirFd::open_trusted(dir.path()).unwrap();
+        assert!(host.open_beneath("real").is_ok());
+        assert!(host.open_beneath("link").is_err());
+        assert!(host.parent_beneath("link/x").is_err());
+        assert!(host.open_dir(OsStr::new("link")).is_err());
+        assert!(host.open_file(OsStr::new("link")).is_err());
+    }
+
+    #[test]
+    fn resolve_refuses_a_link_in_a_directory_others_can_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&target, open.join("store")).unwrap();
+        let err = resolve(&open.join("store"), false).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
+        // The same link where only the invoker can change it is followed.
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let ok = resolve(&open.join("store"), false).unwrap();
+        assert_eq!(ok.name, "target");
+    }
+}
