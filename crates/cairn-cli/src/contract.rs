@@ -39,6 +39,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::NotConfirmed
         | Error::InUse { .. }
         | Error::Unsound { .. }
+        | Error::PreRestoreUnsound { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
         | Error::ServiceBusy { .. } => REFUSED,
@@ -94,7 +95,8 @@ pub fn hint(e: &Error) -> Option<String> {
     let text = match e.cause() {
         Error::NotConfirmed => "stop the service that writes these stores (e.g. `systemctl stop <service>` or `docker compose stop`), then rerun with --confirm-service-stopped; or restore elsewhere with --to DIR".to_owned(),
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
-        Error::Unsound { id, .. } => format!("run `cairn validate {id}` for every problem, and restore another snapshot"),
+        Error::Unsound { id, problems } => unsound_hint(id, problems),
+        Error::PreRestoreUnsound { .. } => "the repository's disk did not keep what was written: run `cairn validate --all` and check the disk (`dmesg`, SMART) before restoring; --no-pre-snapshot restores without a way back".to_owned(),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),
@@ -105,6 +107,32 @@ pub fn hint(e: &Error) -> Option<String> {
         _ => return None,
     };
     Some(text)
+}
+
+/// A refused restore: see every problem, then what gets past it. Damage
+/// in some stores: leave them out. Files that match their manifest but
+/// fail their kind's check: their bytes still come back with `--to`.
+fn unsound_hint(id: &str, problems: &[cairn_engine::Problem]) -> String {
+    let mut stores: Vec<&str> = Vec::new();
+    for store in problems.iter().filter_map(|p| p.store.as_deref()) {
+        if !stores.contains(&store) {
+            stores.push(store);
+        }
+    }
+    let mut hint = format!("run `cairn validate {id}` for every problem; restore another snapshot");
+    if !stores.is_empty() {
+        hint.push_str(&format!(
+            ", or leave the damaged store{} out with --skip {} (or name the others with --only)",
+            if stores.len() == 1 { "" } else { "s" },
+            stores.join(",")
+        ));
+    }
+    if !problems.is_empty() && !problems.iter().any(|p| p.is_about_files()) {
+        hint.push_str(&format!(
+            "; its files match the manifest, so `cairn restore {id} --to DIR` gets their bytes back as captured"
+        ));
+    }
+    hint
 }
 
 /// What the operator runs to finish a rollback that failed.

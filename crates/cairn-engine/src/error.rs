@@ -102,6 +102,12 @@ pub enum Error {
     #[error("snapshot {id} is not sound ({}); nothing was touched. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
     Unsound { id: String, problems: Vec<Problem> },
 
+    /// The restore's pre-restore snapshot (the way back) failed its own
+    /// verification even when built from the live stores alone, so nothing
+    /// was swapped.
+    #[error("the pre-restore snapshot of the live stores could not be made sound ({}); nothing was swapped. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
+    PreRestoreUnsound { problems: Vec<Problem> },
+
     #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s)")]
     Busy { lock: PathBuf, waited_secs: u64 },
 

@@ -1,14 +1,19 @@
-//! Restore step 3: the way back first (the pre-restore snapshot), then
-//! each store swapped in, and a rollback when one fails.
+//! Restore step 3: the way back first (the pre-restore snapshot, verified
+//! like any snapshot), then each store swapped in, and a rollback when one
+//! fails.
 
+use std::fs;
 use std::path::Path;
 
 use super::plan::Job;
 use super::stage::{stage_store, StageError, Staged, StagedRestore};
 use super::{RestoreOutcome, RollbackFailure, StoreOutcome, PRE_RESTORE_TAG};
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
+use crate::id::SnapshotId;
 use crate::manifest::{Manifest, StoreRecord, StoreStatus};
 use crate::plugin::{StoreHandler, SwapReport};
+use crate::problem::Problem;
+use crate::repo::Repository;
 use crate::snapshot::{self, Plan};
 use crate::{fault, fsutil, replace};
 
@@ -17,21 +22,25 @@ impl StagedRestore<'_> {
     /// then swaps store by store; the first failure stops the swaps and
     /// rolls back the stores already swapped.
     pub fn swap(self) -> Result<RestoreOutcome> {
-        let StagedRestore { plan, staged } = self;
-        let pre_restore_snapshot = if plan.takes_pre_restore_snapshot() {
-            let live: Vec<_> = plan.jobs.iter().filter_map(|j| j.live).collect();
-            let pre = Plan::new(live, None, vec![PRE_RESTORE_TAG.to_owned()])?
-                .pre_restore(plan.id.as_str());
-            Some(snapshot::capture(&plan.repo, &plan.lock, &pre)?.id)
+        let StagedRestore {
+            plan,
+            staged,
+            kind_problems,
+        } = self;
+        let (pre_restore_snapshot, pre_restore_problems) = if plan.takes_pre_restore_snapshot() {
+            let (id, problems) = take_pre_restore_snapshot(&plan)?;
+            (Some(id), problems)
         } else {
-            None
+            (None, Vec::new())
         };
 
         let mut outcome = RestoreOutcome {
             id: plan.id.to_string(),
             pre_restore_snapshot,
+            pre_restore_problems,
             to: plan.to.clone(),
             stores: plan.absent_outcomes(),
+            problems: kind_problems,
             rolled_back: false,
             failure: None,
             rollback_failure: None,
@@ -49,6 +58,7 @@ impl StagedRestore<'_> {
                     outcome.stores.push(StoreOutcome {
                         name: record.name.clone(),
                         restored: true,
+                        rolled_back: false,
                         integrity_ok: report.integrity_ok,
                         path,
                         skipped: None,
@@ -60,6 +70,7 @@ impl StagedRestore<'_> {
                     outcome.stores.push(StoreOutcome {
                         name: record.name.clone(),
                         restored: false,
+                        rolled_back: false,
                         integrity_ok: None,
                         path,
                         skipped: None,
@@ -85,6 +96,47 @@ impl StagedRestore<'_> {
         }
         Ok(outcome)
     }
+}
+
+/// The way back, known restorable before anything is swapped: captured
+/// and deep-validated like any snapshot. Problems in its files (a file
+/// hard-linked from a parent snapshot whose copy rotted on disk) mean
+/// it is rebuilt once from the live stores alone, every byte read again;
+/// if that is not sound either, the restore is refused with nothing
+/// swapped. A kind's check failing on faithful bytes (a live database
+/// that is already damaged) is no reason to refuse: those bytes are
+/// exactly what the way back must put back; they are reported.
+fn take_pre_restore_snapshot(
+    plan: &super::plan::RestorePlan<'_>,
+) -> Result<(String, Vec<Problem>)> {
+    let live: Vec<_> = plan.jobs.iter().filter_map(|j| j.live).collect();
+    let mut last = Vec::new();
+    for full in [false, true] {
+        let pre = Plan::new(live.clone(), None, vec![PRE_RESTORE_TAG.to_owned()])?
+            .pre_restore(plan.id.as_str())
+            .full(full);
+        let (summary, report) = snapshot::capture_validated(&plan.repo, &plan.lock, &pre)?;
+        let (files, kind): (Vec<Problem>, Vec<Problem>) =
+            report.errors.into_iter().partition(Problem::is_about_files);
+        if files.is_empty() {
+            return Ok((summary.id, kind));
+        }
+        tracing::warn!(id = %summary.id, full, problems = files.len(), "pre-restore snapshot failed verification; discarded");
+        discard(&plan.repo, &summary.id)?;
+        last = files;
+    }
+    Err(Error::PreRestoreUnsound { problems: last })
+}
+
+/// Removes a snapshot this run made and found unsound, the way prune
+/// does: renamed out of `snapshots/` first, so it never looks whole.
+fn discard(repo: &Repository, id: &str) -> Result<()> {
+    let id = SnapshotId::parse(id)?;
+    let from = repo.snapshot_dir(&id);
+    let to = repo.tmp_dir().join(format!("delete-{id}"));
+    fs::rename(&from, &to).map_err(io_at("move out of snapshots/", &from))?;
+    fsutil::sync_dir(&repo.snapshots_dir())?;
+    fsutil::remove_any(&to)
 }
 
 /// The kind's step before, the engine's swap, the kind's report after.
@@ -132,8 +184,10 @@ fn roll_back(
             format!("rolled back: removed, as before the restore (absent in {pre})")
         } else {
             let root = repo.store_dir(&pre, &record.name);
+            // A kind's check failing here is accepted: these are the live
+            // bytes as they were before the restore.
             let staged = match stage_store(&pre, &root, record, &*job.handler, &job.target) {
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(StageError::Problems(problems)) => {
                     return Err(Error::Unsound {
                         id: pre.to_string(),
@@ -147,6 +201,7 @@ fn roll_back(
         };
         if let Some(s) = outcome.stores.iter_mut().find(|s| s.name == name) {
             s.restored = false;
+            s.rolled_back = true;
             s.integrity_ok = None;
             s.detail = Some(detail);
         }
