@@ -15,6 +15,8 @@ pub const USAGE: u8 = 2;
 pub const REFUSED: u8 = 3;
 /// 4: an I/O or system error stopped the run.
 pub const IO: u8 = 4;
+/// 128 + N: stopped by signal N (SIGINT 130, SIGTERM 143) at a safe point.
+pub const INTERRUPTED_BASE: u8 = 128;
 
 /// The exit code of a run that ended in `e`. No wildcard arm: a cause the
 /// engine adds does not compile here until someone decides its code.
@@ -49,6 +51,10 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::Plugin { .. }
         | Error::Store { .. } => IO,
         Error::Manifest { .. } | Error::Hook { .. } => UNSOUND,
+        // The shell's convention: 128 + the signal (130 SIGINT, 143 SIGTERM).
+        Error::Interrupted { signal } => {
+            INTERRUPTED_BASE.saturating_add(u8::try_from(*signal).unwrap_or(0))
+        }
     }
 }
 
@@ -101,6 +107,7 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),
         Error::SourceMissing { .. } => "mark the store `optional = true` if that is expected".to_owned(),
+        Error::Interrupted { .. } => "after_snapshot ran (for a snapshot), work directories were removed and the lock released; run the command again when ready".to_owned(),
         Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             "the filesystem is full: free space or point `repository` elsewhere".to_owned()
         }

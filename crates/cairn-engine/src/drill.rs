@@ -132,6 +132,12 @@ pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillRepo
             detail: e.to_string(),
         }),
     }
+    // A signal during the restore or the checks: their failures say
+    // nothing about the snapshot. Stop, without the scratch directory.
+    if let Err(e) = crate::cancel::check() {
+        let _ = fsutil::remove_any(&scratch);
+        return Err(e);
+    }
     report.ok = !report.checks.is_empty() && report.checks.iter().all(|c| c.ok);
 
     if req.keep {

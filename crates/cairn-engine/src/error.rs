@@ -166,6 +166,11 @@ pub enum Error {
     #[error("snapshot {id}: {message}")]
     Manifest { id: String, message: String },
 
+    /// SIGINT or SIGTERM asked the run to stop, and it did, at a safe
+    /// point: work directories removed, the lock released, hooks run.
+    #[error("stopped by {} at a safe point; nothing was left half-written", crate::cancel::signal_name(*signal))]
+    Interrupted { signal: i32 },
+
     #[error("hook {hook} ({argv}): {message}")]
     Hook {
         hook: &'static str,

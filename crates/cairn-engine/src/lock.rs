@@ -38,6 +38,8 @@ impl FileLock {
             .map_err(|e| Error::io("open lock file", path, e))?;
         let start = Instant::now();
         loop {
+            // Waiting for another run is a safe point to stop at.
+            crate::cancel::check()?;
             match file.try_lock() {
                 Ok(()) => return Ok(FileLock { _file: file }),
                 Err(TryLockError::WouldBlock) if start.elapsed() < wait => std::thread::sleep(POLL),

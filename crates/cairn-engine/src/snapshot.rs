@@ -159,6 +159,7 @@ pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<Snapsh
         if let Some(argv) = &cfg.hooks.before_snapshot {
             hooks::run("before_snapshot", argv)?;
         }
+        crate::cancel::check()?;
         capture_validated(&repo, &lock, &plan)
     })();
 
@@ -339,6 +340,9 @@ fn build_snapshot(
     fsutil::sync_filesystem(build)?;
     manifest.write_to(build)?;
     fsutil::sync_dir(build)?;
+    // The last safe point: a signal during validation (whose reads then
+    // failed) must not publish the snapshot.
+    crate::cancel::check()?;
     let final_dir = repo.snapshot_dir(id);
     fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
     fsutil::sync_dir(&repo.snapshots_dir())?;

@@ -27,74 +27,79 @@ impl StagedRestore<'_> {
             staged,
             kind_problems,
         } = self;
+        crate::cancel::check()?;
         let (pre_restore_snapshot, pre_restore_problems) = if plan.takes_pre_restore_snapshot() {
             let (id, problems) = take_pre_restore_snapshot(&plan)?;
             (Some(id), problems)
         } else {
             (None, Vec::new())
         };
+        // The last safe point: from here every swap, and any rollback,
+        // runs to its end whatever signal arrives (see crate::cancel).
+        crate::cancel::check()?;
+        crate::cancel::shielded(|| {
+            let mut outcome = RestoreOutcome {
+                id: plan.id.to_string(),
+                pre_restore_snapshot,
+                pre_restore_problems,
+                to: plan.to.clone(),
+                stores: plan.absent_outcomes(),
+                problems: kind_problems,
+                rolled_back: false,
+                failure: None,
+                rollback_failure: None,
+            };
 
-        let mut outcome = RestoreOutcome {
-            id: plan.id.to_string(),
-            pre_restore_snapshot,
-            pre_restore_problems,
-            to: plan.to.clone(),
-            stores: plan.absent_outcomes(),
-            problems: kind_problems,
-            rolled_back: false,
-            failure: None,
-            rollback_failure: None,
-        };
-
-        let mut swapped: Vec<(&Job<'_>, &str)> = Vec::new();
-        for (job, staged) in plan.jobs.iter().zip(staged.iter()) {
-            let record = plan.record(job);
-            let result = swap_one(&*job.handler, record, &job.target, staged);
-            let path = job.target.display().to_string();
-            match result {
-                Ok(report) => {
-                    tracing::info!(store = %record.name, integrity_ok = ?report.integrity_ok, "swapped in");
-                    swapped.push((job, &record.name));
-                    outcome.stores.push(StoreOutcome {
-                        name: record.name.clone(),
-                        restored: true,
-                        rolled_back: false,
-                        integrity_ok: report.integrity_ok,
-                        path,
-                        skipped: None,
-                        detail: report.detail,
-                    });
-                }
-                Err(e) => {
-                    outcome.failure = Some(format!("store {}: {e}", record.name));
-                    outcome.stores.push(StoreOutcome {
-                        name: record.name.clone(),
-                        restored: false,
-                        rolled_back: false,
-                        integrity_ok: None,
-                        path,
-                        skipped: None,
-                        detail: Some(e.to_string()),
-                    });
-                    break;
+            let mut swapped: Vec<(&Job<'_>, &str)> = Vec::new();
+            for (job, staged) in plan.jobs.iter().zip(staged.iter()) {
+                let record = plan.record(job);
+                let result = swap_one(&*job.handler, record, &job.target, staged);
+                let path = job.target.display().to_string();
+                match result {
+                    Ok(report) => {
+                        tracing::info!(store = %record.name, integrity_ok = ?report.integrity_ok, "swapped in");
+                        swapped.push((job, &record.name));
+                        outcome.stores.push(StoreOutcome {
+                            name: record.name.clone(),
+                            restored: true,
+                            rolled_back: false,
+                            integrity_ok: report.integrity_ok,
+                            path,
+                            skipped: None,
+                            detail: report.detail,
+                        });
+                    }
+                    Err(e) => {
+                        outcome.failure = Some(format!("store {}: {e}", record.name));
+                        outcome.stores.push(StoreOutcome {
+                            name: record.name.clone(),
+                            restored: false,
+                            rolled_back: false,
+                            integrity_ok: None,
+                            path,
+                            skipped: None,
+                            detail: Some(e.to_string()),
+                        });
+                        break;
+                    }
                 }
             }
-        }
-        drop(staged);
+            drop(staged);
 
-        if outcome.failure.is_some() && !swapped.is_empty() {
-            let names = swapped.iter().map(|(_, name)| name.to_string()).collect();
-            if let Err(e) = roll_back(&plan.repo, &mut outcome, &swapped) {
-                outcome.rollback_failure = Some(RollbackFailure {
-                    pre_restore_snapshot: outcome.pre_restore_snapshot.clone(),
-                    stores: names,
-                    error: e.to_string(),
-                });
-            } else {
-                outcome.rolled_back = true;
+            if outcome.failure.is_some() && !swapped.is_empty() {
+                let names = swapped.iter().map(|(_, name)| name.to_string()).collect();
+                if let Err(e) = roll_back(&plan.repo, &mut outcome, &swapped) {
+                    outcome.rollback_failure = Some(RollbackFailure {
+                        pre_restore_snapshot: outcome.pre_restore_snapshot.clone(),
+                        stores: names,
+                        error: e.to_string(),
+                    });
+                } else {
+                    outcome.rolled_back = true;
+                }
             }
-        }
-        Ok(outcome)
+            Ok(outcome)
+        })
     }
 }
 
