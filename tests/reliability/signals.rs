@@ -194,3 +194,55 @@ fn sigterm_during_a_drill_removes_the_scratch_directory() {
     let again = env.cairn(&["restore", &id, "--confirm-service-stopped"]);
     assert_eq!(again.code, 0, "the lock is free: {}", again.stderr);
 }
+
+/// A signal that arrives while a directory store is being swapped waits:
+/// the swap (and the restore) runs to its end, so the live tree is never
+/// left half old, half new. (If the signal lands just after the swap, the
+/// outcome is the same; the test never passes by killing mid-swap.)
+#[test]
+fn sigterm_during_the_directory_swap_lets_the_restore_finish() {
+    let env = Env::new();
+    let chroma = env.path("data/chroma");
+    for i in 0..2000 {
+        std::fs::write(chroma.join(format!("n{i:05}.bin")), format!("new {i}\n")).unwrap();
+    }
+    let id = env.snapshot(&[]);
+    let snapshot_tree = support::tree(&env.snapshot_dir(&id).join("stores/chroma"));
+    for i in 0..2000 {
+        std::fs::remove_file(chroma.join(format!("n{i:05}.bin"))).unwrap();
+        std::fs::write(chroma.join(format!("o{i:05}.bin")), format!("old {i}\n")).unwrap();
+    }
+
+    let mut child = spawn(
+        &env,
+        &["--json", "restore", &id, "--confirm-service-stopped"],
+        &[],
+    );
+    let parked = chroma.join(format!(".cairn-old-{}", child.id()));
+    let swapping = wait_until(&mut child, Duration::from_secs(60), || parked.exists());
+    assert!(swapping, "the directory swap never started");
+    send(&child, "TERM");
+    let run = wait_or_kill(child, Duration::from_secs(60)).expect("cairn stopped");
+
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    assert!(
+        doc["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["restored"] == true),
+        "{doc}"
+    );
+    // Every entry is the snapshot's (the SQLite file's rows, not bytes:
+    // the backup API copies pages), and nothing of the swap is left.
+    let live: Vec<_> = support::tree(&chroma)
+        .into_iter()
+        .filter(|(p, _, _)| p != "chroma.sqlite3")
+        .collect();
+    let want: Vec<_> = snapshot_tree
+        .into_iter()
+        .filter(|(p, _, _)| p != "chroma.sqlite3")
+        .collect();
+    assert!(live == want, "the live tree is not the snapshot's");
+}
