@@ -269,7 +269,8 @@ pub fn restore(o: &RestoreOutcome) -> String {
         } else {
             "NOT restored".into()
         };
-        let _ = writeln!(s, "  {:<16} {state}  {}", st.name, st.path);
+        let line = format!("  {:<16} {state}  {}", st.name, st.path);
+        let _ = writeln!(s, "{}", line.trim_end());
         if let Some(d) = &st.detail {
             let _ = writeln!(s, "      {d}");
         }
