@@ -13,4 +13,5 @@ mod plugin_guide;
 mod prune;
 mod required_option;
 mod restore;
+mod safety_net;
 mod trust;

@@ -440,6 +440,8 @@ fn help_footer_lists_the_exit_codes() {
         ("2", "usage"),
         ("3", "refused"),
         ("4", "I/O"),
+        ("130", "SIGINT"),
+        ("143", "SIGTERM"),
     ] {
         let line = footer
             .lines()

@@ -14,5 +14,6 @@ mod garbage;
 mod hostile;
 mod permissions;
 mod security;
+mod signals;
 mod symlinks;
 mod util;

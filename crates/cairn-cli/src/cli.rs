@@ -11,7 +11,10 @@ Exit codes:
   2  bad usage or bad config (the message names the flag, key or file)
   3  refused by a safety gate before anything was touched (no --confirm-service-stopped,
      snapshot invalid before restore, service still running, repository busy)
-  4  an I/O or system error stopped the run (the message names the path)";
+  4  an I/O or system error stopped the run (the message names the path)
+  130  stopped by SIGINT at a safe point (snapshot, restore, prune, drill): after_snapshot ran,
+     work directories removed, lock released; a restore's swaps finish first
+  143  stopped by SIGTERM, the same way";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -18,6 +18,15 @@ use serde_json::json;
 use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
 use crate::{clock, json, render, starter, Output};
 
+/// Set by the binary's `main`: commands that write stop at a safe point on
+/// SIGINT/SIGTERM. Left unset where `run` is called in-process (tests), so
+/// a test harness keeps its own signal handling.
+static STOP_ON_SIGNALS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn stop_on_signals() {
+    STOP_ON_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 pub fn dispatch(cli: &Cli) -> Result<Output> {
     let registry = Registry::from_inventory()?;
     // Commands that need no config first: they work on a fresh machine.
@@ -33,6 +42,16 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     let stores = Stores::build(&cfg, registry)?;
     tracing::info!(config = %cfg.file.display(), repository = %cfg.repository.display(), "loaded config");
     clock::warn(&cfg, cli.quiet);
+    // The commands that write (or, for drill, build a scratch copy) stop
+    // at a safe point; read-only commands keep the default: die at once.
+    if STOP_ON_SIGNALS.load(std::sync::atomic::Ordering::SeqCst)
+        && matches!(
+            cli.command,
+            Command::Snapshot(_) | Command::Restore(_) | Command::Prune { .. } | Command::Drill(_)
+        )
+    {
+        cairn_engine::cancel::install()?;
+    }
     let started = Instant::now();
     let output = match &cli.command {
         Command::Snapshot(args) => snapshot_cmd(&cfg, &stores, args),
@@ -55,7 +74,15 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "command finished"
     );
-    output
+    // A run a signal stopped is reported as stopped, whatever error the
+    // stop surfaced as on its way out (a failed read, a refused staging).
+    match (output, cairn_engine::cancel::requested()) {
+        (Err(e), Some(signal)) if !matches!(e.cause(), Error::Interrupted { .. }) => {
+            tracing::info!(error = %e, "stopped by a signal");
+            Err(Error::Interrupted { signal })
+        }
+        (output, _) => output,
+    }
 }
 
 fn stores(registry: &Registry) -> Output {

@@ -15,6 +15,8 @@ pub const USAGE: u8 = 2;
 pub const REFUSED: u8 = 3;
 /// 4: an I/O or system error stopped the run.
 pub const IO: u8 = 4;
+/// 128 + N: stopped by signal N (SIGINT 130, SIGTERM 143) at a safe point.
+pub const INTERRUPTED_BASE: u8 = 128;
 
 /// The exit code of a run that ended in `e`. No wildcard arm: a cause the
 /// engine adds does not compile here until someone decides its code.
@@ -40,6 +42,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::InUse { .. }
         | Error::UnsafePath { .. }
         | Error::Unsound { .. }
+        | Error::PreRestoreUnsound { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
         | Error::ServiceBusy { .. } => REFUSED,
@@ -49,6 +52,10 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::Plugin { .. }
         | Error::Store { .. } => IO,
         Error::Manifest { .. } | Error::Hook { .. } => UNSOUND,
+        // The shell's convention: 128 + the signal (130 SIGINT, 143 SIGTERM).
+        Error::Interrupted { signal } => {
+            INTERRUPTED_BASE.saturating_add(u8::try_from(*signal).unwrap_or(0))
+        }
     }
 }
 
@@ -96,17 +103,45 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::NotConfirmed => "stop the service that writes these stores (e.g. `systemctl stop <service>` or `docker compose stop`), then rerun with --confirm-service-stopped; or restore elsewhere with --to DIR".to_owned(),
         Error::UnsafePath { .. } => "a store path must not pass through a symlink that the service's user (or anyone but root and you) could have planted; point the config at the real path, or set `follow_symlink = true` on the store if the link and its target are root's or yours".to_owned(),
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
-        Error::Unsound { id, .. } => format!("run `cairn validate {id}` for every problem, and restore another snapshot"),
+        Error::Unsound { id, problems } => unsound_hint(id, problems),
+        Error::PreRestoreUnsound { .. } => "the repository's disk did not keep what was written: run `cairn validate --all` and check the disk (`dmesg`, SMART) before restoring; --no-pre-snapshot restores without a way back".to_owned(),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),
         Error::SourceMissing { .. } => "mark the store `optional = true` if that is expected".to_owned(),
+        Error::Interrupted { .. } => "after_snapshot ran (for a snapshot), work directories were removed and the lock released; run the command again when ready".to_owned(),
         Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             "the filesystem is full: free space or point `repository` elsewhere".to_owned()
         }
         _ => return None,
     };
     Some(text)
+}
+
+/// A refused restore: see every problem, then what gets past it. Damage
+/// in some stores: leave them out. Files that match their manifest but
+/// fail their kind's check: their bytes still come back with `--to`.
+fn unsound_hint(id: &str, problems: &[cairn_engine::Problem]) -> String {
+    let mut stores: Vec<&str> = Vec::new();
+    for store in problems.iter().filter_map(|p| p.store.as_deref()) {
+        if !stores.contains(&store) {
+            stores.push(store);
+        }
+    }
+    let mut hint = format!("run `cairn validate {id}` for every problem; restore another snapshot");
+    if !stores.is_empty() {
+        hint.push_str(&format!(
+            ", or leave the damaged store{} out with --skip {} (or name the others with --only)",
+            if stores.len() == 1 { "" } else { "s" },
+            stores.join(",")
+        ));
+    }
+    if !problems.is_empty() && !problems.iter().any(|p| p.is_about_files()) {
+        hint.push_str(&format!(
+            "; its files match the manifest, so `cairn restore {id} --to DIR` gets their bytes back as captured"
+        ));
+    }
+    hint
 }
 
 /// What the operator runs to finish a rollback that failed.

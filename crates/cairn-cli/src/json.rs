@@ -124,15 +124,18 @@ pub fn restore(o: &RestoreOutcome) -> Value {
     json!({
         "id": o.id,
         "pre_restore_snapshot": o.pre_restore_snapshot,
+        "pre_restore_problems": problems(&o.pre_restore_problems),
         "target": target(o.to.as_deref()),
         "stores": o.stores.iter().map(|s| json!({
             "name": s.name,
             "restored": s.restored,
+            "rolled_back": s.rolled_back,
             "integrity_ok": s.integrity_ok,
             "path": s.path,
             "skipped": s.skipped,
             "detail": s.detail,
         })).collect::<Vec<_>>(),
+        "problems": problems(&o.problems),
         "rolled_back": o.rolled_back,
         "failure": o.failure,
         "rollback_failure": o.rollback_failure.as_ref().map(rollback_failure),

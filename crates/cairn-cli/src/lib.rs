@@ -30,6 +30,7 @@ pub struct Output {
 
 pub fn main() -> ExitCode {
     limit_malloc_arenas();
+    commands::stop_on_signals();
     // Unlocked handles: the progress bar writes to stderr from other
     // threads, which a lock held here for the whole run would deadlock.
     let code = run(

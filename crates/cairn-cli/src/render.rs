@@ -248,10 +248,18 @@ pub fn restore(o: &RestoreOutcome) -> String {
     );
     if let Some(pre) = &o.pre_restore_snapshot {
         let _ = writeln!(s, "  pre-restore snapshot: {pre} (your way back: `cairn restore {pre} --confirm-service-stopped`)");
+        for p in &o.pre_restore_problems {
+            let _ = writeln!(
+                s,
+                "    warning: it holds the live bytes exactly, and they fail their kind's check: {p}"
+            );
+        }
     }
     for st in &o.stores {
         let state = if let Some(why) = &st.skipped {
             format!("skipped: {why}")
+        } else if st.rolled_back {
+            "rolled back".into()
         } else if st.restored {
             match st.integrity_ok {
                 Some(true) => "restored, integrity ok".into(),
@@ -261,10 +269,14 @@ pub fn restore(o: &RestoreOutcome) -> String {
         } else {
             "NOT restored".into()
         };
-        let _ = writeln!(s, "  {:<16} {state}  {}", st.name, st.path);
+        let line = format!("  {:<16} {state}  {}", st.name, st.path);
+        let _ = writeln!(s, "{}", line.trim_end());
         if let Some(d) = &st.detail {
             let _ = writeln!(s, "      {d}");
         }
+    }
+    for p in &o.problems {
+        let _ = writeln!(s, "  problem: {p}");
     }
     if let Some(f) = &o.failure {
         let _ = writeln!(s, "  failed: {f}");
@@ -276,6 +288,11 @@ pub fn restore(o: &RestoreOutcome) -> String {
         format!("ok: snapshot {} restored", o.id)
     } else if o.rolled_back {
         "FAILED: restore rolled back; live stores are as they were before".into()
+    } else if o.failure.is_none() && o.rollback_failure.is_none() && !o.problems.is_empty() {
+        format!(
+            "NOT SOUND: snapshot {} restored as captured, but its content fails its kind's check (problems above)",
+            o.id
+        )
     } else {
         "FAILED: see above".into()
     };

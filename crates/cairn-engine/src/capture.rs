@@ -301,6 +301,15 @@ impl<'a> CaptureCtx<'a> {
         })
     }
 
+    /// Never hard-link `rel` from the parent snapshot: the plug-in knows
+    /// the parent's copy is not the bytes it captures now (an SQLite file
+    /// the parent copied online, captured byte for byte this time).
+    pub fn forget_parent(&mut self, rel: &str) {
+        if let Some(parent) = self.parent.as_mut() {
+            parent.files.remove(rel);
+        }
+    }
+
     /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.
     /// with the SQLite backup API), hashing it. `meta` describes the source.
     pub fn add_written_file(&mut self, rel: &str, meta: &Metadata) -> Result<()> {

@@ -95,7 +95,15 @@ pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillRepo
     report.restore_seconds = started.elapsed().as_secs_f64();
 
     match (restored, manifest) {
-        (Ok(outcome), Ok(manifest)) if outcome.is_sound() => {
+        // Every byte came back as recorded; what a kind's check found in
+        // them (the outcome's problems) the checks below report per store.
+        (Ok(outcome), Ok(manifest))
+            if outcome.failure.is_none()
+                && outcome
+                    .stores
+                    .iter()
+                    .all(|s| s.restored || s.skipped.is_some()) =>
+        {
             report.checks.push(DrillCheck {
                 store: String::new(),
                 check: "restore".into(),
@@ -123,6 +131,12 @@ pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillRepo
             ok: false,
             detail: e.to_string(),
         }),
+    }
+    // A signal during the restore or the checks: their failures say
+    // nothing about the snapshot. Stop, without the scratch directory.
+    if let Err(e) = crate::cancel::check() {
+        let _ = fsutil::remove_any(&scratch);
+        return Err(e);
     }
     report.ok = !report.checks.is_empty() && report.checks.iter().all(|c| c.ok);
 

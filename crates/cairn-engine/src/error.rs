@@ -107,6 +107,12 @@ pub enum Error {
     #[error("snapshot {id} is not sound ({}); nothing was touched. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
     Unsound { id: String, problems: Vec<Problem> },
 
+    /// The restore's pre-restore snapshot (the way back) failed its own
+    /// verification even when built from the live stores alone, so nothing
+    /// was swapped.
+    #[error("the pre-restore snapshot of the live stores could not be made sound ({}); nothing was swapped. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
+    PreRestoreUnsound { problems: Vec<Problem> },
+
     #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s)")]
     Busy { lock: PathBuf, waited_secs: u64 },
 
@@ -164,6 +170,11 @@ pub enum Error {
     // Ran, and something was not sound.
     #[error("snapshot {id}: {message}")]
     Manifest { id: String, message: String },
+
+    /// SIGINT or SIGTERM asked the run to stop, and it did, at a safe
+    /// point: work directories removed, the lock released, hooks run.
+    #[error("stopped by {} at a safe point; nothing was left half-written", crate::cancel::signal_name(*signal))]
+    Interrupted { signal: i32 },
 
     #[error("hook {hook} ({argv}): {message}")]
     Hook {

@@ -139,6 +139,7 @@ fn pump(
     let mut hasher = Sha256::new();
     let mut total = 0u64;
     with_buffer(|buf| loop {
+        crate::cancel::check()?;
         let n = match reader.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,

@@ -21,6 +21,7 @@ pub mod tree;
 // The front-end API: one entry point per command, for `cairn` and `xtask`.
 // Only each module's entry points and their request/outcome types are
 // public; the stages' workings are `pub(crate)`.
+pub mod cancel;
 pub mod drill;
 pub mod id;
 pub mod progress;

@@ -69,6 +69,8 @@ impl FileLock {
     fn wait_for(file: File, path: &Path, wait: Duration) -> Result<FileLock> {
         let start = Instant::now();
         loop {
+            // Waiting for another run is a safe point to stop at.
+            crate::cancel::check()?;
             match file.try_lock() {
                 Ok(()) => return Ok(FileLock { _file: file }),
                 Err(TryLockError::WouldBlock) if start.elapsed() < wait => std::thread::sleep(POLL),

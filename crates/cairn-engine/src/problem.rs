@@ -21,6 +21,25 @@ pub mod codes {
     pub const SYMLINK_TARGET_MISMATCH: &str = "symlink_target_mismatch";
     pub const READ_FAILED: &str = "read_failed";
     pub const STORE_KIND_UNKNOWN: &str = "store_kind_unknown";
+
+    /// The codes that say a snapshot's files or manifest are not what was
+    /// written: the bytes themselves cannot be trusted. Every other code
+    /// (a kind's own check, a kind that could not run its check) is about
+    /// what the bytes hold, which were captured faithfully.
+    pub const ABOUT_FILES: &[&str] = &[
+        SNAPSHOT_MISSING,
+        MANIFEST_MISSING,
+        MANIFEST_INVALID,
+        MANIFEST_DIGEST_MISMATCH,
+        MANIFEST_UNSUPPORTED_VERSION,
+        FILE_MISSING,
+        FILE_SIZE_MISMATCH,
+        FILE_CHECKSUM_MISMATCH,
+        FILE_UNEXPECTED,
+        FILE_TYPE_MISMATCH,
+        SYMLINK_TARGET_MISMATCH,
+        READ_FAILED,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +76,13 @@ impl Problem {
         )
         .in_store(store)
         .at(path)
+    }
+
+    /// True when the snapshot's files or manifest are not what was written
+    /// ([`codes::ABOUT_FILES`]); false for a kind's own finding about bytes
+    /// that match their manifest (`sqlite_integrity_failed`, `json_invalid`).
+    pub fn is_about_files(&self) -> bool {
+        codes::ABOUT_FILES.contains(&self.code)
     }
 
     pub fn in_store(mut self, store: &str) -> Self {

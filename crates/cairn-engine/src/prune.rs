@@ -293,6 +293,8 @@ pub fn run(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<Prun
 pub fn execute(repo: &Repository, _lock: &FileLock, plan: &mut PrunePlan) -> Result<()> {
     plan.dry_run = false;
     for text in &plan.delete {
+        // Between deletions, never inside one.
+        crate::cancel::check()?;
         let id = SnapshotId::parse(text)?;
         let from = repo.snapshot_dir(&id);
         let to = repo.tmp_dir().join(format!("delete-{id}"));

@@ -160,6 +160,7 @@ pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<Snapsh
         if let Some(argv) = &cfg.hooks.before_snapshot {
             hooks::run("before_snapshot", argv)?;
         }
+        crate::cancel::check()?;
         capture_validated(&repo, &lock, &plan)
     })();
 
@@ -179,13 +180,6 @@ pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<Snapsh
     })
 }
 
-/// Captures every store of `plan` into a new snapshot, without validating
-/// it (the pre-restore snapshot; restore verifies what it restores). The
-/// caller holds the repository lock (`_lock` proves it).
-pub(crate) fn capture(repo: &Repository, _lock: &FileLock, plan: &Plan<'_>) -> Result<Manifest> {
-    Ok(create(repo, plan, false)?.0)
-}
-
 /// Captures and deep-validates a new snapshot, under the caller's lock so
 /// nothing can prune it meanwhile.
 ///
@@ -196,8 +190,9 @@ pub(crate) fn capture(repo: &Repository, _lock: &FileLock, plan: &Plan<'_>) -> R
 /// the snapshot, overlapped with the rest of the work instead of after it.
 /// Once published, the manifest is read back from disk and must be the
 /// one the stores were checked against (same digest), and the snapshot's
-/// top level is checked.
-fn capture_validated(
+/// top level is checked. Restore's pre-restore snapshot is made the same
+/// way: the way back is known restorable before anything is swapped.
+pub(crate) fn capture_validated(
     repo: &Repository,
     _lock: &FileLock,
     plan: &Plan<'_>,
@@ -368,6 +363,9 @@ fn build_snapshot(
     fsutil::sync_filesystem(build)?;
     manifest.write_to(build)?;
     fsutil::sync_dir(build)?;
+    // The last safe point: a signal during validation (whose reads then
+    // failed) must not publish the snapshot.
+    crate::cancel::check()?;
     let final_dir = repo.snapshot_dir(id);
     fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
     fsutil::sync_dir(&repo.snapshots_dir())?;

@@ -37,12 +37,59 @@ impl CopyInfo {
     }
 }
 
+/// Why an online copy failed, as far as a plug-in must tell situations
+/// apart: the service holding its lock is a retry later, a source that is
+/// not a healthy database is still worth its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFailure {
+    /// A writer held its lock past the busy timeout (SQLITE_BUSY/LOCKED).
+    Busy,
+    /// The source is not a database, or a corrupt one (SQLITE_NOTADB,
+    /// SQLITE_CORRUPT).
+    NotHealthy,
+    Other,
+}
+
+/// An online copy that failed: the situation and what SQLite said.
+#[derive(Debug, Clone)]
+pub struct CopyError {
+    pub failure: CopyFailure,
+    pub message: String,
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for CopyError {
+    fn from(message: String) -> Self {
+        CopyError {
+            failure: CopyFailure::Other,
+            message,
+        }
+    }
+}
+
+fn failure_of(e: &rusqlite::Error) -> CopyFailure {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => CopyFailure::Busy,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => CopyFailure::NotHealthy,
+        _ => CopyFailure::Other,
+    }
+}
+
 /// Copies the live database `src` into the new file `dst` as one
 /// consistent read snapshot. Writers in WAL mode keep writing meanwhile; in
 /// rollback-journal mode they wait for the copy (their busy timeout). A
 /// writer holding an exclusive lock longer than `busy_timeout` fails the copy.
-pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<CopyInfo, String> {
-    let fail = |what: &str, e: rusqlite::Error| format!("{what} {}: {e}", src.display());
+pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<CopyInfo, CopyError> {
+    let fail = |what: &str, e: rusqlite::Error| CopyError {
+        failure: failure_of(&e),
+        message: format!("{what} {}: {e}", src.display()),
+    };
     let source = open_source(src).map_err(|e| fail("open", e))?;
     source
         .busy_timeout(busy_timeout)
@@ -72,11 +119,14 @@ pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<Cop
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 _ => {
-                    return Err(format!(
+                    return Err(CopyError {
+                        failure: CopyFailure::Busy,
+                        message: format!(
                         "copy {}: the database stayed locked for over {}s (busy_timeout_seconds)",
                         src.display(),
                         busy_timeout.as_secs()
-                    ))
+                    ),
+                    })
                 }
             }
         }

@@ -10,7 +10,7 @@ mod copy;
 mod integrity;
 mod live;
 
-pub use copy::{is_sqlite_file, online_copy, CopyInfo};
+pub use copy::{is_sqlite_file, online_copy, CopyError, CopyFailure, CopyInfo};
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
 

@@ -112,9 +112,15 @@ impl StoreHandler for ChromaDir {
                 return Ok(FileAction::Handled);
             }
             cairn_sqlite_support::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
-                .map_err(|message| Error::Source {
-                    path: path.to_owned(),
-                    message,
+                .map_err(|e| match e.failure {
+                    cairn_sqlite_support::CopyFailure::Busy => Error::ServiceBusy {
+                        what: format!("database {}", path.display()),
+                        waited_secs: SQLITE_BUSY_TIMEOUT.as_secs(),
+                    },
+                    _ => Error::Source {
+                        path: path.to_owned(),
+                        message: e.message,
+                    },
                 })?;
             ctx.add_written_file(rel, meta)?;
             Ok(FileAction::Handled)

@@ -3,7 +3,11 @@
 //! - Snapshot: the backup API copies every page in *one* step, so the copy
 //!   is one read transaction — consistent while other processes keep
 //!   writing (a multi-step backup restarts on every foreign write and may
-//!   never finish on a busy database).
+//!   never finish on a busy database). A writer holding its lock past
+//!   `busy_timeout_seconds` is `ServiceBusy`, like any service lock. A
+//!   source that is not a healthy database (not a database, or corrupt) is
+//!   copied byte for byte with a warning: validation then fails it as
+//!   `sqlite_integrity_failed`, and the bytes are kept.
 //! - Validate: `PRAGMA integrity_check` (`quick_check` for `--quick`) on
 //!   the copy, opened `immutable=1` so no `-wal`/`-shm` appears in the
 //!   snapshot.
@@ -23,7 +27,7 @@ use cairn_engine::{
     StoreRecord,
 };
 use cairn_sqlite_support::{
-    clear_sidecars, in_use, integrity_check, online_copy, row_counts, INTEGRITY_FAILED,
+    clear_sidecars, in_use, integrity_check, online_copy, row_counts, CopyFailure, INTEGRITY_FAILED,
 };
 
 pub const KIND: &str = "sqlite";
@@ -72,16 +76,42 @@ impl StoreHandler for SqliteStore {
             });
         }
         let name = file_name(&source);
-        let info =
-            online_copy(&source, &ctx.dest_path(&name), self.busy_timeout).map_err(|message| {
-                Error::Source {
-                    path: ctx.source_shown().to_owned(),
-                    message,
+        let dest = ctx.dest_path(&name);
+        match online_copy(&source, &dest, self.busy_timeout) {
+            Ok(info) => {
+                ctx.add_written_file(&name, &meta)?;
+                info.record(ctx.metadata_mut());
+                Ok(())
+            }
+            Err(e) => match e.failure {
+                CopyFailure::Busy => Err(Error::ServiceBusy {
+                    what: format!("database {}", ctx.source_shown().display()),
+                    waited_secs: self.busy_timeout.as_secs(),
+                }),
+                // Not a healthy database: its exact bytes are what an
+                // operator may need back, so they are captured as they are
+                // (validation then flags them sqlite_integrity_failed).
+                CopyFailure::NotHealthy => {
+                    match std::fs::remove_file(&dest) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(Error::io("remove", &dest, e))
+                        }
+                        _ => {}
+                    }
+                    ctx.warn(format!(
+                        "not a healthy database ({}); its bytes were copied exactly as they are",
+                        e.message
+                    ));
+                    // The parent's copy is an online copy, not these bytes.
+                    ctx.forget_parent(&name);
+                    ctx.copy_file(&source, &name, &meta)
                 }
-            })?;
-        ctx.add_written_file(&name, &meta)?;
-        info.record(ctx.metadata_mut());
-        Ok(())
+                CopyFailure::Other => Err(Error::Source {
+                    path: ctx.source_shown().to_owned(),
+                    message: e.message,
+                }),
+            },
+        }
     }
 
     fn check(&self, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::problem::Problem;
 use crate::stores::Stores;
 
 pub use plan::{PlannedStore, RestorePlan};
@@ -49,9 +50,17 @@ pub struct RestoreRequest {
 pub struct RestoreOutcome {
     pub id: String,
     pub pre_restore_snapshot: Option<String>,
+    /// What the pre-restore snapshot's kind checks found in the live
+    /// stores it captured byte for byte (a live store already damaged).
+    /// Its files are verified; it is still the way back.
+    pub pre_restore_problems: Vec<Problem>,
     /// `None` for the live paths, else the directory restored into.
     pub to: Option<PathBuf>,
     pub stores: Vec<StoreOutcome>,
+    /// What the kinds' own checks found in the restored snapshot's files
+    /// (which match its manifest): restored anyway into `--to`, or live
+    /// from a pre-restore snapshot; the restore is then not sound.
+    pub problems: Vec<Problem>,
     pub rolled_back: bool,
     /// What failed, when a store could not be swapped in.
     pub failure: Option<String>,
@@ -63,6 +72,7 @@ impl RestoreOutcome {
     /// Sound only when every selected store is in and checked sound.
     pub fn is_sound(&self) -> bool {
         self.failure.is_none()
+            && self.problems.is_empty()
             && self
                 .stores
                 .iter()
@@ -73,7 +83,10 @@ impl RestoreOutcome {
 #[derive(Debug)]
 pub struct StoreOutcome {
     pub name: String,
+    /// Its content is the snapshot's now (false once rolled back).
     pub restored: bool,
+    /// It was swapped in, then put back as it was before the restore.
+    pub rolled_back: bool,
     /// `None` when the kind has no post-restore integrity check.
     pub integrity_ok: Option<bool>,
     /// Where the store went.

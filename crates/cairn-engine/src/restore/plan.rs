@@ -28,6 +28,9 @@ pub struct RestorePlan<'a> {
     pub(super) jobs: Vec<Job<'a>>,
     /// Selected stores the snapshot recorded as absent: left alone.
     pub(super) absent: Vec<String>,
+    /// Configured stores the snapshot does not have (live restores): left
+    /// as they are, and named in the report.
+    pub(super) not_in_snapshot: Vec<String>,
 }
 
 /// One store on its way in.
@@ -114,6 +117,21 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         }
     }
 
+    // A live restore names every configured store it was not told to skip,
+    // including those this snapshot never had.
+    let not_in_snapshot = if live && req.only.is_empty() {
+        stores
+            .select(&[], &[])
+            .unwrap_or_default()
+            .into_iter()
+            .map(Store::name)
+            .filter(|name| manifest.store(name).is_none() && !req.skip.iter().any(|s| s == name))
+            .map(str::to_owned)
+            .collect()
+    } else {
+        Vec::new()
+    };
+
     if live {
         for job in &jobs {
             // A directory store is probed through its own descriptor, so a
@@ -144,6 +162,7 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         no_pre_snapshot: req.no_pre_snapshot,
         jobs,
         absent,
+        not_in_snapshot,
     })
 }
 
@@ -202,6 +221,14 @@ impl RestorePlan<'_> {
     /// `None` for the live paths.
     pub fn to(&self) -> Option<&Path> {
         self.to.as_deref()
+    }
+
+    /// Whether files that match their manifest but fail their kind's own
+    /// check may be restored: elsewhere (`--to`: nothing live is touched,
+    /// and those are the bytes that were captured), or live from a
+    /// pre-restore snapshot (the way back puts back exactly what was there).
+    pub(super) fn accepts_kind_problems(&self) -> bool {
+        self.to.is_some() || self.manifest.restore_of.is_some()
     }
 
     /// Whether a pre-restore snapshot will be taken before the first swap.
@@ -264,11 +291,21 @@ impl RestorePlan<'_> {
             .map(|name| StoreOutcome {
                 name: name.clone(),
                 restored: false,
+                rolled_back: false,
                 integrity_ok: None,
                 path: String::new(),
                 skipped: Some("absent in the snapshot; live store left alone".into()),
                 detail: None,
             })
+            .chain(self.not_in_snapshot.iter().map(|name| StoreOutcome {
+                name: name.clone(),
+                restored: false,
+                rolled_back: false,
+                integrity_ok: None,
+                path: String::new(),
+                skipped: Some("not in this snapshot, left as is".into()),
+                detail: None,
+            }))
             .collect()
     }
 }

@@ -21,6 +21,9 @@ pub struct StagedRestore<'a> {
     pub(super) plan: RestorePlan<'a>,
     /// One per `plan.jobs`, in the same order.
     pub(super) staged: Vec<Staged>,
+    /// What the kinds' own checks found in files that match their
+    /// manifest; accepted only where [`RestorePlan::accepts_kind_problems`].
+    pub(super) kind_problems: Vec<Problem>,
 }
 
 impl<'a> RestorePlan<'a> {
@@ -66,13 +69,28 @@ impl<'a> RestorePlan<'a> {
                 ))
             },
         );
-        let staged = collect_staged(&self.id, results).inspect_err(|_| {
-            // The staged copies removed themselves as they dropped; the
-            // directories created to reach the targets go too.
-            super::plan::remove_created(&self.jobs);
-        })?;
+        let (staged, kind_problems) = collect_staged(&self.id, results)
+            .and_then(|(staged, kind_problems)| {
+                if kind_problems.is_empty() || self.accepts_kind_problems() {
+                    Ok((staged, kind_problems))
+                } else {
+                    Err(Error::Unsound {
+                        id: self.id.to_string(),
+                        problems: kind_problems,
+                    })
+                }
+            })
+            .inspect_err(|_| {
+                // The staged copies removed themselves as they dropped; the
+                // directories created to reach the targets go too.
+                super::plan::remove_created(&self.jobs);
+            })?;
         crate::progress::finish();
-        Ok(StagedRestore { plan: self, staged })
+        Ok(StagedRestore {
+            plan: self,
+            staged,
+            kind_problems,
+        })
     }
 }
 
@@ -115,19 +133,24 @@ impl Drop for Staged {
     }
 }
 
-/// Every store staged, or the first failure in config order (the staged
-/// copies are then removed as they drop). A damaged snapshot is refused
-/// with the problems of every store, not only the first one's.
+/// Every store staged with what its kind's check found, or the first
+/// failure in config order (the staged copies are then removed as they
+/// drop). A damaged snapshot is refused with the problems of every store,
+/// not only the first one's.
 fn collect_staged(
     id: &SnapshotId,
-    results: Vec<Result<Staged, StageError>>,
-) -> Result<Vec<Staged>> {
+    results: Vec<Result<(Staged, Vec<Problem>), StageError>>,
+) -> Result<(Vec<Staged>, Vec<Problem>)> {
     let mut staged = Vec::new();
     let mut problems = Vec::new();
+    let mut kind_problems = Vec::new();
     let mut first_fatal = None;
     for result in results {
         match result {
-            Ok(s) => staged.push(s),
+            Ok((s, found)) => {
+                staged.push(s);
+                kind_problems.extend(found);
+            }
             Err(StageError::Problems(p)) => problems.extend(p),
             Err(StageError::Fatal(e)) if problems.is_empty() => {
                 first_fatal.get_or_insert(e);
@@ -139,31 +162,30 @@ fn collect_staged(
         return Err(e);
     }
     if !problems.is_empty() {
+        problems.extend(kind_problems);
         return Err(Error::Unsound {
             id: id.to_string(),
             problems,
         });
     }
-    Ok(staged)
+    Ok((staged, kind_problems))
 }
 
-/// Stages a store and runs its kind's check on the staged copy.
+/// Stages a store (every file verified against its hash), then runs its
+/// kind's check on the staged copy; what the check finds is returned
+/// beside the copy, for the caller to accept or refuse.
 pub(super) fn stage_store(
     id: &SnapshotId,
     root: &Path,
     record: &StoreRecord,
     handler: &dyn StoreHandler,
     target: &Target,
-) -> Result<Staged, StageError> {
+) -> Result<(Staged, Vec<Problem>), StageError> {
     let staged = stage_files(root, record, target)?;
     let started = std::time::Instant::now();
     let problems = validate::kind_check(handler, &staged.dir.fd_path(""), record, Depth::Deep);
     tracing::info!(store = %record.name, snapshot = %id, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
-    if problems.is_empty() {
-        Ok(staged)
-    } else {
-        Err(StageError::Problems(problems))
-    }
+    Ok((staged, problems))
 }
 
 /// Copies a store's snapshot content (at `root`, in the repository) into a

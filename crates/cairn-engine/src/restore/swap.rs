@@ -1,89 +1,147 @@
-//! Restore step 3: the way back first (the pre-restore snapshot), then
-//! each store swapped in, and a rollback when one fails.
+//! Restore step 3: the way back first (the pre-restore snapshot, verified
+//! like any snapshot), then each store swapped in, and a rollback when one
+//! fails.
+
+use std::fs;
 
 use super::plan::Job;
 use super::stage::{stage_store, StageError, Staged, StagedRestore};
 use super::target::Target;
 use super::{RestoreOutcome, RollbackFailure, StoreOutcome, PRE_RESTORE_TAG};
-use crate::error::{Error, Result};
+use crate::error::{io_at, Error, Result};
+use crate::id::SnapshotId;
 use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus};
 use crate::plugin::{StoreHandler, SwapReport};
+use crate::problem::Problem;
+use crate::repo::Repository;
 use crate::snapshot::{self, Plan};
-use crate::{fault, replace};
+use crate::{fault, fsutil, replace};
 
 impl StagedRestore<'_> {
     /// Takes the pre-restore snapshot (live restores, unless declined),
     /// then swaps store by store; the first failure stops the swaps and
     /// rolls back the stores already swapped.
     pub fn swap(self) -> Result<RestoreOutcome> {
-        let StagedRestore { plan, staged } = self;
-        let pre_restore_snapshot = if plan.takes_pre_restore_snapshot() {
-            let live: Vec<_> = plan.jobs.iter().filter_map(|j| j.live).collect();
-            let pre = Plan::new(live, None, vec![PRE_RESTORE_TAG.to_owned()])?
-                .pre_restore(plan.id.as_str());
-            Some(snapshot::capture(&plan.repo, &plan.lock, &pre)?.id)
+        let StagedRestore {
+            plan,
+            staged,
+            kind_problems,
+        } = self;
+        crate::cancel::check()?;
+        let (pre_restore_snapshot, pre_restore_problems) = if plan.takes_pre_restore_snapshot() {
+            let (id, problems) = take_pre_restore_snapshot(&plan)?;
+            (Some(id), problems)
         } else {
-            None
+            (None, Vec::new())
         };
+        // The last safe point: from here every swap, and any rollback,
+        // runs to its end whatever signal arrives (see crate::cancel).
+        crate::cancel::check()?;
+        crate::cancel::shielded(|| {
+            let mut outcome = RestoreOutcome {
+                id: plan.id.to_string(),
+                pre_restore_snapshot,
+                pre_restore_problems,
+                to: plan.to.clone(),
+                stores: plan.absent_outcomes(),
+                problems: kind_problems,
+                rolled_back: false,
+                failure: None,
+                rollback_failure: None,
+            };
 
-        let mut outcome = RestoreOutcome {
-            id: plan.id.to_string(),
-            pre_restore_snapshot,
-            to: plan.to.clone(),
-            stores: plan.absent_outcomes(),
-            rolled_back: false,
-            failure: None,
-            rollback_failure: None,
-        };
-
-        let mut swapped: Vec<(&Job<'_>, &str)> = Vec::new();
-        for (job, staged) in plan.jobs.iter().zip(staged.iter()) {
-            let record = plan.record(job);
-            let result = swap_one(&*job.handler, record, &job.target, staged);
-            let path = job.target.shown.display().to_string();
-            match result {
-                Ok(report) => {
-                    tracing::info!(store = %record.name, integrity_ok = ?report.integrity_ok, "swapped in");
-                    swapped.push((job, &record.name));
-                    outcome.stores.push(StoreOutcome {
-                        name: record.name.clone(),
-                        restored: true,
-                        integrity_ok: report.integrity_ok,
-                        path,
-                        skipped: None,
-                        detail: report.detail,
-                    });
-                }
-                Err(e) => {
-                    outcome.failure = Some(format!("store {}: {e}", record.name));
-                    outcome.stores.push(StoreOutcome {
-                        name: record.name.clone(),
-                        restored: false,
-                        integrity_ok: None,
-                        path,
-                        skipped: None,
-                        detail: Some(e.to_string()),
-                    });
-                    break;
+            let mut swapped: Vec<(&Job<'_>, &str)> = Vec::new();
+            for (job, staged) in plan.jobs.iter().zip(staged.iter()) {
+                let record = plan.record(job);
+                let result = swap_one(&*job.handler, record, &job.target, staged);
+                let path = job.target.shown.display().to_string();
+                match result {
+                    Ok(report) => {
+                        tracing::info!(store = %record.name, integrity_ok = ?report.integrity_ok, "swapped in");
+                        swapped.push((job, &record.name));
+                        outcome.stores.push(StoreOutcome {
+                            name: record.name.clone(),
+                            restored: true,
+                            rolled_back: false,
+                            integrity_ok: report.integrity_ok,
+                            path,
+                            skipped: None,
+                            detail: report.detail,
+                        });
+                    }
+                    Err(e) => {
+                        outcome.failure = Some(format!("store {}: {e}", record.name));
+                        outcome.stores.push(StoreOutcome {
+                            name: record.name.clone(),
+                            restored: false,
+                            rolled_back: false,
+                            integrity_ok: None,
+                            path,
+                            skipped: None,
+                            detail: Some(e.to_string()),
+                        });
+                        break;
+                    }
                 }
             }
-        }
-        drop(staged);
+            drop(staged);
 
-        if outcome.failure.is_some() && !swapped.is_empty() {
-            let names = swapped.iter().map(|(_, name)| name.to_string()).collect();
-            if let Err(e) = roll_back(&plan.repo, &mut outcome, &swapped) {
-                outcome.rollback_failure = Some(RollbackFailure {
-                    pre_restore_snapshot: outcome.pre_restore_snapshot.clone(),
-                    stores: names,
-                    error: e.to_string(),
-                });
-            } else {
-                outcome.rolled_back = true;
+            if outcome.failure.is_some() && !swapped.is_empty() {
+                let names = swapped.iter().map(|(_, name)| name.to_string()).collect();
+                if let Err(e) = roll_back(&plan.repo, &mut outcome, &swapped) {
+                    outcome.rollback_failure = Some(RollbackFailure {
+                        pre_restore_snapshot: outcome.pre_restore_snapshot.clone(),
+                        stores: names,
+                        error: e.to_string(),
+                    });
+                } else {
+                    outcome.rolled_back = true;
+                }
             }
-        }
-        Ok(outcome)
+            Ok(outcome)
+        })
     }
+}
+
+/// The way back, known restorable before anything is swapped: captured
+/// and deep-validated like any snapshot. Problems in its files (a file
+/// hard-linked from a parent snapshot whose copy rotted on disk) mean
+/// it is rebuilt once from the live stores alone, every byte read again;
+/// if that is not sound either, the restore is refused with nothing
+/// swapped. A kind's check failing on faithful bytes (a live database
+/// that is already damaged) is no reason to refuse: those bytes are
+/// exactly what the way back must put back; they are reported.
+fn take_pre_restore_snapshot(
+    plan: &super::plan::RestorePlan<'_>,
+) -> Result<(String, Vec<Problem>)> {
+    let live: Vec<_> = plan.jobs.iter().filter_map(|j| j.live).collect();
+    let mut last = Vec::new();
+    for full in [false, true] {
+        let pre = Plan::new(live.clone(), None, vec![PRE_RESTORE_TAG.to_owned()])?
+            .pre_restore(plan.id.as_str())
+            .full(full);
+        let (summary, report) = snapshot::capture_validated(&plan.repo, &plan.lock, &pre)?;
+        let (files, kind): (Vec<Problem>, Vec<Problem>) =
+            report.errors.into_iter().partition(Problem::is_about_files);
+        if files.is_empty() {
+            return Ok((summary.id, kind));
+        }
+        tracing::warn!(id = %summary.id, full, problems = files.len(), "pre-restore snapshot failed verification; discarded");
+        discard(&plan.repo, &summary.id)?;
+        last = files;
+    }
+    Err(Error::PreRestoreUnsound { problems: last })
+}
+
+/// Removes a snapshot this run made and found unsound, the way prune
+/// does: renamed out of `snapshots/` first, so it never looks whole.
+fn discard(repo: &Repository, id: &str) -> Result<()> {
+    let id = SnapshotId::parse(id)?;
+    let from = repo.snapshot_dir(&id);
+    let to = repo.tmp_dir().join(format!("delete-{id}"));
+    fs::rename(&from, &to).map_err(io_at("move out of snapshots/", &from))?;
+    fsutil::sync_dir(&repo.snapshots_dir())?;
+    fsutil::remove_any(&to)
 }
 
 /// The kind's step before, the engine's swap, the kind's report after.
@@ -142,8 +200,10 @@ fn roll_back(
             format!("rolled back: removed, as before the restore (absent in {pre})")
         } else {
             let root = repo.store_dir(&pre, &record.name);
+            // A kind's check failing here is accepted: these are the live
+            // bytes as they were before the restore.
             let staged = match stage_store(&pre, &root, record, &*job.handler, &job.target) {
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(StageError::Problems(problems)) => {
                     return Err(Error::Unsound {
                         id: pre.to_string(),
@@ -157,6 +217,7 @@ fn roll_back(
         };
         if let Some(s) = outcome.stores.iter_mut().find(|s| s.name == name) {
             s.restored = false;
+            s.rolled_back = true;
             s.integrity_ok = None;
             s.detail = Some(detail);
         }
