@@ -124,11 +124,20 @@ impl DirFd {
     /// device in its place is an error, and none is ever opened for I/O
     /// (`O_NONBLOCK` so a FIFO cannot block the open itself).
     pub(crate) fn open_file(&self, name: &OsStr) -> Result<(File, Stat)> {
+        self.open_regular(name, OFlags::RDONLY)
+    }
+
+    /// [`DirFd::open_file`], read-write.
+    pub(crate) fn open_existing_rw(&self, name: &OsStr) -> Result<File> {
+        self.open_regular(name, OFlags::RDWR).map(|(file, _)| file)
+    }
+
+    fn open_regular(&self, name: &OsStr, access: OFlags) -> Result<(File, Stat)> {
         let shown = self.shown(name);
         let fd = rustix::fs::openat(
             &*self.fd,
             name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| Error::io("open", &shown, io_err(e)))?;
@@ -140,7 +149,7 @@ impl DirFd {
                 std::io::Error::other("not a regular file"),
             ));
         }
-        // Reads block as usual from here on.
+        // Reads and writes block as usual from here on.
         rustix::fs::fcntl_setfl(&fd, OFlags::empty())
             .map_err(|e| Error::io("open", &shown, io_err(e)))?;
         Ok((File::from(fd), stat))
@@ -156,28 +165,6 @@ impl DirFd {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| Error::io("create", self.shown(name), io_err(e)))?;
-        Ok(File::from(fd))
-    }
-
-    /// Opens a child regular file read-write, never through a link, and
-    /// never a FIFO or device.
-    pub(crate) fn open_existing_rw(&self, name: &OsStr) -> Result<File> {
-        let shown = self.shown(name);
-        let fd = rustix::fs::openat(
-            &*self.fd,
-            name,
-            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| Error::io("open", &shown, io_err(e)))?;
-        let stat = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat", &shown, io_err(e)))?;
-        if !is_regular(&stat) {
-            return Err(Error::io(
-                "open",
-                &shown,
-                std::io::Error::other("not a regular file"),
-            ));
-        }
         Ok(File::from(fd))
     }
 
