@@ -17,9 +17,10 @@ tasks:
                                   (snapshot, mutate, stop, restore, verify, drill, prune);
                                   --keep keeps the scratch directory and prints its path
   man                             write the man page to target/man/cairn.1
-  bench [--size small|default|large] [--runs N]
+  bench [--size small|default|large] [--runs N] [--cairn PATH]
                                   time cairn against cp -a (and sqlite3/restic/borg when
                                   installed) on a cached fixture; writes docs/performance.md
+                                  (--cairn PATH: measure that binary instead, print only)
   fuzz [--seconds N]              run the `manifest` fuzz target (needs cargo-fuzz)
   help                            print this message
 ";

@@ -63,6 +63,12 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         (Ok(size), Ok(runs)) => (size.unwrap_or_else(|| "default".into()), runs),
         (Err(e), _) | (_, Err(e)) => return Ok(util::usage_error(e)),
     };
+    // Another build of cairn (an older commit's, say) measured on the same
+    // fixture: its numbers are printed, docs/performance.md is left alone.
+    let other_bin = match args.value("--cairn") {
+        Ok(bin) => bin.map(PathBuf::from),
+        Err(e) => return Ok(util::usage_error(e)),
+    };
     let Some(spec) = fixture::Spec::by_name(&size) else {
         return Ok(util::usage_error(format!(
             "--size wants small, default or large, not {size:?}"
@@ -77,7 +83,10 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         return Ok(util::usage_error(e));
     }
 
-    let bin = util::build_cairn(true)?;
+    let bin = match &other_bin {
+        Some(bin) => bin.clone(),
+        None => util::build_cairn(true)?,
+    };
     let target = util::target_dir();
     let fx = fixture::ensure(&target.join("bench-fixture"), spec)?;
     let list_config = list_repo(&bin, &target.join("bench-fixture/list-1000"))?;
@@ -274,6 +283,10 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
 
     let text = report::render(&res)?;
     println!("\n{text}");
+    if other_bin.is_some() {
+        println!("(--cairn given: docs/performance.md left as it was)");
+        return Ok(ExitCode::SUCCESS);
+    }
     let doc = util::workspace_root().join("docs/performance.md");
     report::write_doc(&doc, spec.name, &text)?;
     println!("wrote {}", doc.display());
