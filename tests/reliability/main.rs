@@ -13,5 +13,6 @@ mod durability;
 mod garbage;
 mod hostile;
 mod permissions;
+mod special_files;
 mod symlinks;
 mod util;

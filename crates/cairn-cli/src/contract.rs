@@ -39,6 +39,7 @@ pub fn exit_code(e: &Error) -> u8 {
         Error::NotConfirmed
         | Error::InUse { .. }
         | Error::Unsound { .. }
+        | Error::NotRegularFile { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
         | Error::ServiceBusy { .. } => REFUSED,
@@ -95,6 +96,10 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::NotConfirmed => "stop the service that writes these stores (e.g. `systemctl stop <service>` or `docker compose stop`), then rerun with --confirm-service-stopped; or restore elsewhere with --to DIR".to_owned(),
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
         Error::Unsound { id, .. } => format!("run `cairn validate {id}` for every problem, and restore another snapshot"),
+        Error::NotRegularFile { path, .. } => format!(
+            "a database and its -wal, -shm and -journal sidecars are only ever regular files: remove or rename {}, then rerun",
+            path.display()
+        ),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),

@@ -194,7 +194,7 @@ impl Config {
         if as_root {
             refuse_untrusted(file, file, "")?;
         }
-        let text = std::fs::read_to_string(file).map_err(|e| {
+        let not_read = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::ConfigNotFound {
                     file: file.to_owned(),
@@ -202,7 +202,16 @@ impl Config {
             } else {
                 Error::config(file, format!("cannot read: {e}"))
             }
-        })?;
+        };
+        // A symlink to the config is fine; a FIFO would block the read
+        // forever and a device could feed it without end.
+        if !std::fs::metadata(file).map_err(not_read)?.is_file() {
+            return Err(Error::config(
+                file,
+                "not a regular file (a directory, FIFO, socket or device); not read",
+            ));
+        }
+        let text = std::fs::read_to_string(file).map_err(not_read)?;
         let cfg = Config::parse(&text, file)?;
         if as_root {
             for (hook, argv) in [

@@ -102,6 +102,15 @@ pub enum Error {
     #[error("snapshot {id} is not sound ({}); nothing was touched. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
     Unsound { id: String, problems: Vec<Problem> },
 
+    /// A FIFO, socket, device or symlink where a store keeps a regular
+    /// file (an SQLite database or its `-wal`/`-shm`/`-journal`), found by
+    /// a check made before anything is written (a restore's in-use probe).
+    /// Nothing opens it: a FIFO would block the reader forever.
+    #[error(
+        "{path} is {found}, not a regular file; cairn does not open it, and nothing was touched"
+    )]
+    NotRegularFile { path: PathBuf, found: &'static str },
+
     #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s)")]
     Busy { lock: PathBuf, waited_secs: u64 },
 

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
-/// True when `path` starts with the SQLite header.
+/// True when `path` is a regular file that starts with the SQLite header.
+/// Anything else (a FIFO, a device, a symlink) is not opened at all
+/// (`fsutil::open_nofollow`), so asking never blocks.
 pub fn is_sqlite_file(path: &Path) -> bool {
     let mut head = [0u8; 16];
     cairn_engine::fsutil::open_nofollow(path)
@@ -43,6 +45,7 @@ impl CopyInfo {
 /// writer holding an exclusive lock longer than `busy_timeout` fails the copy.
 pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<CopyInfo, String> {
     let fail = |what: &str, e: rusqlite::Error| format!("{what} {}: {e}", src.display());
+    crate::refuse_special(src)?;
     let source = open_source(src).map_err(|e| fail("open", e))?;
     source
         .busy_timeout(busy_timeout)

@@ -5,7 +5,9 @@
 //!   with an exclusive flock, so a service that takes the same lock while
 //!   ingesting cannot change the tree mid-copy. Empty directories, modes and
 //!   mtimes are kept; symlinks are stored as links, never followed; FIFOs,
-//!   sockets and devices are skipped with a warning. SQLite files inside
+//!   sockets and devices are skipped with a warning and never opened (not
+//!   even to look for an SQLite header: `is_sqlite_file` goes through
+//!   `fsutil::open_nofollow`). SQLite files inside
 //!   the tree (found by their header) are copied with the backup API, and
 //!   their `-wal`/`-shm`/`-journal` sidecars are folded into that copy.
 //! - Validate: the engine checks the tree against the manifest; this adds
