@@ -9,6 +9,7 @@ mod core;
 mod drill;
 mod future;
 mod output;
+mod overlap;
 mod plugin_guide;
 mod prune;
 mod required_option;
