@@ -8,6 +8,7 @@ mod support;
 mod core;
 mod drill;
 mod future;
+mod options;
 mod output;
 mod overlap;
 mod plugin_guide;

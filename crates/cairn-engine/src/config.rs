@@ -126,10 +126,15 @@ impl StoreConfig {
         }
     }
 
-    /// A string option holding a path, resolved like `path`.
+    /// A string option holding a path, resolved like `path`. An empty
+    /// string is an error (it would name the config's own directory).
     pub fn path_option(&self, key: &str) -> Result<Option<PathBuf>> {
         match self.options.get(key) {
             None => Ok(None),
+            Some(toml::Value::String(s)) if s.is_empty() => Err(Error::config(
+                &self.origin,
+                format!("store {:?}: option `{key}` must not be empty", self.name),
+            )),
             Some(toml::Value::String(s)) => {
                 let base = self.origin.parent().unwrap_or(Path::new("."));
                 Ok(Some(resolve(base, Path::new(s))))
