@@ -15,4 +15,5 @@ mod plugin_guide;
 mod prune;
 mod required_option;
 mod restore;
+mod sqlite_mode;
 mod trust;

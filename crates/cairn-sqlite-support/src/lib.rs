@@ -10,7 +10,9 @@ mod copy;
 mod integrity;
 mod live;
 
-pub use copy::{is_sqlite_file, online_copy, CopyInfo};
+pub use copy::{
+    is_sqlite_file, online_copy, persistent_journal_mode, restore_journal_mode, CopyInfo,
+};
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
 
