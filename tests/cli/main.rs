@@ -7,6 +7,7 @@ mod support;
 
 mod core;
 mod drill;
+mod escaping;
 mod future;
 mod options;
 mod output;
