@@ -7,11 +7,15 @@ mod support;
 
 mod core;
 mod drill;
+mod escaping;
 mod future;
+mod options;
 mod output;
+mod overlap;
 mod plugin_guide;
 mod prune;
 mod required_option;
 mod restore;
 mod safety_net;
+mod sqlite_mode;
 mod trust;

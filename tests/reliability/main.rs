@@ -15,5 +15,6 @@ mod hostile;
 mod permissions;
 mod security;
 mod signals;
+mod special_files;
 mod symlinks;
 mod util;

@@ -116,7 +116,7 @@ fn init(registry: &Registry, path: &std::path::Path) -> Result<Output> {
     Ok(Output {
         human: format!(
             "wrote {}: edit the [[store]] tables, then run `cairn snapshot`\n",
-            path.display()
+            render::clean(&path.display().to_string())
         ),
         json: json!({ "path": path.display().to_string() }),
         sound: true,

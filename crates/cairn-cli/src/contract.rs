@@ -43,6 +43,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::UnsafePath { .. }
         | Error::Unsound { .. }
         | Error::PreRestoreUnsound { .. }
+        | Error::NotRegularFile { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
         | Error::ServiceBusy { .. } => REFUSED,
@@ -105,6 +106,10 @@ pub fn hint(e: &Error) -> Option<String> {
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
         Error::Unsound { id, problems } => unsound_hint(id, problems),
         Error::PreRestoreUnsound { .. } => "the repository's disk did not keep what was written: run `cairn validate --all` and check the disk (`dmesg`, SMART) before restoring; --no-pre-snapshot restores without a way back".to_owned(),
+        Error::NotRegularFile { path, .. } => format!(
+            "a database and its -wal, -shm and -journal sidecars are only ever regular files: remove or rename {}, then rerun",
+            path.display()
+        ),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),

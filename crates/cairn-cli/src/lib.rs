@@ -130,9 +130,10 @@ pub fn run(
 }
 
 fn report_error(cli: &Cli, e: &Error, out: &mut dyn Write, err: &mut dyn Write) {
-    let _ = writeln!(err, "error: {}", contract::message(e));
+    // One line each, whatever the paths in them hold (see render::clean).
+    let _ = writeln!(err, "error: {}", render::clean(&contract::message(e)));
     if let Some(h) = contract::hint(e) {
-        let _ = writeln!(err, "hint: {h}");
+        let _ = writeln!(err, "hint: {}", render::clean(&h));
     }
     if cli.json {
         // Scripts always get one document, failures included.

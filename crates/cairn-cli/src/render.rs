@@ -1,5 +1,12 @@
 //! Human output: short reports that end with one line saying the outcome.
+//!
+//! Every name, path and detail that comes from outside the program (the
+//! config, a file name in a store, a manifest, a directory in the
+//! repository, an error's text) goes through [`clean`] before it is
+//! printed: a file named `"x\nok: all fine"` must not print a line of its
+//! own. JSON needs none of this (serde_json escapes control characters).
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
 use cairn_engine::config::Retention;
@@ -10,10 +17,57 @@ use cairn_engine::prune::{PrunePlan, Reason};
 use cairn_engine::restore::{RestoreOutcome, RestorePlan};
 use cairn_engine::snapshot::SnapshotOutcome;
 use cairn_engine::validate::ValidationReport;
-use cairn_engine::{Depth, Manifest, Registry, StoreStatus};
+use cairn_engine::{Depth, Manifest, Problem, Registry, StoreStatus};
 use chrono::{DateTime, Utc};
 
 use crate::commands::ListRow;
+
+/// `s` with every control character (and every Unicode line separator or
+/// bidirectional override, which a terminal may also act on) written as
+/// an escape — `\n`, `\r`, `\t`, else `\u{1b}` — and each backslash
+/// doubled, so an escape in the output always means one in the name.
+/// Borrowed, at no cost, when there is nothing to escape.
+pub(crate) fn clean(s: &str) -> Cow<'_, str> {
+    fn needs_escape(c: char) -> bool {
+        c == '\\'
+            || c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A problem as `code [store] path: detail`, each part [`clean`]ed.
+fn problem(p: &Problem) -> String {
+    let mut s = p.code.to_owned();
+    if let Some(store) = &p.store {
+        let _ = write!(s, " [{}]", clean(store));
+    }
+    if let Some(path) = &p.path {
+        let _ = write!(s, " {}", clean(path));
+    }
+    let _ = write!(s, ": {}", clean(&p.detail));
+    s
+}
+
+fn cleaned(items: &[String]) -> Vec<String> {
+    items.iter().map(|i| clean(i).into_owned()).collect()
+}
 
 pub fn stores(registry: &Registry) -> String {
     let mut s = String::new();
@@ -32,15 +86,15 @@ pub fn stores(registry: &Registry) -> String {
 
 pub fn snapshot(outcome: &SnapshotOutcome) -> String {
     let m = &outcome.snapshot;
-    let mut s = format!("snapshot {}\n", m.id);
+    let mut s = format!("snapshot {}\n", clean(&m.id));
     for store in &m.stores {
         match store.status {
             StoreStatus::Captured => {
                 let _ = writeln!(
                     s,
                     "  {:<16} {:<14} {:>7} {:<5} {:>10}",
-                    store.name,
-                    store.kind,
+                    clean(&store.name),
+                    clean(&store.kind),
                     store.files,
                     if store.files == 1 { "file" } else { "files" },
                     human_bytes(store.bytes)
@@ -50,19 +104,20 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> String {
                 let _ = writeln!(
                     s,
                     "  {:<16} {:<14} absent (optional)",
-                    store.name, store.kind
+                    clean(&store.name),
+                    clean(&store.kind)
                 );
             }
         }
         for w in &store.warnings {
-            let _ = writeln!(s, "    warning: {w}");
+            let _ = writeln!(s, "    warning: {}", clean(w));
         }
     }
     for p in &outcome.validation.errors {
-        let _ = writeln!(s, "  problem: {p}");
+        let _ = writeln!(s, "  problem: {}", problem(p));
     }
     if let Some(e) = &outcome.after_hook_error {
-        let _ = writeln!(s, "  after_snapshot hook failed: {e}");
+        let _ = writeln!(s, "  after_snapshot hook failed: {}", clean(&e.to_string()));
     }
     let _ = writeln!(
         s,
@@ -70,13 +125,13 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> String {
         if outcome.validation.valid {
             format!(
                 "ok: snapshot {} taken and validated ({})",
-                m.id,
+                clean(&m.id),
                 human_bytes(m.total_bytes())
             )
         } else {
             format!(
                 "NOT SOUND: snapshot {} was kept but failed validation (validated: false)",
-                m.id
+                clean(&m.id)
             )
         }
     );
@@ -91,20 +146,20 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
         .iter()
         .map(|r| {
             [
-                r.id.clone(),
+                clean(&r.id).into_owned(),
                 r.created_at
                     .map(|t| format!("{} ({})", t.format("%Y-%m-%d %H:%M"), relative(t, now)))
                     .unwrap_or_else(|| "-".into()),
                 if r.tags.is_empty() {
                     "-".into()
                 } else {
-                    r.tags.join(",")
+                    cleaned(&r.tags).join(",")
                 },
                 if r.pinned { "yes".into() } else { "".into() },
                 if r.stores.is_empty() {
                     "-".into()
                 } else {
-                    r.stores.join(",")
+                    cleaned(&r.stores).join(",")
                 },
                 r.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
                 r.problem.unwrap_or("").to_owned(),
@@ -137,7 +192,11 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
         line(&mut s, row.each_ref().map(String::as_str));
     }
     for name in unparseable {
-        let _ = writeln!(s, "(not a snapshot id, left alone: snapshots/{name})");
+        let _ = writeln!(
+            s,
+            "(not a snapshot id, left alone: snapshots/{})",
+            clean(name)
+        );
     }
     let damaged = rows.iter().filter(|r| r.problem.is_some()).count();
     let _ = writeln!(
@@ -165,19 +224,30 @@ fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 
 pub fn show(m: &Manifest, pinned: bool) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "snapshot   {}", m.id);
+    let _ = writeln!(s, "snapshot   {}", clean(&m.id));
     let _ = writeln!(s, "created    {}", m.created_at.to_rfc3339());
-    let _ = writeln!(s, "host       {} (cairn {})", m.host, m.tool_version);
+    let _ = writeln!(
+        s,
+        "host       {} (cairn {})",
+        clean(&m.host),
+        clean(&m.tool_version)
+    );
     if !m.tags.is_empty() {
-        let _ = writeln!(s, "tags       {}", m.tags.join(", "));
+        let _ = writeln!(s, "tags       {}", cleaned(&m.tags).join(", "));
     }
     if let Some(of) = &m.restore_of {
-        let _ = writeln!(s, "taken before restoring {of}");
+        let _ = writeln!(s, "taken before restoring {}", clean(of));
     }
     let _ = writeln!(s, "pinned     {}", if pinned { "yes" } else { "no" });
     let _ = writeln!(s, "stores:");
     for store in &m.stores {
-        let _ = writeln!(s, "  {} ({}) from {}", store.name, store.kind, store.source);
+        let _ = writeln!(
+            s,
+            "  {} ({}) from {}",
+            clean(&store.name),
+            clean(&store.kind),
+            clean(&store.source)
+        );
         match store.status {
             StoreStatus::Absent => {
                 let _ = writeln!(s, "    absent when captured");
@@ -190,13 +260,14 @@ pub fn show(m: &Manifest, pinned: bool) -> String {
                     store.files(),
                     human_bytes(store.bytes())
                 );
+                // `v` prints as JSON, its control characters escaped.
                 for (k, v) in &store.metadata {
-                    let _ = writeln!(s, "    {k}: {v}");
+                    let _ = writeln!(s, "    {}: {v}", clean(k));
                 }
             }
         }
         for w in &store.warnings {
-            let _ = writeln!(s, "    warning: {w}");
+            let _ = writeln!(s, "    warning: {}", clean(w));
         }
     }
     let _ = writeln!(
@@ -212,11 +283,11 @@ pub fn validate(results: &[ValidationReport], depth: Depth) -> String {
     let mut s = String::new();
     for r in results {
         if r.valid {
-            let _ = writeln!(s, "{}  ok", r.id);
+            let _ = writeln!(s, "{}  ok", clean(&r.id));
         } else {
-            let _ = writeln!(s, "{}  INVALID", r.id);
+            let _ = writeln!(s, "{}  INVALID", clean(&r.id));
             for p in &r.errors {
-                let _ = writeln!(s, "    {p}");
+                let _ = writeln!(s, "    {}", problem(p));
             }
         }
     }
@@ -243,10 +314,11 @@ pub fn validate(results: &[ValidationReport], depth: Depth) -> String {
 pub fn restore(o: &RestoreOutcome) -> String {
     let mut s = format!(
         "restore {} into {}\n",
-        o.id,
-        crate::json::target(o.to.as_deref())
+        clean(&o.id),
+        clean(&crate::json::target(o.to.as_deref()))
     );
     if let Some(pre) = &o.pre_restore_snapshot {
+        let pre = clean(pre);
         let _ = writeln!(s, "  pre-restore snapshot: {pre} (your way back: `cairn restore {pre} --confirm-service-stopped`)");
         for p in &o.pre_restore_problems {
             let _ = writeln!(
@@ -257,7 +329,7 @@ pub fn restore(o: &RestoreOutcome) -> String {
     }
     for st in &o.stores {
         let state = if let Some(why) = &st.skipped {
-            format!("skipped: {why}")
+            format!("skipped: {}", clean(why))
         } else if st.rolled_back {
             "rolled back".into()
         } else if st.restored {
@@ -269,23 +341,27 @@ pub fn restore(o: &RestoreOutcome) -> String {
         } else {
             "NOT restored".into()
         };
-        let line = format!("  {:<16} {state}  {}", st.name, st.path);
+        let line = format!("  {:<16} {state}  {}", clean(&st.name), clean(&st.path));
         let _ = writeln!(s, "{}", line.trim_end());
         if let Some(d) = &st.detail {
-            let _ = writeln!(s, "      {d}");
+            let _ = writeln!(s, "      {}", clean(d));
         }
     }
     for p in &o.problems {
         let _ = writeln!(s, "  problem: {p}");
     }
     if let Some(f) = &o.failure {
-        let _ = writeln!(s, "  failed: {f}");
+        let _ = writeln!(s, "  failed: {}", clean(f));
     }
     if let Some(f) = &o.rollback_failure {
-        let _ = writeln!(s, "  ROLLBACK FAILED: {}", crate::json::rollback_failure(f));
+        let _ = writeln!(
+            s,
+            "  ROLLBACK FAILED: {}",
+            clean(&crate::json::rollback_failure(f))
+        );
     }
     let last = if o.is_sound() {
-        format!("ok: snapshot {} restored", o.id)
+        format!("ok: snapshot {} restored", clean(&o.id))
     } else if o.rolled_back {
         "FAILED: restore rolled back; live stores are as they were before".into()
     } else if o.failure.is_none() && o.rollback_failure.is_none() && !o.problems.is_empty() {
@@ -304,7 +380,7 @@ pub fn restore_plan(plan: &RestorePlan<'_>) -> String {
     let mut s = format!(
         "restore {} into {} (dry run: nothing touched)\n",
         plan.id(),
-        crate::json::target(plan.to())
+        clean(&crate::json::target(plan.to()))
     );
     if plan.takes_pre_restore_snapshot() {
         let _ = writeln!(s, "  a pre-restore snapshot would be taken first");
@@ -315,15 +391,19 @@ pub fn restore_plan(plan: &RestorePlan<'_>) -> String {
                 let _ = writeln!(
                     s,
                     "  {:<16} {:>7} {:<5} {:>10}  -> {}",
-                    st.name,
+                    clean(&st.name),
                     st.files,
                     if st.files == 1 { "file" } else { "files" },
                     human_bytes(st.bytes),
-                    path.display()
+                    clean(&path.display().to_string())
                 );
             }
             None => {
-                let _ = writeln!(s, "  {:<16} skipped: absent in the snapshot", st.name);
+                let _ = writeln!(
+                    s,
+                    "  {:<16} skipped: absent in the snapshot",
+                    clean(&st.name)
+                );
             }
         }
     }
@@ -352,17 +432,18 @@ pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
         let _ = writeln!(s, "  {verb:<7} {d}");
     }
     for u in &plan.unparseable {
-        let _ = writeln!(s, "  left alone (unparseable name): snapshots/{u}");
+        let _ = writeln!(s, "  left alone (unparseable name): snapshots/{}", clean(u));
     }
     for l in &plan.leftovers {
         let _ = writeln!(
             s,
-            "  {} leftover of an interrupted run: {l}",
+            "  {} leftover of an interrupted run: {}",
             if plan.dry_run {
                 "would remove"
             } else {
                 "removed"
-            }
+            },
+            clean(l)
         );
     }
     let future = plan
@@ -399,7 +480,7 @@ pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
 }
 
 pub fn drill(r: &DrillReport) -> String {
-    let mut s = format!("drill of snapshot {}\n", r.id);
+    let mut s = format!("drill of snapshot {}\n", clean(&r.id));
     for c in &r.checks {
         let store = if c.store.is_empty() {
             "-"
@@ -410,9 +491,9 @@ pub fn drill(r: &DrillReport) -> String {
             s,
             "  {} {:<12} {:<22} {}",
             if c.ok { "pass" } else { "FAIL" },
-            store,
-            c.check,
-            c.detail
+            clean(store),
+            clean(&c.check),
+            clean(&c.detail)
         );
     }
     let age = chrono::Duration::seconds(r.snapshot_age_seconds);
@@ -430,20 +511,46 @@ pub fn drill(r: &DrillReport) -> String {
         r.restore_seconds
     );
     if let Some(dir) = &r.scratch {
-        let _ = writeln!(s, "  scratch kept at {dir}");
+        let _ = writeln!(s, "  scratch kept at {}", clean(dir));
     }
     let _ = writeln!(
         s,
         "{}",
         if r.ok {
-            format!("ok: drill of {} passed every check", r.id)
+            format!("ok: drill of {} passed every check", clean(&r.id))
         } else {
             format!(
                 "FAILED: drill of {} failed {} check(s)",
-                r.id,
+                clean(&r.id),
                 r.checks.iter().filter(|c| !c.ok).count()
             )
         }
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_escapes_control_characters_and_backslashes_only() {
+        assert!(matches!(clean("plain name/ünïcode.db"), Cow::Borrowed(_)));
+        assert_eq!(clean("x\nok: all fine"), "x\\nok: all fine");
+        assert_eq!(clean("a\\nb"), "a\\\\nb", "a backslash is doubled");
+        assert_eq!(
+            clean("t\tr\re\u{1b}[2Jd\u{7f}"),
+            "t\\tr\\re\\u{1b}[2Jd\\u{7f}"
+        );
+        assert_eq!(
+            clean("\u{202e}txt.exe\u{2028}"),
+            "\\u{202e}txt.exe\\u{2028}"
+        );
+        for s in ["x\nok", "\r", "\u{85}", "a\u{2029}b"] {
+            assert!(
+                !clean(s).chars().any(|c| c.is_control() || c == '\u{2029}'),
+                "{s:?}"
+            );
+        }
+    }
 }

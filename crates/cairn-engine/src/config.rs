@@ -2,7 +2,8 @@
 //!
 //! Relative paths resolve against the config file's directory. Unknown keys
 //! are errors that name the key and the file; plug-in options are checked by
-//! the plug-in itself (see [`StoreConfig::check_options`]).
+//! the plug-in itself (see [`StoreConfig::check_options`]). The repository
+//! and the stores must not overlap (`check_overlaps`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -130,10 +131,15 @@ impl StoreConfig {
         }
     }
 
-    /// A string option holding a path, resolved like `path`.
+    /// A string option holding a path, resolved like `path`. An empty
+    /// string is an error (it would name the config's own directory).
     pub fn path_option(&self, key: &str) -> Result<Option<PathBuf>> {
         match self.options.get(key) {
             None => Ok(None),
+            Some(toml::Value::String(s)) if s.is_empty() => Err(Error::config(
+                &self.origin,
+                format!("store {:?}: option `{key}` must not be empty", self.name),
+            )),
             Some(toml::Value::String(s)) => {
                 let base = self.origin.parent().unwrap_or(Path::new("."));
                 Ok(Some(resolve(base, Path::new(s))))
@@ -201,7 +207,7 @@ impl Config {
         if as_root {
             refuse_untrusted(file, file, "")?;
         }
-        let text = std::fs::read_to_string(file).map_err(|e| {
+        let not_read = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::ConfigNotFound {
                     file: file.to_owned(),
@@ -209,7 +215,16 @@ impl Config {
             } else {
                 Error::config(file, format!("cannot read: {e}"))
             }
-        })?;
+        };
+        // A symlink to the config is fine; a FIFO would block the read
+        // forever and a device could feed it without end.
+        if !std::fs::metadata(file).map_err(not_read)?.is_file() {
+            return Err(Error::config(
+                file,
+                "not a regular file (a directory, FIFO, socket or device); not read",
+            ));
+        }
+        let text = std::fs::read_to_string(file).map_err(not_read)?;
         let cfg = Config::parse(&text, file)?;
         if as_root {
             for (hook, argv) in [
@@ -285,7 +300,7 @@ impl Config {
             });
         }
 
-        Ok(Config {
+        let cfg = Config {
             repository: resolve(&base, Path::new(&raw.repository)),
             retention: raw.retention,
             hooks: raw.hooks,
@@ -294,7 +309,9 @@ impl Config {
                 raw.lock_wait_seconds.unwrap_or(DEFAULT_LOCK_WAIT_SECONDS),
             ),
             file,
-        })
+        };
+        check_overlaps(&cfg)?;
+        Ok(cfg)
     }
 
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
@@ -322,6 +339,122 @@ fn refuse_untrusted(config: &Path, path: &Path, what: &str) -> Result<()> {
             config,
             format!("{what}cannot check who may change {}: {e}", path.display()),
         )),
+    }
+}
+
+/// The repository and every store must each have a path of its own: no
+/// two of them equal, and none inside another. A repository inside a store
+/// (or a store holding `/` or a parent of the repository) is copied into
+/// its own snapshots, and SQLite opening the copies there leaves files
+/// in snapshots already taken; a store inside the repository captures and
+/// restores over snapshots; two overlapping stores capture the same files
+/// twice, and restoring one replaces the other's. Compared where the paths
+/// really are: see [`real_location`].
+fn check_overlaps(cfg: &Config) -> Result<()> {
+    let repo = real_location(&cfg.repository);
+    let shown_repo = shown(&cfg.repository, &repo);
+    let stores: Vec<(&StoreConfig, PathBuf)> = cfg
+        .stores
+        .iter()
+        .map(|s| (s, real_location(&s.path)))
+        .collect();
+    for (store, real) in &stores {
+        let store_at = shown(&store.path, real);
+        let message = if *real == repo {
+            format!(
+                "store {:?} has the same path as `repository` ({shown_repo}): \
+                 the repository would be captured into itself and restored over",
+                store.name
+            )
+        } else if repo.starts_with(real) {
+            format!(
+                "`repository` {shown_repo} is inside store {:?} ({store_at}): each snapshot \
+                 of the store would copy the repository into itself, and reading the \
+                 copies there changes snapshots already taken; keep the repository \
+                 outside every store's path",
+                store.name
+            )
+        } else if real.starts_with(&repo) {
+            format!(
+                "store {:?} ({store_at}) is inside `repository` {shown_repo}: a snapshot \
+                 would capture the repository's own files and a restore would write \
+                 over them; keep every store outside the repository",
+                store.name
+            )
+        } else {
+            continue;
+        };
+        return Err(Error::config(&cfg.file, message));
+    }
+    for (i, a) in stores.iter().enumerate() {
+        for b in &stores[i + 1..] {
+            let ((outer, outer_at), (inner, inner_at), relation) = if a.1 == b.1 {
+                (a, b, "has the same path as")
+            } else if b.1.starts_with(&a.1) {
+                (a, b, "is inside")
+            } else if a.1.starts_with(&b.1) {
+                (b, a, "is inside")
+            } else {
+                continue;
+            };
+            return Err(Error::config(
+                &cfg.file,
+                format!(
+                    "store {:?} ({}) {relation} store {:?} ({}): the same files would be \
+                     captured twice, and restoring one store would replace the other's; \
+                     give each store a path of its own",
+                    inner.name,
+                    shown(&inner.path, inner_at),
+                    outer.name,
+                    shown(&outer.path, outer_at)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where `path` really is: the longest part of it that exists with its
+/// symlinks resolved (`fs::canonicalize`), and the rest (not there yet, so
+/// no symlink) normalised lexically: `.` dropped, `..` taking back the
+/// component before it.
+fn real_location(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let components: Vec<Component<'_>> = path.components().collect();
+    let (mut real, rest) = (0..=components.len())
+        .rev()
+        .find_map(|n| {
+            let prefix: PathBuf = components[..n].iter().collect();
+            if n == 0 {
+                return Some((PathBuf::new(), &components[..]));
+            }
+            std::fs::canonicalize(&prefix)
+                .ok()
+                .map(|real| (real, &components[n..]))
+        })
+        .unwrap_or_default();
+    for c in rest {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                real.pop();
+            }
+            other => real.push(other.as_os_str()),
+        }
+    }
+    real
+}
+
+/// A configured path for a message, with where it resolves when that differs.
+fn shown(configured: &Path, real: &Path) -> String {
+    if configured == real {
+        configured.display().to_string()
+    } else {
+        format!(
+            "{}, which resolves to {}",
+            configured.display(),
+            real.display()
+        )
     }
 }
 
@@ -384,6 +517,102 @@ lock_file = "data/.ingest.lock"
         );
         let err = parse("repository = \"b\"\n[retention]\nkeep_yearly = 1\n").unwrap_err();
         assert!(err.to_string().contains("keep_yearly"), "{err}");
+    }
+
+    fn stores(list: &[(&str, &str)]) -> String {
+        list.iter()
+            .map(|(name, path)| {
+                format!("[[store]]\nname = \"{name}\"\nkind = \"k\"\npath = \"{path}\"\n")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn overlapping_paths_are_refused_naming_both() {
+        // /etc/cairn/data does not exist: these are compared lexically.
+        let refused = [
+            (
+                "data/chroma/backups",
+                &[("chroma", "data/chroma")][..],
+                "chroma",
+            ),
+            ("backups", &[("repo", "backups")][..], "repo"),
+            ("backups", &[("inner", "backups/snapshots")][..], "inner"),
+            ("backups", &[("all", "/")][..], "all"),
+            ("data/x/../backups", &[("data", "data/./")][..], "data"),
+            (
+                "backups",
+                &[
+                    ("chroma", "data/chroma"),
+                    ("db", "data/chroma/chroma.sqlite3"),
+                ][..],
+                "db",
+            ),
+            (
+                "backups",
+                &[("a", "data/a.db"), ("b", "data/x/../a.db")][..],
+                "b",
+            ),
+        ];
+        for (repository, list, named) in refused {
+            let text = format!("repository = \"{repository}\"\n{}", stores(list));
+            let err = parse(&text).expect_err(&text);
+            let msg = err.to_string();
+            assert!(matches!(err, Error::Config { .. }), "{msg}");
+            assert!(msg.contains(&format!("{named:?}")), "{text}\n{msg}");
+            let other = list.iter().find(|(n, _)| *n != named);
+            match other {
+                Some((other, _)) => assert!(msg.contains(&format!("{other:?}")), "{msg}"),
+                None => assert!(msg.contains("repository"), "{msg}"),
+            }
+        }
+        let fine = format!(
+            "repository = \"backups\"\n{}",
+            stores(&[
+                ("db", "data/app.db"),
+                ("db2", "data/app.db2"),
+                ("chroma", "data/chroma"),
+                ("chroma2", "data/chroma-2"),
+                ("b", "backups2"),
+            ])
+        );
+        parse(&fine).unwrap();
+    }
+
+    #[test]
+    fn symlinks_are_resolved_before_paths_are_compared() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("root")).unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("alias")).unwrap();
+        let file = dir.path().join("cairn.toml");
+        let parse = |text: String| Config::parse(&text, &file);
+        let msg = parse(format!(
+            "repository = \"b\"\n{}",
+            stores(&[("all", "root")])
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("resolves to /") && msg.contains("\"all\""),
+            "{msg}"
+        );
+        // The repository does not exist yet; its parent is resolved.
+        let msg = parse(format!(
+            "repository = \"alias/backups\"\n{}",
+            stores(&[("tree", "real")])
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("\"tree\"") && msg.contains("repository"),
+            "{msg}"
+        );
+        parse(format!(
+            "repository = \"alias/backups\"\n{}",
+            stores(&[("tree", "real/tree")])
+        ))
+        .unwrap();
     }
 
     #[test]

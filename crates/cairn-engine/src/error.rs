@@ -112,6 +112,14 @@ pub enum Error {
     /// was swapped.
     #[error("the pre-restore snapshot of the live stores could not be made sound ({}); nothing was swapped. First problem: {}", problem_kinds(problems), problems.first().map(ToString::to_string).unwrap_or_default())]
     PreRestoreUnsound { problems: Vec<Problem> },
+    /// A FIFO, socket, device or symlink where a store keeps a regular
+    /// file (an SQLite database or its `-wal`/`-shm`/`-journal`), found by
+    /// a check made before anything is written (a restore's in-use probe).
+    /// Nothing opens it: a FIFO would block the reader forever.
+    #[error(
+        "{path} is {found}, not a regular file; cairn does not open it, and nothing was touched"
+    )]
+    NotRegularFile { path: PathBuf, found: &'static str },
 
     #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s)")]
     Busy { lock: PathBuf, waited_secs: u64 },

@@ -52,13 +52,53 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Opens a file for reading without following a final symlink, so a link
-/// planted where a file is expected is reported instead of read through.
+/// Opens a regular file for reading, and nothing else: a symlink planted
+/// where a file is expected is reported instead of read through, and a
+/// FIFO, socket or device is never opened (a FIFO would block the reader
+/// forever; opening a device can act on it).
+///
+/// `lstat` refuses a special file before any `open`; the open itself is
+/// `O_NOFOLLOW | O_NONBLOCK | O_NOCTTY`, so a special file swapped in
+/// between cannot block it, and `fstat` of the descriptor refuses it. The
+/// refusal is an `InvalidInput` error saying what the path is ("is a
+/// FIFO, not a regular file; not read").
+/// (`O_NONBLOCK` does not change how a regular file is read.)
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    fn refuse(ft: fs::FileType) -> io::Error {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_symlink() {
+            "a symbolic link"
+        } else {
+            "an unknown kind of file"
+        };
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("is {what}, not a regular file; not read"),
+        )
+    }
+    let before = fs::symlink_metadata(path)?;
+    if !before.file_type().is_file() {
+        return Err(refuse(before.file_type()));
+    }
+    let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(refuse(meta.file_type()));
+    }
+    Ok(file)
 }
 
 /// Creates `path` (which must not exist) for writing, private to the owner.

@@ -107,8 +107,17 @@ pub trait StoreHandler: Send + Sync {
     }
 
     /// Restore, right after the swap, on `live` as the service will open
-    /// it (SQLite: `integrity_check`). Idempotent, like `before_swap`, and
-    /// read-only: the swap is done; this only reports.
+    /// it: put back what the snapshot holds differently from the live
+    /// store, then report (SQLite: the recorded journal mode — a snapshot
+    /// holds databases in rollback-journal mode — then `integrity_check`).
+    ///
+    /// It may write, but only to make the store what it was when captured,
+    /// and it must be idempotent, like `before_swap`: a rollback calls it
+    /// again, and a rerun may call it on a store it already finished. It
+    /// is also called on a restore elsewhere (into a new directory; a
+    /// drill, which then checks every byte against the manifest): a kind
+    /// that writes should do so only when `live` is its configured path
+    /// ([`same_file`]), so a restore elsewhere gives the snapshot's bytes.
     fn after_swap(&self, _live: &Path, _record: &StoreRecord) -> SwapReport {
         SwapReport::default()
     }
@@ -188,6 +197,17 @@ impl Registry {
 /// `fs::symlink_metadata` with the error naming the path.
 pub fn lstat(path: &Path) -> Result<Metadata> {
     fs::symlink_metadata(path).map_err(io_at("stat", path))
+}
+
+/// True when `a` and `b` are the same file or directory (device and
+/// inode, symlinks followed); false when either cannot be looked at.
+/// For `after_swap`: is the store restored onto its configured path?
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

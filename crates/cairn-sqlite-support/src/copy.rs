@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
-/// True when `path` starts with the SQLite header.
+/// True when `path` is a regular file that starts with the SQLite header.
+/// Anything else (a FIFO, a device, a symlink) is not opened at all
+/// (`fsutil::open_nofollow`), so asking never blocks.
 pub fn is_sqlite_file(path: &Path) -> bool {
     let mut head = [0u8; 16];
     cairn_engine::fsutil::open_nofollow(path)
@@ -85,11 +87,20 @@ fn failure_of(e: &rusqlite::Error) -> CopyFailure {
 /// consistent read snapshot. Writers in WAL mode keep writing meanwhile; in
 /// rollback-journal mode they wait for the copy (their busy timeout). A
 /// writer holding an exclusive lock longer than `busy_timeout` fails the copy.
+///
+/// The copy is left in rollback-journal mode (`journal_mode=DELETE`)
+/// whatever the source's: a copy in WAL mode gets a `-wal` and a `-shm`
+/// beside it from anyone who reads it with `sqlite3` and can write its
+/// directory (the snapshot's owner), and a snapshot holding files its
+/// manifest does not list fails validation. A reader of a rollback-mode
+/// file writes nothing. The source's mode is what [`CopyInfo`] records,
+/// for a restore to put back ([`restore_journal_mode`]).
 pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<CopyInfo, CopyError> {
     let fail = |what: &str, e: rusqlite::Error| CopyError {
         failure: failure_of(&e),
         message: format!("{what} {}: {e}", src.display()),
     };
+    crate::refuse_special(src)?;
     let source = open_source(src).map_err(|e| fail("open", e))?;
     source
         .busy_timeout(busy_timeout)
@@ -131,6 +142,19 @@ pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<Cop
             }
         }
     }
+    // The backup copied the source's header, WAL flag included; the next
+    // read opens the copy in that mode, and leaving it checkpoints and
+    // removes the copy's `-wal` and `-shm` and writes the rollback flag.
+    let copy_mode: String = dest
+        .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
+        .map_err(|e| format!("set journal_mode=DELETE on {}: {e}", dst.display()))?;
+    if !copy_mode.eq_ignore_ascii_case("delete") {
+        return Err(format!(
+            "set journal_mode=DELETE on {}: SQLite left it in mode {copy_mode}",
+            dst.display()
+        )
+        .into());
+    }
     let page_size: i64 = dest
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(|e| format!("read {}: {e}", dst.display()))?;
@@ -145,6 +169,81 @@ pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<Cop
         journal_mode,
         user_version,
     })
+}
+
+/// The journal mode a database file keeps by itself, from its header
+/// (bytes 18 and 19): `wal`, or `delete` for a rollback-journal file (the
+/// rollback modes are chosen per connection; only WAL is in the file).
+/// `None` when `path` is not a regular file with an SQLite header.
+pub fn persistent_journal_mode(path: &Path) -> Option<&'static str> {
+    let mut head = [0u8; 20];
+    cairn_engine::fsutil::open_nofollow(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .ok()?;
+    if &head[..16] != HEADER {
+        return None;
+    }
+    match (head[18], head[19]) {
+        (2, 2) => Some("wal"),
+        (1, 1) => Some("delete"),
+        _ => None,
+    }
+}
+
+/// Puts the journal mode a snapshot recorded back on a database just
+/// restored from it (the snapshot holds it in rollback-journal mode, see
+/// [`online_copy`]). Only `wal` needs putting back: the other modes are
+/// chosen by each connection. Idempotent: a database already in WAL mode
+/// is not written. Switching writes the header and creates a `-wal` and a
+/// `-shm`, which SQLite removes when the connection closes; the file's
+/// mtime and its directory's are then set back to what the restore gave
+/// them.
+pub fn restore_journal_mode(db: &Path, recorded: &str) -> Result<(), String> {
+    if !recorded.eq_ignore_ascii_case("wal") || persistent_journal_mode(db) == Some("wal") {
+        return Ok(());
+    }
+    crate::refuse_special(db)?;
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
+    let mtimes = [Some(db), dir].map(|p| {
+        p.and_then(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (p, t))
+        })
+    });
+    let fail = |e: rusqlite::Error| format!("set journal_mode=WAL on {}: {e}", db.display());
+    let conn = Connection::open_with_flags(
+        crate::library_path(db),
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )
+    .map_err(fail)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(fail)?;
+    conn.close().map_err(|(_, e)| fail(e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!(
+            "set journal_mode=WAL on {}: SQLite left it in mode {mode}",
+            db.display()
+        ));
+    }
+    let [file_mtime, dir_mtime] = mtimes;
+    // Best effort: the bytes are what matters, and they are in.
+    if let Some((path, mtime)) = file_mtime {
+        let _ = cairn_engine::fsutil::open_nofollow(path).and_then(|f| f.set_modified(mtime));
+    }
+    if let Some((path, mtime)) = dir_mtime {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(path)
+            .and_then(|f| f.set_modified(mtime));
+    }
+    Ok(())
 }
 
 /// Read-only first, so copying never writes to the live database; a WAL
@@ -171,5 +270,71 @@ fn open_source(src: &Path) -> rusqlite::Result<Connection> {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
                 | OpenFlags::SQLITE_OPEN_NOFOLLOW,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sidecars(db: &Path) -> Vec<String> {
+        crate::SIDECAR_SUFFIXES
+            .iter()
+            .map(|s| format!("{}{s}", db.display()))
+            .filter(|p| Path::new(p).exists())
+            .collect()
+    }
+
+    #[test]
+    fn a_wal_database_is_copied_in_rollback_mode_and_put_back_in_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        let live = Connection::open(&src).unwrap();
+        live.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE t(x); INSERT INTO t VALUES (1), (2);",
+        )
+        .unwrap();
+        // `live` stays open: its WAL holds the rows, not yet checkpointed.
+        let dst = dir.path().join("copy.db");
+        let info = online_copy(&src, &dst, Duration::from_secs(5)).unwrap();
+        assert_eq!(info.journal_mode, "wal", "the source's mode is recorded");
+        assert_eq!(persistent_journal_mode(&dst), Some("delete"));
+        assert!(sidecars(&dst).is_empty(), "{:?}", sidecars(&dst));
+        crate::integrity_check(&dst, cairn_engine::Depth::Deep).unwrap();
+        assert_eq!(crate::row_counts(&dst).unwrap(), vec![("t".to_owned(), 2)]);
+
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::open(&dst)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        restore_journal_mode(&dst, &info.journal_mode).unwrap();
+        assert_eq!(persistent_journal_mode(&dst), Some("wal"));
+        assert!(sidecars(&dst).is_empty(), "{:?}", sidecars(&dst));
+        assert_eq!(std::fs::metadata(&dst).unwrap().modified().unwrap(), old);
+        assert_eq!(crate::row_counts(&dst).unwrap(), vec![("t".to_owned(), 2)]);
+        // Again: nothing to do, nothing written.
+        let bytes = std::fs::read(&dst).unwrap();
+        restore_journal_mode(&dst, "wal").unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), bytes);
+        drop(live);
+    }
+
+    #[test]
+    fn a_rollback_database_stays_in_rollback_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        Connection::open(&src)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let dst = dir.path().join("copy.db");
+        let info = online_copy(&src, &dst, Duration::from_secs(5)).unwrap();
+        assert_eq!(info.journal_mode, "delete");
+        assert_eq!(persistent_journal_mode(&dst), Some("delete"));
+        let bytes = std::fs::read(&dst).unwrap();
+        restore_journal_mode(&dst, &info.journal_mode).unwrap();
+        assert_eq!(std::fs::read(&dst).unwrap(), bytes);
+        assert!(sidecars(&dst).is_empty());
     }
 }

@@ -10,9 +10,71 @@ mod copy;
 mod integrity;
 mod live;
 
-pub use copy::{is_sqlite_file, online_copy, CopyError, CopyFailure, CopyInfo};
+pub use copy::{
+    is_sqlite_file, online_copy, persistent_journal_mode, restore_journal_mode, CopyError,
+    CopyFailure, CopyInfo,
+};
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// The first of `db` and its `-wal`, `-shm` and `-journal` sidecars that
+/// exists but is not a regular file, with what it is ("a FIFO", …).
+///
+/// Checked (by `lstat`, opening nothing) before SQLite is handed `db`:
+/// SQLite opens the database and its sidecars itself, and would follow a
+/// symlink or open a FIFO, socket or device — a FIFO opened for reading
+/// blocks forever. A path that cannot be looked at is left for SQLite's
+/// own open to report.
+///
+/// The path returned is for messages: the directory's real path, not the
+/// descriptor path (`/proc/self/fd/N/…`) it was looked at through.
+pub fn special_file(db: &Path) -> Option<(PathBuf, &'static str)> {
+    std::iter::once(db.to_owned())
+        .chain(SIDECAR_SUFFIXES.iter().map(|s| live::sidecar(db, s)))
+        .find_map(|path| {
+            let ft = fs::symlink_metadata(&path).ok()?.file_type();
+            (!ft.is_file()).then(|| (library_path(&path), describe(ft)))
+        })
+}
+
+/// `special_file` as the message a check or copy reports.
+pub(crate) fn refuse_special(db: &Path) -> Result<(), String> {
+    match special_file(db) {
+        None => Ok(()),
+        Some((path, what)) if path == library_path(db) => Err(format!(
+            "{} is {what}, not a regular file; not read",
+            path.display()
+        )),
+        Some((path, what)) => Err(format!(
+            "{} is {what}, not a regular file: SQLite would open it as a sidecar of {}, \
+             so the database is not opened",
+            path.display(),
+            library_path(db).display()
+        )),
+    }
+}
+
+fn describe(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "an unknown kind of file"
+    }
+}
 
 /// The path SQLite is given for a live file. The engine hands plug-ins
 /// paths through a descriptor it holds (`/proc/self/fd/N/name`), but SQLite

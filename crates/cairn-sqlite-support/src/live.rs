@@ -12,7 +12,7 @@
 //! /proc entry we cannot read (another user, another PID namespace), or a
 //! process on another machine sharing the file over the network.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub const SIDECAR_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
 
-fn sidecar(live: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn sidecar(live: &Path, suffix: &str) -> PathBuf {
     let mut s = live.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -39,9 +39,18 @@ pub fn is_self_contained(db: &Path) -> bool {
 }
 
 /// `Some(reason)` when another process visibly has `live` open.
+///
+/// A special file (FIFO, socket, device, symlink) as the database or where
+/// one of its sidecars belongs is an error, `Error::NotRegularFile`, not a
+/// reason: SQLite only ever creates regular files there, nothing is opened
+/// to probe it (a FIFO would block the probe), and the restore must not go
+/// on to checkpoint or copy a database beside it.
 pub fn in_use(live: &Path) -> Result<Option<String>> {
     if cairn_engine::fsutil::is_absent(live) {
         return Ok(None);
+    }
+    if let Some((path, found)) = crate::special_file(live) {
+        return Err(Error::NotRegularFile { path, found });
     }
     for path in [sidecar(live, "-shm"), live.to_owned()] {
         if let Some(pid) = lock_holder(&path).map_err(|e| Error::io("probe locks on", &path, e))? {
@@ -66,7 +75,7 @@ pub fn in_use(live: &Path) -> Result<Option<String>> {
 #[allow(unsafe_code)]
 fn lock_holder(path: &Path) -> io::Result<Option<i32>> {
     use std::os::fd::AsRawFd;
-    let file = match File::open(path) {
+    let file = match cairn_engine::fsutil::open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -123,8 +132,11 @@ fn open_elsewhere(live: &Path) -> Option<(u32, PathBuf)> {
 /// removes `-wal`, `-shm` and `-journal`. Must run before the new file is
 /// renamed in: a crash in between leaves the old database whole (its WAL
 /// was checkpointed), never the new one beside an old WAL.
+///
+/// Beside a special file (see [`in_use`], which refuses the restore before
+/// this runs) nothing is checkpointed: SQLite is never handed the path.
 pub fn clear_sidecars(live: &Path) -> Result<()> {
-    if !cairn_engine::fsutil::is_absent(live) {
+    if !cairn_engine::fsutil::is_absent(live) && crate::special_file(live).is_none() {
         if let Ok(conn) = Connection::open_with_flags(
             crate::library_path(live),
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW,

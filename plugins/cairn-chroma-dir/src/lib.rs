@@ -5,19 +5,25 @@
 //!   with an exclusive flock, so a service that takes the same lock while
 //!   ingesting cannot change the tree mid-copy. Empty directories, modes and
 //!   mtimes are kept; symlinks are stored as links, never followed; FIFOs,
-//!   sockets and devices are skipped with a warning. SQLite files inside
+//!   sockets and devices are skipped with a warning and never opened (not
+//!   even to look for an SQLite header: `is_sqlite_file` goes through
+//!   `fsutil::open_nofollow`). SQLite files inside
 //!   the tree (found by their header) are copied with the backup API, and
-//!   their `-wal`/`-shm`/`-journal` sidecars are folded into that copy.
+//!   their `-wal`/`-shm`/`-journal` sidecars are folded into that copy;
+//!   the copy is stored in rollback-journal mode, and each file's own mode
+//!   is recorded (metadata `sqlite_journal_modes`).
 //! - Validate: the engine checks the tree against the manifest; this adds
 //!   `integrity_check` of each embedded SQLite file.
 //! - Restore: the engine's directory swap keeps the directory itself (same
-//!   inode, so a bind mount keeps working) and replaces its contents.
+//!   inode, so a bind mount keeps working) and replaces its contents; on
+//!   the configured directory, each embedded database recorded in WAL mode
+//!   is put back in WAL mode.
 
 use std::path::Path;
 use std::time::Duration;
 
 use cairn_engine::lock::FileLock;
-use cairn_engine::plugin::{lstat, OptionDoc};
+use cairn_engine::plugin::{lstat, same_file, OptionDoc, SwapReport};
 use cairn_engine::tree::{capture_tree, FileAction};
 use cairn_engine::{
     CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
@@ -27,6 +33,9 @@ use cairn_engine::{
 pub const KIND: &str = "chroma-dir";
 /// Manifest metadata key listing the tree's embedded SQLite files.
 const SQLITE_FILES: &str = "sqlite_files";
+/// Manifest metadata key: each embedded SQLite file's own journal mode
+/// (`wal`, `delete`, …), by path, put back on a live restore.
+const SQLITE_JOURNAL_MODES: &str = "sqlite_journal_modes";
 const DEFAULT_LOCK_TIMEOUT_SECONDS: u64 = 60;
 /// A day: longer is a mistake, not a wait.
 const MAX_LOCK_TIMEOUT_SECONDS: u64 = 86_400;
@@ -65,12 +74,15 @@ fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
     Ok(Box::new(ChromaDir {
         lock_file: config.path_option("lock_file")?,
         lock_timeout,
+        path: config.path.clone(),
     }))
 }
 
 struct ChromaDir {
     lock_file: Option<std::path::PathBuf>,
     lock_timeout: Duration,
+    /// The configured directory: a restore onto it is a live restore.
+    path: std::path::PathBuf,
 }
 
 impl StoreHandler for ChromaDir {
@@ -98,6 +110,7 @@ impl StoreHandler for ChromaDir {
         };
 
         let mut sqlite_files: Vec<serde_json::Value> = Vec::new();
+        let mut journal_modes = serde_json::Map::new();
         capture_tree(ctx, &mut |ctx, path, rel, meta| {
             if is_sidecar_of_sqlite(path) {
                 return Ok(FileAction::Skip);
@@ -109,25 +122,67 @@ impl StoreHandler for ChromaDir {
             // An embedded database nobody wrote since the last snapshot
             // (no pending WAL, file unchanged) is shared with it.
             if cairn_sqlite_support::is_self_contained(path) && ctx.reuse_unchanged(rel, meta) {
+                // Unchanged since the parent: its mode is the file's own.
+                if let Some(mode) = cairn_sqlite_support::persistent_journal_mode(path) {
+                    journal_modes.insert(rel.into(), mode.into());
+                }
                 return Ok(FileAction::Handled);
             }
-            cairn_sqlite_support::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
-                .map_err(|e| match e.failure {
+            let info =
+                cairn_sqlite_support::online_copy(path, &ctx.dest_path(rel), SQLITE_BUSY_TIMEOUT)
+                    .map_err(|e| match e.failure {
                     cairn_sqlite_support::CopyFailure::Busy => Error::ServiceBusy {
-                        what: format!("database {}", path.display()),
+                        what: format!("database {}", ctx.source_shown().join(rel).display()),
                         waited_secs: SQLITE_BUSY_TIMEOUT.as_secs(),
                     },
                     _ => Error::Source {
-                        path: path.to_owned(),
+                        path: ctx.source_shown().join(rel),
                         message: e.message,
                     },
                 })?;
+            journal_modes.insert(rel.into(), info.journal_mode.into());
             ctx.add_written_file(rel, meta)?;
             Ok(FileAction::Handled)
         })?;
         ctx.metadata_mut()
             .insert(SQLITE_FILES.into(), sqlite_files.into());
+        ctx.metadata_mut()
+            .insert(SQLITE_JOURNAL_MODES.into(), journal_modes.into());
         Ok(())
+    }
+
+    /// On the configured directory (a live restore, or a rollback), each
+    /// embedded database recorded in WAL mode is put back in WAL mode: the
+    /// snapshot holds them in rollback-journal mode. Idempotent; a restore
+    /// elsewhere keeps the snapshot's bytes.
+    fn after_swap(&self, live: &Path, record: &StoreRecord) -> SwapReport {
+        if !same_file(live, &self.path) {
+            return SwapReport::default();
+        }
+        let Some(modes) = record
+            .metadata
+            .get(SQLITE_JOURNAL_MODES)
+            .and_then(|v| v.as_object())
+        else {
+            return SwapReport::default();
+        };
+        let failed: Vec<String> = modes
+            .iter()
+            // Only paths the manifest lists (and so were checked on read).
+            .filter(|(rel, _)| record.entries.iter().any(|e| e.path == **rel))
+            .filter_map(|(rel, mode)| {
+                let mode = mode.as_str()?;
+                cairn_sqlite_support::restore_journal_mode(&live.join(rel), mode).err()
+            })
+            .collect();
+        if failed.is_empty() {
+            SwapReport::default()
+        } else {
+            SwapReport {
+                integrity_ok: Some(false),
+                detail: Some(failed.join("; ")),
+            }
+        }
     }
 
     /// The tree is in use when the service holds its lock file, or when

@@ -11,9 +11,14 @@
 //! - Validate: `PRAGMA integrity_check` (`quick_check` for `--quick`) on
 //!   the copy, opened `immutable=1` so no `-wal`/`-shm` appears in the
 //!   snapshot.
+//!   The copy is stored in rollback-journal mode whatever the source's (so
+//!   reading it with `sqlite3` leaves nothing beside it); the manifest
+//!   records the source's `journal_mode`.
 //! - Restore: refuse while another process has the live database open;
 //!   checkpoint it, remove every sidecar so no stale byte survives, rename
-//!   the verified copy over it, sync the directory, check integrity.
+//!   the verified copy over it, sync the directory, put the recorded
+//!   journal mode back (a WAL database comes back in WAL mode), check
+//!   integrity. A restore elsewhere keeps the snapshot's bytes as they are.
 //!
 //! The SQLite helpers live in `cairn-sqlite-support`, which registers no
 //! kind, so `chroma-dir` copies its embedded databases the same way
@@ -21,16 +26,19 @@
 
 use std::path::Path;
 
-use cairn_engine::plugin::{lstat, OptionDoc, SwapReport};
+use cairn_engine::plugin::{lstat, same_file, OptionDoc, SwapReport};
 use cairn_engine::{
     CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
     StoreRecord,
 };
 use cairn_sqlite_support::{
-    clear_sidecars, in_use, integrity_check, online_copy, row_counts, CopyFailure, INTEGRITY_FAILED,
+    clear_sidecars, in_use, integrity_check, online_copy, restore_journal_mode, row_counts,
+    CopyFailure, INTEGRITY_FAILED,
 };
 
 pub const KIND: &str = "sqlite";
+/// Manifest metadata key: the source's journal mode (`CopyInfo::record`).
+const JOURNAL_MODE: &str = "journal_mode";
 const DEFAULT_BUSY_TIMEOUT_SECONDS: u64 = 30;
 /// SQLite takes its busy timeout in milliseconds as a C int.
 const MAX_BUSY_TIMEOUT_SECONDS: u64 = (i32::MAX / 1000) as u64;
@@ -58,11 +66,16 @@ fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
         DEFAULT_BUSY_TIMEOUT_SECONDS,
         MAX_BUSY_TIMEOUT_SECONDS,
     )?;
-    Ok(Box::new(SqliteStore { busy_timeout }))
+    Ok(Box::new(SqliteStore {
+        busy_timeout,
+        path: config.path.clone(),
+    }))
 }
 
 struct SqliteStore {
     busy_timeout: std::time::Duration,
+    /// The configured database: a restore onto it is a live restore.
+    path: std::path::PathBuf,
 }
 
 impl StoreHandler for SqliteStore {
@@ -163,9 +176,19 @@ impl StoreHandler for SqliteStore {
         clear_sidecars(live)
     }
 
-    /// The restored file, checked as the service will open it.
-    fn after_swap(&self, live: &Path, _record: &StoreRecord) -> SwapReport {
-        let result = integrity_check(live, Depth::Deep);
+    /// On the configured path (a live restore, or a rollback), the
+    /// recorded journal mode is put back first: the snapshot holds the
+    /// database in rollback-journal mode, and a WAL database must come back
+    /// in WAL mode (a write; idempotent: a file already in WAL mode is not
+    /// touched). Elsewhere the file stays the snapshot's bytes. Then the
+    /// file is checked as the service will open it.
+    fn after_swap(&self, live: &Path, record: &StoreRecord) -> SwapReport {
+        let recorded = record.metadata.get(JOURNAL_MODE).and_then(|v| v.as_str());
+        let mode = match recorded {
+            Some(mode) if same_file(live, &self.path) => restore_journal_mode(live, mode),
+            _ => Ok(()),
+        };
+        let result = mode.and_then(|()| integrity_check(live, Depth::Deep));
         SwapReport {
             integrity_ok: Some(result.is_ok()),
             detail: result.err(),
