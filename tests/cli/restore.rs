@@ -1052,3 +1052,44 @@ fn a_snapshot_damaged_in_two_stores_is_refused_naming_both() {
     // (DIR did not exist before).
     assert!(!dest.exists(), "left behind: {:?}", support::tree(&dest));
 }
+
+#[test]
+fn restore_dry_run_prints_the_plan_and_touches_nothing() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    mutate_chroma_simple(&env);
+    let before = support::tree(&env.root);
+
+    // No --confirm-service-stopped: a dry run is what an operator reads
+    // before stopping the service.
+    let run = env.cairn(&["restore", &id, "--dry-run"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for store in ["db", "registry", "chroma"] {
+        assert!(run.stdout.contains(store), "{store}: {}", run.stdout);
+    }
+    assert!(
+        run.stdout.contains("pre-restore snapshot would be taken"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("nothing touched"), "{}", run.stdout);
+
+    let json = env.cairn(&["--json", "restore", &id, "--dry-run"]).json();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["target"], "live");
+    let chroma = json["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "chroma")
+        .unwrap()
+        .clone();
+    assert!(
+        chroma["path"].as_str().unwrap().ends_with("data/chroma"),
+        "{chroma}"
+    );
+
+    // Nothing changed: no pre-restore snapshot, live bytes as they were.
+    assert_eq!(env.listed_ids(), vec![id.clone()]);
+    assert_eq!(support::tree(&env.root), before);
+}

@@ -32,6 +32,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::NothingSelected
         | Error::UnknownStore { .. }
         | Error::BadTag { .. }
+        | Error::FutureTime { .. }
         | Error::EmptyPolicy
         | Error::NotConfigured { .. }
         | Error::KindChanged { .. }
@@ -76,6 +77,9 @@ pub fn message(e: &Error) -> String {
         Error::NothingSelected => {
             "no stores selected (check --only/--skip and the [[store]] tables)".into()
         }
+        Error::FutureTime { at, ahead, now } => format!(
+            "--at {at}: that is {ahead} ahead of this machine's clock ({now}); pass --allow-future to date a snapshot in the future anyway"
+        ),
         Error::BadTag { tag } => {
             format!("--tag {tag:?}: a tag is 1-128 printable characters without commas")
         }

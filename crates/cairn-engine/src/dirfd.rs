@@ -1,5 +1,5 @@
 //! Directory handles: how the engine touches a live tree, a staging area
-//! or a `--to` target without ever being redirected by a symlink.
+//! or a restore's target elsewhere without ever being redirected by a symlink.
 //!
 //! Cairn usually runs as root over trees the service's unprivileged user
 //! owns and can change at any moment (docs/security.md). A path name is

@@ -273,7 +273,7 @@ fn scratch_dir(base: &Path) -> Result<PathBuf> {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir_in(base)
         .map_err(crate::error::io_at("create scratch directory", base))?;
-    // `run` removes it itself (or keeps it for --keep) and reports a
+    // `run` removes it itself (or keeps it when asked to) and reports a
     // failure to remove it, which a drop guard would swallow.
     Ok(dir.keep())
 }

@@ -68,6 +68,14 @@ pub enum Error {
         available: Vec<String>,
     },
 
+    /// A requested snapshot time ahead of the clock.
+    #[error("{at} is {ahead} ahead of this machine's clock ({now})")]
+    FutureTime {
+        at: String,
+        ahead: String,
+        now: String,
+    },
+
     #[error("invalid tag {tag:?}: a tag is 1-128 printable characters without commas")]
     BadTag { tag: String },
 

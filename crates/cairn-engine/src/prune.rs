@@ -29,7 +29,7 @@
 //!
 //! A snapshot dated in the future (more than
 //! [`FUTURE_TOLERANCE`](crate::id::FUTURE_TOLERANCE) ahead of the clock: a
-//! clock that ran ahead, a typo in `--at`) takes no slot: the
+//! clock that ran ahead, a typo in a requested time) takes no slot: the
 //! newest days would be its, and every real nightly would be deleted by
 //! the prune that follows it. It is kept with reason `future`.
 

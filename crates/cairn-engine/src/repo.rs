@@ -115,7 +115,7 @@ impl Repository {
     }
 
     /// The newest snapshot not dated in the future: one stamped by a clock
-    /// that ran ahead (or a typo in `--at`) is not the newest real state.
+    /// that ran ahead (or a typo in a requested time) is not the newest real state.
     pub fn latest(&self) -> Result<Option<SnapshotId>> {
         let now = Utc::now();
         let ids = self.list()?.ids;

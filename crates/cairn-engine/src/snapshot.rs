@@ -36,7 +36,7 @@ pub struct SnapshotRequest {
     pub tags: Vec<String>,
     /// Read every source byte, reusing nothing from the parent.
     pub full: bool,
-    /// `--allow-future`: accept an `at` in the future.
+    /// Accept an `at` in the future.
     pub allow_future: bool,
 }
 

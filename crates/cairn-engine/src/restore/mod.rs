@@ -58,7 +58,7 @@ pub struct RestoreOutcome {
     pub to: Option<PathBuf>,
     pub stores: Vec<StoreOutcome>,
     /// What the kinds' own checks found in the restored snapshot's files
-    /// (which match its manifest): restored anyway into `--to`, or live
+    /// (which match its manifest): restored anyway elsewhere, or live
     /// from a pre-restore snapshot; the restore is then not sound.
     pub problems: Vec<Problem>,
     pub rolled_back: bool,

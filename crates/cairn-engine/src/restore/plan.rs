@@ -224,7 +224,7 @@ impl RestorePlan<'_> {
     }
 
     /// Whether files that match their manifest but fail their kind's own
-    /// check may be restored: elsewhere (`--to`: nothing live is touched,
+    /// check may be restored: elsewhere (nothing live is touched,
     /// and those are the bytes that were captured), or live from a
     /// pre-restore snapshot (the way back puts back exactly what was there).
     pub(super) fn accepts_kind_problems(&self) -> bool {

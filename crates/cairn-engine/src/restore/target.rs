@@ -2,7 +2,7 @@
 //!
 //! A live target is the store's configured path, resolved by
 //! `dirfd::resolve` (no symlink the service's user could have planted is
-//! followed). A target under `restore --to DIR` is `DIR/<store>`, which must
+//! followed). A target elsewhere, under a directory DIR, is `DIR/<store>`, which must
 //! be new or an empty directory of the invoking user's: Cairn creates it
 //! 0700 and never adopts another user's directory or follows a link there.
 
