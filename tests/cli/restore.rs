@@ -1093,3 +1093,28 @@ fn restore_dry_run_prints_the_plan_and_touches_nothing() {
     assert_eq!(env.listed_ids(), vec![id.clone()]);
     assert_eq!(support::tree(&env.root), before);
 }
+
+#[test]
+fn the_way_back_from_a_restore_onto_an_empty_machine_records_every_store_absent() {
+    // A store that did not exist before the restore is absent in its
+    // pre-restore snapshot, not "captured with 0 entries" (which staging's
+    // freshly created directory used to look like).
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    support::remove_any(&env.path("data"));
+    support::remove_any(&env.path("config"));
+
+    let run = restore(&env, &id, &["--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let pre = run.json()["pre_restore_snapshot"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = env.cairn(&["--json", "show", &pre]).json();
+    for store in shown["stores"].as_array().unwrap() {
+        assert_eq!(store["status"], "absent", "{store}");
+    }
+    // And the restore itself put every store back.
+    assert!(env.path("data/chroma/seg-0001").is_dir());
+    assert!(env.path("data/atocore.db").is_file());
+}

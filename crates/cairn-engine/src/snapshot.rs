@@ -108,6 +108,10 @@ pub(crate) struct Plan<'a> {
     /// For pre-restore snapshots: a live store that does not exist yet is
     /// recorded absent rather than failing the restore.
     missing_is_absent: bool,
+    /// For pre-restore snapshots: stores that did not exist before the
+    /// restore (staging may have created their directory since), recorded
+    /// absent so the way back removes them instead of emptying them.
+    absent_before: Vec<String>,
     /// Hard-link unchanged files from the latest snapshot of each store.
     reuse_parent: bool,
 }
@@ -130,6 +134,7 @@ impl<'a> Plan<'a> {
             tags,
             restore_of: None,
             missing_is_absent: false,
+            absent_before: Vec::new(),
             reuse_parent: true,
         })
     }
@@ -140,10 +145,13 @@ impl<'a> Plan<'a> {
         self
     }
 
-    /// A safety snapshot taken by restore before it swaps anything in.
-    pub(crate) fn pre_restore(mut self, restore_of: &str) -> Self {
+    /// A safety snapshot taken by restore before it swaps anything in;
+    /// `absent_before` names the stores that did not exist when the
+    /// restore was planned.
+    pub(crate) fn pre_restore(mut self, restore_of: &str, absent_before: Vec<String>) -> Self {
         self.restore_of = Some(restore_of.to_owned());
         self.missing_is_absent = true;
+        self.absent_before = absent_before;
         self
     }
 }
@@ -270,6 +278,10 @@ fn build_snapshot(
             warnings: Vec::new(),
             entries: Vec::new(),
         };
+        if plan.absent_before.contains(&store.name) {
+            records.push(record);
+            continue;
+        }
         // The configured path is resolved once, safely (a symlink only
         // where no one but root or the invoker could have planted it), and
         // the store is read through the descriptors held from here on.

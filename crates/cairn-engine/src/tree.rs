@@ -210,3 +210,41 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod vanished {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_between_the_walk_and_its_copy_is_a_warning_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        fs::create_dir(&live).unwrap();
+        fs::write(live.join("gone.bin"), b"deleted by the service").unwrap();
+        fs::write(live.join("kept.bin"), b"still here").unwrap();
+        let dest = dir.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        let root = DirFd::open_trusted(&live).unwrap();
+        let source = root.fd_path("");
+        let mut ctx = CaptureCtx::new("t", &source, &live, Some(root.clone()), dest.clone(), None);
+
+        capture_tree(&mut ctx, &mut |_, _, rel, _| {
+            if rel == "gone.bin" {
+                fs::remove_file(live.join("gone.bin")).unwrap();
+            }
+            Ok(FileAction::Copy)
+        })
+        .unwrap();
+        let captured = ctx.finish().unwrap();
+        let paths: Vec<&str> = captured.entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["kept.bin"]);
+        assert!(
+            captured
+                .warnings
+                .iter()
+                .any(|w| w.contains("gone.bin") && w.contains("disappeared")),
+            "{:?}",
+            captured.warnings
+        );
+    }
+}

@@ -115,10 +115,16 @@ fn take_pre_restore_snapshot(
     plan: &super::plan::RestorePlan<'_>,
 ) -> Result<(String, Vec<Problem>)> {
     let live: Vec<_> = plan.jobs.iter().filter_map(|j| j.live).collect();
+    let absent_before: Vec<String> = plan
+        .jobs
+        .iter()
+        .filter(|j| !j.target.existed)
+        .map(|j| plan.record(j).name.clone())
+        .collect();
     let mut last = Vec::new();
     for full in [false, true] {
         let pre = Plan::new(live.clone(), None, vec![PRE_RESTORE_TAG.to_owned()])?
-            .pre_restore(plan.id.as_str())
+            .pre_restore(plan.id.as_str(), absent_before.clone())
             .full(full);
         let (summary, report) = snapshot::capture_validated(&plan.repo, &plan.lock, &pre)?;
         let (files, kind): (Vec<Problem>, Vec<Problem>) =

@@ -33,19 +33,24 @@ pub(crate) struct Target {
     pub created: Vec<(DirFd, OsString)>,
     /// A live restore: replaced files keep the live owner and mode.
     pub live: bool,
+    /// The store existed when the restore was planned.
+    pub existed: bool,
 }
 
 impl Target {
     /// The configured path of a live store.
     pub(crate) fn live(path: &Path, follow_symlink: bool) -> Result<Target> {
         let (resolved, created) = dirfd::resolve_creating(path, follow_symlink, LIVE_PARENT_MODE)?;
-        let Resolved { parent, name, .. } = resolved;
+        let Resolved {
+            parent, name, stat, ..
+        } = resolved;
         Ok(Target {
             parent,
             name,
             shown: path.to_owned(),
             created,
             live: true,
+            existed: stat.is_some(),
         })
     }
 
@@ -125,6 +130,7 @@ impl Target {
                     parent: store_dir,
                     created: std::mem::take(created),
                     live: false,
+                    existed: false,
                 }
             }
             _ => Target {
@@ -133,6 +139,7 @@ impl Target {
                 parent: top,
                 created: std::mem::take(created),
                 live: false,
+                existed: false,
             },
         };
         Ok(target)
