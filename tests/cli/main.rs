@@ -11,6 +11,7 @@ mod future;
 mod output;
 mod plugin_guide;
 mod prune;
+mod repair;
 mod required_option;
 mod restore;
 mod safety_net;

@@ -7,7 +7,9 @@ use std::time::Instant;
 use cairn_engine::drill::DrillRequest;
 use cairn_engine::restore::RestoreRequest;
 use cairn_engine::snapshot::SnapshotRequest;
-use cairn_engine::validate::{validate_snapshot, ValidationReport};
+use cairn_engine::validate::{
+    last_validation, validate_snapshot, ValidationRecord, ValidationReport,
+};
 use cairn_engine::{
     drill, prune, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository, Result,
     Stores,
@@ -175,7 +177,11 @@ pub struct ListRow {
     pub pinned: bool,
     pub stores: Vec<String>,
     pub bytes: Option<u64>,
-    pub problem: Option<&'static str>,
+    /// What is wrong with it now (its manifest), else what its last
+    /// validation found.
+    pub problem: Option<String>,
+    /// Its last deep validation, when one left a record.
+    pub validation: Option<ValidationRecord>,
 }
 
 fn list(cfg: &Config) -> Result<Output> {
@@ -186,6 +192,11 @@ fn list(cfg: &Config) -> Result<Output> {
         .iter()
         .map(|id| {
             let pinned = repo.is_pinned(id);
+            let validation = last_validation(&repo, id);
+            let found = validation
+                .as_ref()
+                .and_then(|v| v.problems.first())
+                .map(|p| p.code.clone());
             match Manifest::read_from(&repo.snapshot_dir(id), id.as_str()) {
                 Ok(m) => ListRow {
                     id: id.to_string(),
@@ -199,7 +210,8 @@ fn list(cfg: &Config) -> Result<Output> {
                         .map(|s| s.name.clone())
                         .collect(),
                     bytes: Some(m.total_bytes()),
-                    problem: None,
+                    problem: found,
+                    validation,
                 },
                 Err(p) => ListRow {
                     id: id.to_string(),
@@ -208,14 +220,16 @@ fn list(cfg: &Config) -> Result<Output> {
                     pinned,
                     stores: Vec::new(),
                     bytes: None,
-                    problem: Some(p.code),
+                    problem: Some(p.code.to_owned()),
+                    validation,
                 },
             }
         })
         .collect();
+    let now = Utc::now();
     Ok(Output {
-        human: render::list(&rows, &listing.unparseable, Utc::now()),
-        json: json::list(&rows, &listing.unparseable),
+        human: render::list(&rows, &listing.unparseable, now),
+        json: json::list(&rows, &listing.unparseable, now),
         sound: true,
     })
 }

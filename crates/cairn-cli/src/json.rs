@@ -8,8 +8,9 @@ use cairn_engine::drill::DrillReport;
 use cairn_engine::prune::PrunePlan;
 use cairn_engine::restore::{RestoreOutcome, RestorePlan, RollbackFailure};
 use cairn_engine::snapshot::SnapshotOutcome;
-use cairn_engine::validate::ValidationReport;
-use cairn_engine::{Error, Manifest, Problem, Registry, Shape, StoreStatus};
+use cairn_engine::validate::{ValidationRecord, ValidationReport};
+use cairn_engine::{Depth, Error, Manifest, Problem, Registry, Shape, StoreStatus};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::commands::ListRow;
@@ -87,7 +88,7 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> Value {
     })
 }
 
-pub fn list(rows: &[ListRow], unparseable: &[String]) -> Value {
+pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Value {
     json!({
         "snapshots": rows.iter().map(|r| json!({
             "id": r.id,
@@ -97,8 +98,28 @@ pub fn list(rows: &[ListRow], unparseable: &[String]) -> Value {
             "stores": r.stores,
             "bytes": r.bytes,
             "problem": r.problem,
+            "last_validation": r.validation.as_ref().map(|v| last_validation(v, now)),
         })).collect::<Vec<_>>(),
         "unparseable": unparseable,
+    })
+}
+
+/// A snapshot's last recorded validation, as `list` shows it.
+fn last_validation(v: &ValidationRecord, now: DateTime<Utc>) -> Value {
+    json!({
+        "at": v.validated_at,
+        "age_seconds": (now - v.validated_at).num_seconds(),
+        "depth": match v.depth {
+            Depth::Deep => "deep",
+            Depth::Quick => "quick",
+        },
+        "valid": v.valid(),
+        "errors": v.problems.iter().map(|p| json!({
+            "code": p.code,
+            "store": p.store,
+            "path": p.path,
+            "detail": p.detail,
+        })).collect::<Vec<_>>(),
     })
 }
 

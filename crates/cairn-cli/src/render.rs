@@ -87,7 +87,7 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
     if rows.is_empty() && unparseable.is_empty() {
         return "no snapshots\n".into();
     }
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -107,12 +107,27 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
                     r.stores.join(",")
                 },
                 r.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
-                r.problem.unwrap_or("").to_owned(),
+                match &r.validation {
+                    Some(v) => format!(
+                        "{} ({})",
+                        if v.valid() { "ok" } else { "FAILED" },
+                        relative(v.validated_at, now)
+                    ),
+                    None => "-".into(),
+                },
+                r.problem.clone().unwrap_or_default(),
             ]
         })
         .collect();
     let header = [
-        "ID", "CREATED", "TAGS", "PINNED", "STORES", "SIZE", "PROBLEM",
+        "ID",
+        "CREATED",
+        "TAGS",
+        "PINNED",
+        "STORES",
+        "SIZE",
+        "VALIDATED",
+        "PROBLEM",
     ];
     let mut widths = header.map(str::len);
     for row in &table {
@@ -121,7 +136,7 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
         }
     }
     let mut s = String::new();
-    let line = |s: &mut String, cells: [&str; 7]| {
+    let line = |s: &mut String, cells: [&str; 8]| {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i == 5 {

@@ -190,8 +190,10 @@ pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<Snapsh
 /// the snapshot, overlapped with the rest of the work instead of after it.
 /// Once published, the manifest is read back from disk and must be the
 /// one the stores were checked against (same digest), and the snapshot's
-/// top level is checked. Restore's pre-restore snapshot is made the same
-/// way: the way back is known restorable before anything is swapped.
+/// top level is checked. The result is recorded beside the manifest, as
+/// `cairn validate` records its own. Restore's pre-restore snapshot is
+/// made the same way: the way back is known restorable before anything is
+/// swapped.
 pub(crate) fn capture_validated(
     repo: &Repository,
     _lock: &FileLock,
@@ -217,6 +219,7 @@ pub(crate) fn capture_validated(
         Err(p) => vec![p],
     };
     problems.extend(store_problems);
+    validate::write_record(&dir, Depth::Deep, &problems);
     Ok((summary, ValidationReport::new(&id, problems)))
 }
 
