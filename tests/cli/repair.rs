@@ -4,7 +4,7 @@
 //! live file or another snapshot's intact copy. Each test asserts on the
 //! bytes and inodes that end up in the snapshots.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -17,6 +17,14 @@ const SEGMENT: &str = "seg-0001/data_level0.bin";
 
 fn copy_of(env: &Env, id: &str) -> PathBuf {
     env.snapshot_dir(id).join("stores/chroma").join(SEGMENT)
+}
+
+fn live(env: &Env) -> PathBuf {
+    env.path("data/chroma").join(SEGMENT)
+}
+
+fn inode(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
 }
 
 /// One flipped bit in a snapshot file, as a disk rots it: the mode stays
@@ -58,6 +66,60 @@ fn listed<'a>(doc: &'a Value, id: &str) -> &'a Value {
         .iter()
         .find(|s| s["id"] == id)
         .unwrap_or_else(|| panic!("{id} not listed: {doc}"))
+}
+
+/// After one flipped bit in a snapshot's copy, found by `cairn validate`,
+/// the next snapshot copies that file from the live source instead of
+/// hard-linking the damaged inode, and it validates. Unchanged files that
+/// are intact are still shared.
+#[test]
+fn the_next_snapshot_never_hard_links_a_copy_a_validation_found_damaged() {
+    let env = Env::new();
+    let s0 = env.snapshot(&[]);
+    rot(&copy_of(&env, &s0));
+    let found = env.cairn(&["--json", "validate", &s0]);
+    assert_eq!(found.code, 1, "{}\n{}", found.stdout, found.stderr);
+    assert_eq!(
+        problems(&found.json()["results"][0]["errors"]),
+        segment_mismatch()
+    );
+
+    let run = env.cairn(&["--json", "snapshot"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    assert_eq!(doc["validated"], true, "{doc}");
+    let s1 = doc["id"].as_str().unwrap().to_owned();
+    assert_ne!(
+        inode(&copy_of(&env, &s1)),
+        inode(&copy_of(&env, &s0)),
+        "the new snapshot shares the damaged inode"
+    );
+    assert_eq!(
+        std::fs::read(copy_of(&env, &s1)).unwrap(),
+        std::fs::read(live(&env)).unwrap()
+    );
+    // Only the damaged copy was left out: an intact unchanged file is
+    // still hard-linked.
+    let header = |id: &str| {
+        inode(
+            &env.snapshot_dir(id)
+                .join("stores/chroma/seg-0001/header.bin"),
+        )
+    };
+    assert_eq!(header(&s0), header(&s1));
+    // The snapshot says why it copied.
+    let chroma = doc["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "chroma")
+        .unwrap();
+    assert!(
+        chroma["warnings"].to_string().contains(SEGMENT),
+        "no warning names the file copied again: {doc}"
+    );
+    let validated = env.cairn(&["--json", "validate", &s1]);
+    assert_eq!(validated.code, 0, "{}", validated.stdout);
 }
 
 /// `list` shows what the last validation found, with its age, so damage

@@ -3,13 +3,14 @@
 //! the run; a snapshot is valid when the list is empty.
 //!
 //! Each deep validation leaves its result beside the manifest, in
-//! `validated.json` (a [`ValidationRecord`]): `list` shows it, and a
-//! quick validation repeats the checksum mismatches it found (which sizes
-//! alone cannot see). The record is not part of the manifest (nor of its
-//! digest): it is the snapshot's last known state, rewritten by every deep
-//! validation.
+//! `validated.json` (a [`ValidationRecord`]): `list` shows it, a quick
+//! validation repeats the checksum mismatches it found (which sizes alone
+//! cannot see), and the next snapshot copies a file it found damaged
+//! instead of hard-linking it. The record is not part of the manifest (nor
+//! of its digest): it is the snapshot's last known state, rewritten by
+//! every deep validation.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -126,6 +127,18 @@ pub struct RecordedProblem {
 impl ValidationRecord {
     pub fn valid(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The paths of `store` whose copy this validation found damaged
+    /// (missing, resized, rehashed, unreadable, of another type): never
+    /// to be hard-linked into another snapshot.
+    pub(crate) fn damaged_files(&self, store: &str) -> HashSet<String> {
+        self.problems
+            .iter()
+            .filter(|p| p.store.as_deref() == Some(store))
+            .filter(|p| codes::ABOUT_FILES.contains(&p.code.as_str()))
+            .filter_map(|p| p.path.clone())
+            .collect()
     }
 
     /// What a deep validation found that a quick one cannot see (a file's
@@ -547,6 +560,11 @@ mod tests {
         assert!(!record.valid());
         assert_eq!(record.depth, Depth::Deep);
         assert_eq!(record.problems[0].code, codes::FILE_CHECKSUM_MISMATCH);
+        assert_eq!(
+            record.damaged_files("chroma"),
+            HashSet::from(["seg/a.bin".to_owned()])
+        );
+        assert!(record.damaged_files("db").is_empty());
         // Rewritten over the read-only record of the last run.
         write_record(dir.path(), Depth::Deep, &[]);
         assert!(read_record(dir.path()).unwrap().valid());
