@@ -179,3 +179,215 @@ fn list_shows_the_damage_an_earlier_validate_found() {
         segment_mismatch()
     );
 }
+
+/// One flipped bit in a copy two snapshots share, found by `validate`:
+/// `cairn repair ID` rewrites that inode in place from the live file (so
+/// the other snapshot is healed too), recreates a copy that went
+/// missing, and then every snapshot validates. A dry run rewrites nothing.
+#[test]
+fn repair_heals_a_shared_damaged_copy_in_place_from_the_live_file() {
+    let env = Env::new();
+    let s0 = env.snapshot(&[]);
+    let s1 = env.snapshot(&[]);
+    let damaged = copy_of(&env, &s0);
+    let ino = inode(&damaged);
+    assert_eq!(ino, inode(&copy_of(&env, &s1)), "S1 hard-links S0's copy");
+    rot(&damaged);
+    let rotten = std::fs::read(&damaged).unwrap();
+    // A second file gone from S0 only (S1 keeps its link); its
+    // directory is the owner's to change (0700).
+    let header = env
+        .snapshot_dir(&s0)
+        .join("stores/chroma/seg-0001/header.bin");
+    std::fs::remove_file(&header).unwrap();
+    let found = env.cairn(&["--json", "validate", "--all"]);
+    assert_eq!(found.code, 1, "{}", found.stdout);
+    let text = env.cairn(&["validate", &s0]);
+    assert!(
+        text.stdout.contains(&format!("hint: `cairn repair {s0}`")),
+        "validate points at repair: {}",
+        text.stdout
+    );
+
+    let dry = env.cairn(&["--json", "repair", &s0, "--dry-run"]);
+    assert_eq!(dry.code, 1, "{}\n{}", dry.stdout, dry.stderr);
+    assert_eq!(
+        dry.json()["results"][0]["repaired"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        std::fs::read(&damaged).unwrap(),
+        rotten,
+        "a dry run rewrites nothing"
+    );
+    assert!(!header.exists());
+
+    let run = env.cairn(&["--json", "repair", &s0]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    let result = &doc["results"][0];
+    assert_eq!(result["valid"], true, "{doc}");
+    assert_eq!(result["unrepaired"], serde_json::json!([]), "{doc}");
+    let repaired = result["repaired"].as_array().unwrap();
+    assert_eq!(repaired.len(), 2, "{doc}");
+    for r in repaired {
+        assert!(r["from"]["live"].is_string(), "from the live file: {doc}");
+    }
+    // The same inode, rewritten: S1's link is healed with it.
+    assert_eq!(inode(&damaged), ino);
+    assert_eq!(inode(&copy_of(&env, &s1)), ino);
+    let live_bytes = std::fs::read(live(&env)).unwrap();
+    assert_eq!(std::fs::read(&damaged).unwrap(), live_bytes);
+    assert_eq!(std::fs::read(copy_of(&env, &s1)).unwrap(), live_bytes);
+    assert_eq!(
+        std::fs::read(&header).unwrap(),
+        std::fs::read(env.path("data/chroma/seg-0001/header.bin")).unwrap()
+    );
+    for file in [&damaged, &header] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "{} is {mode:o}", file.display());
+    }
+    assert_eq!(
+        doc["revalidated"][0]["id"], s1,
+        "S1 shares the healed file and is validated again: {doc}"
+    );
+
+    let all = env.cairn(&["--json", "validate", "--all"]);
+    assert_eq!(all.code, 0, "{}", all.stdout);
+    let list = env.cairn(&["--json", "list"]).json();
+    for id in [&s0, &s1] {
+        assert_eq!(listed(&list, id)["problem"], Value::Null, "{list}");
+    }
+}
+
+/// When the live file has changed since, the damaged copy is rewritten
+/// from an intact copy of the same bytes in another snapshot (verified by
+/// hashing; never one that shares the damaged inode).
+#[test]
+fn repair_uses_another_snapshots_intact_copy_when_the_live_file_changed() {
+    let env = Env::new();
+    let s0 = env.snapshot(&[]);
+    // An independent copy of the same bytes, and one sharing S0's inode.
+    let full = env.snapshot(&["--full"]);
+    let linked = env.snapshot(&[]);
+    assert_eq!(inode(&copy_of(&env, &linked)), inode(&copy_of(&env, &full)));
+    let original = std::fs::read(live(&env)).unwrap();
+    std::fs::write(live(&env), b"the service rewrote its segment since").unwrap();
+    let s3 = env.snapshot(&[]);
+    rot(&copy_of(&env, &s0));
+    let ino = inode(&copy_of(&env, &s0));
+
+    let run = env.cairn(&["--json", "repair", &s0]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    let repaired = &doc["results"][0]["repaired"];
+    assert_eq!(
+        problems(repaired),
+        segment_mismatch(),
+        "only the rotten file: {doc}"
+    );
+    // Either name of the one intact inode (the newest is tried first).
+    let from = repaired[0]["from"]["snapshot"].as_str().unwrap();
+    assert!(from == full || from == linked, "{doc}");
+    assert_eq!(repaired[0]["from"]["path"], SEGMENT, "{doc}");
+    assert_eq!(inode(&copy_of(&env, &s0)), ino, "rewritten in place");
+    assert_eq!(std::fs::read(copy_of(&env, &s0)).unwrap(), original);
+    assert_ne!(std::fs::read(copy_of(&env, &s3)).unwrap(), original);
+    let all = env.cairn(&["--json", "validate", "--all"]);
+    assert_eq!(all.code, 0, "{}", all.stdout);
+}
+
+/// A damaged file with no intact copy anywhere (the live file changed,
+/// no other snapshot has those bytes) is listed with why, left as it is,
+/// and the command exits 1.
+#[test]
+fn a_file_that_cannot_be_repaired_is_listed_and_exits_1() {
+    let env = Env::new();
+    let s0 = env.snapshot(&[]);
+    std::fs::write(live(&env), b"new bytes: the old ones exist only in S0").unwrap();
+    rot(&copy_of(&env, &s0));
+    let rotten = std::fs::read(copy_of(&env, &s0)).unwrap();
+
+    let run = env.cairn(&["--json", "repair", &s0]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let doc = run.json();
+    let result = &doc["results"][0];
+    assert_eq!(result["valid"], false, "{doc}");
+    assert_eq!(result["repaired"], serde_json::json!([]), "{doc}");
+    assert_eq!(problems(&result["unrepaired"]), segment_mismatch(), "{doc}");
+    let reason = result["unrepaired"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("holds other bytes") && reason.contains("no other snapshot"),
+        "{reason}"
+    );
+    assert_eq!(
+        std::fs::read(copy_of(&env, &s0)).unwrap(),
+        rotten,
+        "left as it was"
+    );
+
+    let human = env.cairn(&["repair", &s0]);
+    assert_eq!(human.code, 1);
+    assert!(
+        human.stdout.contains(&format!(
+            "NOT repaired: file_checksum_mismatch [chroma] {SEGMENT}"
+        )),
+        "{}",
+        human.stdout
+    );
+    assert!(human.stdout.contains("NOT SOUND"), "{}", human.stdout);
+    // A bad id is refused before anything is touched.
+    assert_eq!(env.cairn(&["repair", "../x"]).code, 2);
+}
+
+/// Without a validation in between, a snapshot still hard-links the
+/// rotten copy (it cannot know): its own validation then fails, points at
+/// `cairn repair`, and records the damage, so the snapshot after it
+/// copies the file again and is sound.
+#[test]
+fn a_snapshot_that_linked_a_rotten_copy_points_at_repair_and_the_next_one_copies() {
+    let env = Env::new();
+    let s0 = env.snapshot(&[]);
+    rot(&copy_of(&env, &s0));
+    let run = env.cairn(&["snapshot"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let s1 = env.listed_ids().pop().unwrap();
+    assert!(
+        run.stdout.contains(&format!("hint: `cairn repair {s1}`")),
+        "{}",
+        run.stdout
+    );
+    let s2 = env.snapshot(&[]);
+    assert_ne!(inode(&copy_of(&env, &s2)), inode(&copy_of(&env, &s0)));
+    assert_eq!(env.cairn(&["validate", &s2]).code, 0);
+}
+
+/// `cairn --help` lists `repair`; its own help says what it rewrites,
+/// from what, and the exit codes.
+#[test]
+fn repair_help_says_what_it_rewrites_and_from_what() {
+    let env = Env::empty();
+    let top = env.cairn(&["--help"]);
+    assert!(top.stdout.contains("repair"), "{}", top.stdout);
+    let help = env.cairn(&["repair", "--help"]);
+    assert_eq!(help.code, 0, "{}", help.stderr);
+    for words in [
+        "in place",
+        "live file",
+        "intact copy",
+        "hard link",
+        "--all",
+        "--latest",
+        "--dry-run",
+        "1 when something remains",
+    ] {
+        assert!(
+            help.stdout.contains(words),
+            "no {words:?} in:\n{}",
+            help.stdout
+        );
+    }
+}
