@@ -209,6 +209,14 @@ fn repair_heals_a_shared_damaged_copy_in_place_from_the_live_file() {
         text.stdout
     );
 
+    let refused = env.cairn(&["restore", &s0, "--to", "elsewhere"]);
+    assert_eq!(refused.code, 3, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!("`cairn repair {s0}`")),
+        "a refused restore points at repair: {}",
+        refused.stderr
+    );
+
     let dry = env.cairn(&["--json", "repair", &s0, "--dry-run"]);
     assert_eq!(dry.code, 1, "{}\n{}", dry.stdout, dry.stderr);
     assert_eq!(
