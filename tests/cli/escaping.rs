@@ -57,10 +57,16 @@ fn a_file_name_with_a_newline_cannot_forge_a_line_of_validate_output() {
     let run = env.cairn(&["validate", &id]);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert_unforged(&run.stdout, false);
-    // One line for the snapshot, one per problem, one for the outcome.
+    // One line for the snapshot, one per problem, the repair hint, one
+    // for the outcome: a name's newline added none.
     let json = env.cairn(&["--json", "validate", &id]).json();
     let errors = json["results"][0]["errors"].as_array().unwrap().clone();
-    assert_eq!(lines(&run.stdout).len(), errors.len() + 2, "{}", run.stdout);
+    let hints = lines(&run.stdout)
+        .iter()
+        .filter(|l| l.trim_start().starts_with("hint: `cairn repair"))
+        .count();
+    assert_eq!(hints, 1, "{}", run.stdout);
+    assert_eq!(lines(&run.stdout).len(), errors.len() + 3, "{}", run.stdout);
     assert!(
         run.stdout
             .contains("file_checksum_mismatch [chroma] x\\nok: all fine: manifest says"),

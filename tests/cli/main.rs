@@ -14,6 +14,7 @@ mod output;
 mod overlap;
 mod plugin_guide;
 mod prune;
+mod repair;
 mod required_option;
 mod restore;
 mod safety_net;

@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done, and everything checked was sound
-  1  ran, and something checked was not sound (invalid snapshot, failed drill, restore rolled back)
+  1  ran, and something checked was not sound (invalid snapshot, failed drill, restore rolled back,
+     damage repair could not fix)
   2  bad usage or bad config (the message names the flag, key or file)
   3  refused by a safety gate before anything was touched (no --confirm-service-stopped,
      snapshot invalid before restore, service still running, repository busy)
@@ -49,7 +50,7 @@ pub struct Cli {
 pub enum Command {
     /// Snapshot the configured stores, then validate the new snapshot
     Snapshot(SnapshotArgs),
-    /// List every snapshot, oldest first, with a problem column for damaged ones
+    /// List every snapshot, oldest first, with its last validation and a problem column for damaged ones
     List,
     /// Summarize one snapshot's manifest (the whole manifest with --json)
     Show {
@@ -81,6 +82,19 @@ pub enum Command {
     },
     /// Restore into a scratch directory, run every check, report timings; touches nothing live
     Drill(DrillArgs),
+    /// Rewrite damaged snapshot files from the live source or another intact copy, then re-verify
+    ///
+    /// Deep-validates the snapshot(s) under the repository lock. Each file
+    /// whose bytes, size or presence differ from the manifest
+    /// (file_checksum_mismatch, file_size_mismatch, file_missing) is
+    /// rewritten in place from bytes proven to hash to its recorded SHA-256:
+    /// the store's live file, else an intact copy in another snapshot (never
+    /// one sharing the damaged inode). The same inode is rewritten, so every
+    /// snapshot sharing the file by hard link is healed too, and validated
+    /// again. Lists what could not be repaired and why; exits 0 when every
+    /// snapshot checked is sound, 1 when something remains. Touches nothing
+    /// live.
+    Repair(RepairArgs),
     /// List the registered store plug-ins and their options
     Stores,
     /// Write a commented starter cairn.toml
@@ -135,6 +149,23 @@ pub struct ValidateArgs {
     /// Sizes and quick_check instead of hashing every byte
     #[arg(long)]
     pub quick: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").args(["id", "latest", "all"])))]
+pub struct RepairArgs {
+    /// Snapshot id [default: every snapshot, as --all]
+    pub id: Option<String>,
+    /// The newest snapshot
+    #[arg(long)]
+    pub latest: bool,
+    /// Every snapshot (the default)
+    #[arg(long)]
+    pub all: bool,
+    /// Validate and find a verified source for every damaged file, but
+    /// rewrite nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

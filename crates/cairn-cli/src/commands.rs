@@ -5,17 +5,20 @@ use std::io::Write;
 use std::time::Instant;
 
 use cairn_engine::drill::DrillRequest;
+use cairn_engine::repair::{RepairRequest, Which};
 use cairn_engine::restore::RestoreRequest;
 use cairn_engine::snapshot::SnapshotRequest;
-use cairn_engine::validate::{validate_snapshot, ValidationReport};
+use cairn_engine::validate::{
+    last_validation, validate_snapshot, ValidationRecord, ValidationReport,
+};
 use cairn_engine::{
-    drill, prune, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository, Result,
-    Stores,
+    drill, prune, repair, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository,
+    Result, Stores,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, DrillArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
+use crate::cli::{Cli, Command, DrillArgs, RepairArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
 use crate::{clock, json, render, starter, Output};
 
 /// Set by the binary's `main`: commands that write stop at a safe point on
@@ -47,7 +50,11 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     if STOP_ON_SIGNALS.load(std::sync::atomic::Ordering::SeqCst)
         && matches!(
             cli.command,
-            Command::Snapshot(_) | Command::Restore(_) | Command::Prune { .. } | Command::Drill(_)
+            Command::Snapshot(_)
+                | Command::Restore(_)
+                | Command::Prune { .. }
+                | Command::Drill(_)
+                | Command::Repair(_)
         )
     {
         cairn_engine::cancel::install()?;
@@ -66,6 +73,7 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         Command::Pin { id } => pin(&cfg, id, true),
         Command::Unpin { id } => pin(&cfg, id, false),
         Command::Drill(args) => drill_cmd(&cfg, &stores, args),
+        Command::Repair(args) => repair_cmd(&cfg, &stores, args),
         Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
             unreachable!("handled above")
         }
@@ -175,7 +183,11 @@ pub struct ListRow {
     pub pinned: bool,
     pub stores: Vec<String>,
     pub bytes: Option<u64>,
-    pub problem: Option<&'static str>,
+    /// What is wrong with it now (its manifest), else what its last
+    /// validation found.
+    pub problem: Option<String>,
+    /// Its last deep validation, when one left a record.
+    pub validation: Option<ValidationRecord>,
 }
 
 fn list(cfg: &Config) -> Result<Output> {
@@ -186,6 +198,11 @@ fn list(cfg: &Config) -> Result<Output> {
         .iter()
         .map(|id| {
             let pinned = repo.is_pinned(id);
+            let validation = last_validation(&repo, id);
+            let found = validation
+                .as_ref()
+                .and_then(|v| v.problems.first())
+                .map(|p| p.code.clone());
             match Manifest::read_from(&repo.snapshot_dir(id), id.as_str()) {
                 Ok(m) => ListRow {
                     id: id.to_string(),
@@ -199,7 +216,8 @@ fn list(cfg: &Config) -> Result<Output> {
                         .map(|s| s.name.clone())
                         .collect(),
                     bytes: Some(m.total_bytes()),
-                    problem: None,
+                    problem: found,
+                    validation,
                 },
                 Err(p) => ListRow {
                     id: id.to_string(),
@@ -208,14 +226,16 @@ fn list(cfg: &Config) -> Result<Output> {
                     pinned,
                     stores: Vec::new(),
                     bytes: None,
-                    problem: Some(p.code),
+                    problem: Some(p.code.to_owned()),
+                    validation,
                 },
             }
         })
         .collect();
+    let now = Utc::now();
     Ok(Output {
-        human: render::list(&rows, &listing.unparseable, Utc::now()),
-        json: json::list(&rows, &listing.unparseable),
+        human: render::list(&rows, &listing.unparseable, now),
+        json: json::list(&rows, &listing.unparseable, now),
         sound: true,
     })
 }
@@ -339,5 +359,28 @@ fn drill_cmd(cfg: &Config, stores: &Stores, args: &DrillArgs) -> Result<Output> 
         human: render::drill(&report),
         json: json::drill(&report),
         sound: report.ok,
+    })
+}
+
+fn repair_cmd(cfg: &Config, stores: &Stores, args: &RepairArgs) -> Result<Output> {
+    let which = match (&args.id, args.latest) {
+        (Some(id), _) => Which::Id(id.clone()),
+        (None, true) => Which::Latest,
+        // `--all` is the default: a repair only ever rewrites a snapshot
+        // file with bytes that hash to what its manifest recorded.
+        (None, false) => Which::All,
+    };
+    let outcome = repair::run(
+        cfg,
+        stores,
+        &RepairRequest {
+            which,
+            dry_run: args.dry_run,
+        },
+    )?;
+    Ok(Output {
+        human: render::repair(&outcome),
+        json: json::repair(&outcome),
+        sound: outcome.is_sound(),
     })
 }

@@ -138,6 +138,7 @@ fn unsound_hint(id: &str, problems: &[cairn_engine::Problem]) -> String {
         }
     }
     let mut hint = format!("run `cairn validate {id}` for every problem; restore another snapshot");
+
     if !stores.is_empty() {
         hint.push_str(&format!(
             ", or leave the damaged store{} out with --skip {} (or name the others with --only)",
@@ -145,12 +146,31 @@ fn unsound_hint(id: &str, problems: &[cairn_engine::Problem]) -> String {
             stores.join(",")
         ));
     }
+    if let Some(repair) = repair_hint(id, problems) {
+        hint.push_str(&format!("; to heal this one: {repair}"));
+    }
     if !problems.is_empty() && !problems.iter().any(|p| p.is_about_files()) {
         hint.push_str(&format!(
             "; its files match the manifest, so `cairn restore {id} --to DIR` gets their bytes back as captured"
         ));
     }
     hint
+}
+
+/// Where a snapshot's problems include damaged copies (files whose
+/// bytes, size or presence differ from the manifest): the command that
+/// rewrites them.
+pub fn repair_hint(id: &str, problems: &[cairn_engine::Problem]) -> Option<String> {
+    let damaged = problems
+        .iter()
+        .filter(|p| cairn_engine::repair::is_repairable(p.code))
+        .count();
+    (damaged > 0).then(|| {
+        format!(
+            "`cairn repair {id}` rewrites the damaged cop{} from the live files or an intact copy in another snapshot",
+            if damaged == 1 { "y" } else { "ies" }
+        )
+    })
 }
 
 /// What the operator runs to finish a rollback that failed.

@@ -6,10 +6,12 @@
 
 use cairn_engine::drill::DrillReport;
 use cairn_engine::prune::PrunePlan;
+use cairn_engine::repair::{RepairOutcome, Source as RepairSource};
 use cairn_engine::restore::{RestoreOutcome, RestorePlan, RollbackFailure};
 use cairn_engine::snapshot::SnapshotOutcome;
-use cairn_engine::validate::ValidationReport;
-use cairn_engine::{Error, Manifest, Problem, Registry, Shape, StoreStatus};
+use cairn_engine::validate::{ValidationRecord, ValidationReport};
+use cairn_engine::{Depth, Error, Manifest, Problem, Registry, Shape, StoreStatus};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::commands::ListRow;
@@ -83,11 +85,12 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> Value {
         })).collect::<Vec<_>>(),
         "validated": outcome.validation.valid,
         "validation_errors": problems(&outcome.validation.errors),
+        "hint": contract::repair_hint(&m.id, &outcome.validation.errors),
         "after_hook_error": outcome.after_hook_error,
     })
 }
 
-pub fn list(rows: &[ListRow], unparseable: &[String]) -> Value {
+pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Value {
     json!({
         "snapshots": rows.iter().map(|r| json!({
             "id": r.id,
@@ -97,8 +100,28 @@ pub fn list(rows: &[ListRow], unparseable: &[String]) -> Value {
             "stores": r.stores,
             "bytes": r.bytes,
             "problem": r.problem,
+            "last_validation": r.validation.as_ref().map(|v| last_validation(v, now)),
         })).collect::<Vec<_>>(),
         "unparseable": unparseable,
+    })
+}
+
+/// A snapshot's last recorded validation, as `list` shows it.
+fn last_validation(v: &ValidationRecord, now: DateTime<Utc>) -> Value {
+    json!({
+        "at": v.validated_at,
+        "age_seconds": (now - v.validated_at).num_seconds(),
+        "depth": match v.depth {
+            Depth::Deep => "deep",
+            Depth::Quick => "quick",
+        },
+        "valid": v.valid(),
+        "errors": v.problems.iter().map(|p| json!({
+            "code": p.code,
+            "store": p.store,
+            "path": p.path,
+            "detail": p.detail,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -116,8 +139,49 @@ pub fn validate(results: &[ValidationReport]) -> Value {
             "id": r.id,
             "valid": r.valid,
             "errors": problems(&r.errors),
+            "hint": contract::repair_hint(&r.id, &r.errors),
         })).collect::<Vec<_>>(),
     })
+}
+
+pub fn repair(o: &RepairOutcome) -> Value {
+    json!({
+        "dry_run": o.dry_run,
+        "results": o.snapshots.iter().map(|r| json!({
+            "id": r.id,
+            "valid": r.after.valid,
+            "found": problems(&r.found),
+            "repaired": r.repaired.iter().map(|f| {
+                let mut doc = problem(&f.problem);
+                if let Value::Object(map) = &mut doc {
+                    map.insert("from".into(), repair_source(&f.from));
+                }
+                doc
+            }).collect::<Vec<_>>(),
+            "unrepaired": r.unrepaired.iter().map(|u| {
+                let mut doc = problem(&u.problem);
+                if let Value::Object(map) = &mut doc {
+                    map.insert("reason".into(), u.reason.clone().into());
+                }
+                doc
+            }).collect::<Vec<_>>(),
+            "errors": problems(&r.after.errors),
+        })).collect::<Vec<_>>(),
+        "revalidated": o.revalidated.iter().map(|r| json!({
+            "id": r.id,
+            "valid": r.valid,
+            "errors": problems(&r.errors),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn repair_source(from: &RepairSource) -> Value {
+    match from {
+        RepairSource::Live(path) => json!({ "live": path.display().to_string() }),
+        RepairSource::Snapshot { id, store, path } => {
+            json!({ "snapshot": id, "store": store, "path": path })
+        }
+    }
 }
 
 pub fn restore(o: &RestoreOutcome) -> Value {

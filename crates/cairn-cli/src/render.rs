@@ -14,6 +14,7 @@ use cairn_engine::drill::DrillReport;
 use cairn_engine::fsutil::human_bytes;
 use cairn_engine::id::{ahead_of, human_span, FUTURE_TOLERANCE};
 use cairn_engine::prune::{PrunePlan, Reason};
+use cairn_engine::repair::{is_repairable, RepairOutcome};
 use cairn_engine::restore::{RestoreOutcome, RestorePlan};
 use cairn_engine::snapshot::SnapshotOutcome;
 use cairn_engine::validate::ValidationReport;
@@ -21,6 +22,7 @@ use cairn_engine::{Depth, Manifest, Problem, Registry, StoreStatus};
 use chrono::{DateTime, Utc};
 
 use crate::commands::ListRow;
+use crate::contract;
 
 /// `s` with every control character (and every Unicode line separator or
 /// bidirectional override, which a terminal may also act on) written as
@@ -116,6 +118,9 @@ pub fn snapshot(outcome: &SnapshotOutcome) -> String {
     for p in &outcome.validation.errors {
         let _ = writeln!(s, "  problem: {}", problem(p));
     }
+    if let Some(hint) = contract::repair_hint(&m.id, &outcome.validation.errors) {
+        let _ = writeln!(s, "  hint: {hint}");
+    }
     if let Some(e) = &outcome.after_hook_error {
         let _ = writeln!(s, "  after_snapshot hook failed: {}", clean(&e.to_string()));
     }
@@ -142,7 +147,7 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
     if rows.is_empty() && unparseable.is_empty() {
         return "no snapshots\n".into();
     }
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
@@ -162,12 +167,27 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
                     cleaned(&r.stores).join(",")
                 },
                 r.bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
-                r.problem.unwrap_or("").to_owned(),
+                match &r.validation {
+                    Some(v) => format!(
+                        "{} ({})",
+                        if v.valid() { "ok" } else { "FAILED" },
+                        relative(v.validated_at, now)
+                    ),
+                    None => "-".into(),
+                },
+                r.problem.clone().unwrap_or_default(),
             ]
         })
         .collect();
     let header = [
-        "ID", "CREATED", "TAGS", "PINNED", "STORES", "SIZE", "PROBLEM",
+        "ID",
+        "CREATED",
+        "TAGS",
+        "PINNED",
+        "STORES",
+        "SIZE",
+        "VALIDATED",
+        "PROBLEM",
     ];
     let mut widths = header.map(str::len);
     for row in &table {
@@ -176,7 +196,7 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
         }
     }
     let mut s = String::new();
-    let line = |s: &mut String, cells: [&str; 7]| {
+    let line = |s: &mut String, cells: [&str; 8]| {
         let mut text = String::new();
         for (i, cell) in cells.iter().enumerate() {
             if i == 5 {
@@ -199,12 +219,26 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
         );
     }
     let damaged = rows.iter().filter(|r| r.problem.is_some()).count();
+    // Rows whose last validation found damaged copies: `cairn repair`.
+    let copies: Vec<&str> = rows
+        .iter()
+        .filter(|r| {
+            r.validation
+                .as_ref()
+                .is_some_and(|v| v.problems.iter().any(|p| is_repairable(&p.code)))
+        })
+        .map(|r| r.id.as_str())
+        .collect();
     let _ = writeln!(
         s,
         "{} snapshot{}{}",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" },
-        if damaged > 0 {
+        if let [id] = copies.as_slice() {
+            format!(", {damaged} damaged (`cairn repair {id}` rewrites its damaged copies; `cairn validate --all` re-checks)")
+        } else if !copies.is_empty() {
+            format!(", {damaged} damaged (`cairn repair --all` rewrites the damaged copies; `cairn validate --all` re-checks)")
+        } else if damaged > 0 {
             format!(", {damaged} damaged (run `cairn validate --all`)")
         } else {
             String::new()
@@ -288,6 +322,9 @@ pub fn validate(results: &[ValidationReport], depth: Depth) -> String {
             let _ = writeln!(s, "{}  INVALID", clean(&r.id));
             for p in &r.errors {
                 let _ = writeln!(s, "    {}", problem(p));
+            }
+            if let Some(hint) = contract::repair_hint(&r.id, &r.errors) {
+                let _ = writeln!(s, "    hint: {hint}");
             }
         }
     }
@@ -526,6 +563,87 @@ pub fn drill(r: &DrillReport) -> String {
             )
         }
     );
+    s
+}
+
+pub fn repair(o: &RepairOutcome) -> String {
+    let mut s = String::new();
+    let verb = if o.dry_run {
+        "would repair"
+    } else {
+        "repaired"
+    };
+    for r in &o.snapshots {
+        let _ = writeln!(
+            s,
+            "repair {}{}",
+            r.id,
+            if r.found.is_empty() {
+                ": valid, nothing to repair"
+            } else {
+                ""
+            }
+        );
+        for f in &r.repaired {
+            let _ = writeln!(
+                s,
+                "  {verb} {}/{} ({}) from {}",
+                f.problem.store.as_deref().unwrap_or("-"),
+                f.problem.path.as_deref().unwrap_or("-"),
+                f.problem.code,
+                f.from
+            );
+        }
+        for u in &r.unrepaired {
+            let _ = writeln!(s, "  NOT repaired: {}", u.problem);
+            let _ = writeln!(s, "      why: {}", u.reason);
+        }
+    }
+    for v in &o.revalidated {
+        let _ = writeln!(
+            s,
+            "  {} shares a healed file; validated again: {}",
+            v.id,
+            if v.valid {
+                "ok".to_owned()
+            } else {
+                format!(
+                    "INVALID ({} problem{}; `cairn validate {}`)",
+                    v.errors.len(),
+                    if v.errors.len() == 1 { "" } else { "s" },
+                    v.id
+                )
+            }
+        );
+    }
+    let repaired: usize = o.snapshots.iter().map(|r| r.repaired.len()).sum();
+    let left: usize = o.snapshots.iter().map(|r| r.unrepaired.len()).sum();
+    let bad = o.snapshots.iter().filter(|r| !r.is_sound()).count();
+    let files = |n: usize| format!("{n} file{}", if n == 1 { "" } else { "s" });
+    let last = if o.snapshots.is_empty() {
+        "no snapshots to repair".to_owned()
+    } else if o.dry_run {
+        format!(
+            "dry run: would repair {}; {} left that repair cannot fix; nothing rewritten",
+            files(repaired),
+            left
+        )
+    } else if o.is_sound() {
+        format!(
+            "ok: {} repaired; {} snapshot(s) valid",
+            files(repaired),
+            o.snapshots.len()
+        )
+    } else {
+        format!(
+            "NOT SOUND: {} repaired, {} problem{} left in {bad} of {} snapshot(s) (listed above)",
+            files(repaired),
+            left,
+            if left == 1 { "" } else { "s" },
+            o.snapshots.len()
+        )
+    };
+    let _ = writeln!(s, "{last}");
     s
 }
 

@@ -26,6 +26,7 @@ pub mod drill;
 pub mod id;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;

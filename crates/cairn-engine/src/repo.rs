@@ -6,6 +6,7 @@
 //!   snapshots/<ID>/manifest.json
 //!   snapshots/<ID>/stores/<store>/...
 //!   snapshots/<ID>/pinned      present when the snapshot is pinned
+//!   snapshots/<ID>/validated.json  the last deep validation's result
 //!   tmp/<ID>                   a snapshot being built (or left by a crash)
 //!   tmp/delete-<ID>            a snapshot being deleted by prune
 //! ```
@@ -26,6 +27,9 @@ use crate::lock::FileLock;
 
 pub const PINNED_MARKER: &str = "pinned";
 pub const STORES_DIR: &str = "stores";
+/// The last deep validation's result (see `validate::ValidationRecord`);
+/// not part of the manifest.
+pub const VALIDATION_RECORD: &str = "validated.json";
 
 #[derive(Debug, Clone)]
 pub struct Repository {

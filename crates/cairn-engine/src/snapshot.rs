@@ -198,8 +198,10 @@ pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<Snapsh
 /// the snapshot, overlapped with the rest of the work instead of after it.
 /// Once published, the manifest is read back from disk and must be the
 /// one the stores were checked against (same digest), and the snapshot's
-/// top level is checked. Restore's pre-restore snapshot is made the same
-/// way: the way back is known restorable before anything is swapped.
+/// top level is checked. The result is recorded beside the manifest, as
+/// `cairn validate` records its own. Restore's pre-restore snapshot is
+/// made the same way: the way back is known restorable before anything is
+/// swapped.
 pub(crate) fn capture_validated(
     repo: &Repository,
     _lock: &FileLock,
@@ -225,6 +227,7 @@ pub(crate) fn capture_validated(
         Err(p) => vec![p],
     };
     problems.extend(store_problems);
+    validate::write_record(&dir, Depth::Deep, &problems);
     Ok((summary, ValidationReport::new(&id, problems)))
 }
 
@@ -315,7 +318,7 @@ fn build_snapshot(
         fsutil::create_dir_private(&dest)?;
         let parent = latest
             .as_mut()
-            .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind));
+            .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind, &mut warnings));
         jobs.push(CaptureJob {
             slot: records.len(),
             record: record.clone(),
@@ -480,23 +483,52 @@ fn latest_manifest(repo: &Repository) -> Option<(crate::SnapshotId, Manifest)> {
 
 /// The parent index of one store, moved out of the latest manifest (each
 /// store is looked up once), so its entries are held in memory once.
+///
+/// A file the parent's last validation found damaged (its record, read
+/// once per store) is left out of the index, so it is copied from the
+/// source again instead of hard-linked: damage on the backup disk never
+/// spreads into the next snapshot. `warnings` gets a line saying so.
 fn parent_of(
     repo: &Repository,
     id: &crate::SnapshotId,
     manifest: &mut Manifest,
     store: &str,
     kind: &str,
+    warnings: &mut Vec<String>,
 ) -> Option<Parent> {
     let record = manifest.stores.iter_mut().find(|s| s.name == store)?;
     if record.kind != kind || record.status != StoreStatus::Captured {
         return None;
     }
+    let damaged = validate::last_validation(repo, id)
+        .map(|r| r.damaged_files(store))
+        .unwrap_or_default();
+    let mut not_reused: Vec<String> = Vec::new();
+    let files = std::mem::take(&mut record.entries)
+        .into_iter()
+        .filter_map(|e| {
+            if damaged.contains(&e.path) {
+                not_reused.push(e.path);
+                return None;
+            }
+            ParentFile::of(&e).map(|file| (e.path, file))
+        })
+        .collect();
+    if !not_reused.is_empty() {
+        tracing::warn!(store, parent = %id, files = not_reused.len(), "not reusing copies the parent's last validation found damaged");
+        let shown: Vec<&str> = not_reused.iter().take(3).map(String::as_str).collect();
+        warnings.push(format!(
+            "{} file{} copied from the source instead of reused from snapshot {id}, whose last validation found {} damaged: {}{}",
+            not_reused.len(),
+            if not_reused.len() == 1 { "" } else { "s" },
+            if not_reused.len() == 1 { "its copy" } else { "their copies" },
+            shown.join(", "),
+            if not_reused.len() > shown.len() { ", …" } else { "" }
+        ));
+    }
     Some(Parent {
         root: repo.store_dir(id, store),
-        files: std::mem::take(&mut record.entries)
-            .into_iter()
-            .filter_map(|e| ParentFile::of(&e).map(|file| (e.path, file)))
-            .collect(),
+        files,
     })
 }
 

@@ -1,18 +1,30 @@
 //! The Validate stage: a snapshot against its manifest, then each plug-in's
 //! own check. Every problem is collected (with a stable code), none stops
 //! the run; a snapshot is valid when the list is empty.
+//!
+//! Each deep validation leaves its result beside the manifest, in
+//! `validated.json` (a [`ValidationRecord`]): `list` shows it, a quick
+//! validation repeats the checksum mismatches it found (which sizes alone
+//! cannot see), and the next snapshot copies a file it found damaged
+//! instead of hard-linking it. The record is not part of the manifest (nor
+//! of its digest): it is the snapshot's last known state, rewritten by
+//! every deep validation.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::Metadata;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 use crate::id::SnapshotId;
 use crate::manifest::{self, Entry, EntryKind, Manifest, StoreRecord, StoreStatus};
 use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
-use crate::repo::{Repository, PINNED_MARKER, STORES_DIR};
+use crate::repo::{Repository, PINNED_MARKER, STORES_DIR, VALIDATION_RECORD};
 use crate::stores::Stores;
 
 #[derive(Debug, Clone)]
@@ -33,6 +45,9 @@ impl ValidationReport {
 }
 
 /// Validates one snapshot; also returns its manifest when it could be read.
+/// A deep validation records its result in the snapshot's directory
+/// ([`ValidationRecord`]); a quick one adds the checksum mismatches the
+/// last deep one recorded, since sizes cannot show them.
 pub fn validate_snapshot(
     repo: &Repository,
     stores: &Stores,
@@ -49,7 +64,13 @@ pub fn validate_snapshot(
     }
     let manifest = match Manifest::read_from(&dir, id.as_str()) {
         Ok(m) => m,
-        Err(p) => return (ValidationReport::new(id, vec![p]), None),
+        Err(p) => {
+            let problems = vec![p];
+            if depth == Depth::Deep {
+                write_record(&dir, depth, &problems);
+            }
+            return (ValidationReport::new(id, problems), None);
+        }
     };
     let mut problems = check_layout(&dir, &manifest);
     if depth == Depth::Deep {
@@ -73,7 +94,197 @@ pub fn validate_snapshot(
         problems.extend(found);
     }
     crate::progress::finish();
+    match depth {
+        Depth::Deep => write_record(&dir, depth, &problems),
+        Depth::Quick => {
+            if let Some(record) = read_record(&dir) {
+                problems.extend(record.unseen_by_quick(&problems));
+            }
+        }
+    }
     (ValidationReport::new(id, problems), Some(manifest))
+}
+
+/// The result of a snapshot's last deep validation, as `validated.json`
+/// in its directory holds it.
+#[derive(Debug, Clone)]
+pub struct ValidationRecord {
+    pub validated_at: DateTime<Utc>,
+    pub depth: Depth,
+    pub problems: Vec<RecordedProblem>,
+}
+
+/// A [`Problem`] as read back from a record (its code a string: it may be
+/// a code of a plug-in this binary does not link).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedProblem {
+    pub code: String,
+    pub store: Option<String>,
+    pub path: Option<String>,
+    pub detail: String,
+}
+
+impl ValidationRecord {
+    pub fn valid(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The paths of `store` whose copy this validation found damaged
+    /// (missing, resized, rehashed, unreadable, of another type): never
+    /// to be hard-linked into another snapshot.
+    pub(crate) fn damaged_files(&self, store: &str) -> HashSet<String> {
+        self.problems
+            .iter()
+            .filter(|p| p.store.as_deref() == Some(store))
+            .filter(|p| codes::ABOUT_FILES.contains(&p.code.as_str()))
+            .filter_map(|p| p.path.clone())
+            .collect()
+    }
+
+    /// What a deep validation found that a quick one cannot see (a file's
+    /// bytes, at its recorded size), unless `found` already reports that
+    /// file: the damage is still there until a deep validation or a
+    /// repair says otherwise.
+    fn unseen_by_quick(&self, found: &[Problem]) -> Vec<Problem> {
+        if self.depth != Depth::Deep {
+            return Vec::new();
+        }
+        self.problems
+            .iter()
+            .filter(|p| p.code == codes::FILE_CHECKSUM_MISMATCH)
+            .filter(|p| !found.iter().any(|f| f.store == p.store && f.path == p.path))
+            .map(|p| {
+                let mut problem = Problem::new(
+                    codes::FILE_CHECKSUM_MISMATCH,
+                    format!(
+                        "found by the deep validation of {} (a quick validation does not hash): {}",
+                        self.validated_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        p.detail
+                    ),
+                );
+                problem.store = p.store.clone();
+                problem.path = p.path.clone();
+                problem
+            })
+            .collect()
+    }
+}
+
+/// The snapshot's last recorded validation; `None` when there is none (a
+/// snapshot made before records existed) or it cannot be read.
+pub fn last_validation(repo: &Repository, id: &SnapshotId) -> Option<ValidationRecord> {
+    read_record(&repo.snapshot_dir(id))
+}
+
+/// `validated.json` on disk. Field names are the file format: a record
+/// written by one version of Cairn is read by the next.
+#[derive(Serialize, Deserialize)]
+struct RecordFile {
+    format: u32,
+    validated_at: DateTime<Utc>,
+    depth: String,
+    valid: bool,
+    problems: Vec<RecordFileProblem>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordFileProblem {
+    code: String,
+    #[serde(default)]
+    store: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    detail: String,
+}
+
+const RECORD_FORMAT: u32 = 1;
+/// A record lists every damaged file; past this it is not read (and the
+/// snapshot shows no known result).
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+fn depth_name(depth: Depth) -> &'static str {
+    match depth {
+        Depth::Deep => "deep",
+        Depth::Quick => "quick",
+    }
+}
+
+pub(crate) fn read_record(dir: &Path) -> Option<ValidationRecord> {
+    let path = dir.join(VALIDATION_RECORD);
+    let file = fsutil::open_nofollow(&path).ok()?;
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        tracing::warn!(path = %path.display(), "validation record too large; ignored");
+        return None;
+    }
+    let parsed: RecordFile = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "validation record unreadable; ignored");
+            return None;
+        }
+    };
+    let depth = match parsed.depth.as_str() {
+        "deep" => Depth::Deep,
+        "quick" => Depth::Quick,
+        _ => return None,
+    };
+    Some(ValidationRecord {
+        validated_at: parsed.validated_at,
+        depth,
+        problems: parsed
+            .problems
+            .into_iter()
+            .map(|p| RecordedProblem {
+                code: p.code,
+                store: p.store,
+                path: p.path,
+                detail: p.detail,
+            })
+            .collect(),
+    })
+}
+
+/// Records a validation's result in the snapshot's directory, atomically
+/// (read-only, like the snapshot's files). Best effort: a validation run
+/// by a user who cannot write the repository still reports; it only
+/// leaves no record.
+pub(crate) fn write_record(dir: &Path, depth: Depth, problems: &[Problem]) {
+    let record = RecordFile {
+        format: RECORD_FORMAT,
+        validated_at: Utc::now(),
+        depth: depth_name(depth).to_owned(),
+        valid: problems.is_empty(),
+        problems: problems
+            .iter()
+            .map(|p| RecordFileProblem {
+                code: p.code.to_owned(),
+                store: p.store.clone(),
+                path: p.path.clone(),
+                detail: p.detail.clone(),
+            })
+            .collect(),
+    };
+    let path = dir.join(VALIDATION_RECORD);
+    let written = serde_json::to_vec_pretty(&record)
+        .map_err(|e| crate::Error::io("encode", &path, std::io::Error::other(e)))
+        .and_then(|bytes| fsutil::write_atomic(&path, &bytes))
+        .and_then(|()| fsutil::make_read_only(&path));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not record the validation result");
+    }
+}
+
+/// The name [`fsutil::write_atomic`] gives the record while writing it:
+/// a validation running beside another one may meet it.
+fn is_record_being_written(name: &str) -> bool {
+    name.strip_prefix(&format!(".{VALIDATION_RECORD}.cairn-tmp-"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// One store of a snapshot, its files at `root`: every file against its
@@ -143,7 +354,8 @@ pub(crate) fn kind_unavailable(
 }
 
 /// Top level of a snapshot dir: the manifest, `stores/` with one directory
-/// per captured store, and the pin marker. Anything else is unexpected.
+/// per captured store, the pin marker and the validation record. Anything
+/// else is unexpected.
 pub(crate) fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
     let mut problems = Vec::new();
     let captured: BTreeSet<&str> = manifest
@@ -154,9 +366,9 @@ pub(crate) fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
         .collect();
     for (rel, meta) in list_shallow(dir) {
         let ok = match rel.as_str() {
-            manifest::FILE_NAME | PINNED_MARKER => meta.is_file(),
+            manifest::FILE_NAME | PINNED_MARKER | VALIDATION_RECORD => meta.is_file(),
             STORES_DIR => meta.is_dir(),
-            _ => false,
+            name => is_record_being_written(name) && meta.is_file(),
         };
         if !ok {
             problems.push(Problem::new(codes::FILE_UNEXPECTED, "not part of a snapshot").at(rel));
@@ -326,5 +538,53 @@ fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
                 .in_store(store)
                 .at(entry.path.clone()),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_and_garbage_is_no_record() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_record(dir.path()).is_none());
+        let found = vec![Problem::checksum_mismatch(
+            "chroma",
+            "seg/a.bin",
+            None,
+            &crate::checksum::Checksum::from_hasher(sha2::Sha256::default()),
+        )];
+        write_record(dir.path(), Depth::Deep, &found);
+        let record = read_record(dir.path()).unwrap();
+        assert!(!record.valid());
+        assert_eq!(record.depth, Depth::Deep);
+        assert_eq!(record.problems[0].code, codes::FILE_CHECKSUM_MISMATCH);
+        assert_eq!(
+            record.damaged_files("chroma"),
+            HashSet::from(["seg/a.bin".to_owned()])
+        );
+        assert!(record.damaged_files("db").is_empty());
+        // Rewritten over the read-only record of the last run.
+        write_record(dir.path(), Depth::Deep, &[]);
+        assert!(read_record(dir.path()).unwrap().valid());
+
+        let path = dir.path().join(VALIDATION_RECORD);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{\"format\": 1, \"valid\": tru").unwrap();
+        assert!(read_record(dir.path()).is_none());
+    }
+
+    #[test]
+    fn only_the_records_own_temporary_name_is_part_of_the_layout() {
+        assert!(is_record_being_written(".validated.json.cairn-tmp-1234"));
+        for name in [
+            ".validated.json.cairn-tmp-",
+            ".validated.json.cairn-tmp-12x",
+            ".pinned.cairn-tmp-1234",
+            "validated.json.cairn-tmp-1234",
+        ] {
+            assert!(!is_record_being_written(name), "{name}");
+        }
     }
 }
