@@ -2,7 +2,7 @@
 //! tree into a snapshot, and visiting what a directory holds.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, Metadata};
+use std::fs::Metadata;
 use std::path::Path;
 
 use crate::capture::CaptureCtx;
@@ -126,7 +126,7 @@ fn walk(
             } else {
                 format!("{rel_dir}/{utf8}")
             };
-            let meta = match fs::symlink_metadata(dir.fd_path(&name)) {
+            let meta = match dir.metadata(&name) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("stat", dir.shown(&name), e)),
@@ -143,6 +143,7 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     /// A root-only directory outside the tree, with a secret in it.
     fn victim() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -214,6 +215,7 @@ mod tests {
 #[cfg(test)]
 mod vanished {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_file_deleted_between_the_walk_and_its_copy_is_a_warning_not_a_failure() {
