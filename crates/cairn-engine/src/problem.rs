@@ -19,6 +19,9 @@ pub mod codes {
     pub const FILE_UNEXPECTED: &str = "file_unexpected";
     pub const FILE_TYPE_MISMATCH: &str = "file_type_mismatch";
     pub const SYMLINK_TARGET_MISMATCH: &str = "symlink_target_mismatch";
+    /// An entry recorded as a hard link (`link_of`) that is not the same
+    /// inode as the entry it links.
+    pub const HARD_LINK_MISMATCH: &str = "hard_link_mismatch";
     pub const READ_FAILED: &str = "read_failed";
     pub const STORE_KIND_UNKNOWN: &str = "store_kind_unknown";
 
@@ -38,6 +41,7 @@ pub mod codes {
         FILE_UNEXPECTED,
         FILE_TYPE_MISMATCH,
         SYMLINK_TARGET_MISMATCH,
+        HARD_LINK_MISMATCH,
         READ_FAILED,
     ];
 }
@@ -63,7 +67,7 @@ impl Problem {
     /// A file whose bytes hash to `actual` instead of what the manifest says.
     pub fn checksum_mismatch(
         store: &str,
-        path: &str,
+        path: impl Into<String>,
         recorded: Option<&Checksum>,
         actual: &Checksum,
     ) -> Self {

@@ -267,6 +267,7 @@ fn build_snapshot(
             shape: built.descriptor.shape,
             metadata: Default::default(),
             options: store.options.clone(),
+            root: None,
             warnings: Vec::new(),
             entries: Vec::new(),
         };
@@ -442,6 +443,7 @@ impl CaptureJob<'_> {
         record.entries = captured.entries;
         record.metadata = captured.metadata;
         record.warnings = captured.warnings;
+        record.root = captured.root;
         if !verify {
             return Ok((record, Vec::new()));
         }

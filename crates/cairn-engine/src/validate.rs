@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::fsutil;
 use crate::id::SnapshotId;
-use crate::manifest::{self, Entry, EntryKind, Manifest, StoreRecord, StoreStatus};
+use crate::manifest::{self, Entry, EntryKind, Manifest, RawPath, StoreRecord, StoreStatus};
 use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, PINNED_MARKER, STORES_DIR};
@@ -193,20 +193,23 @@ fn list_shallow(dir: &Path) -> Vec<(String, Metadata)> {
 }
 
 /// One store's files against its manifest entries: presence, type, size,
-/// symlink target, nothing unlisted, and (deep) every byte's SHA-256.
+/// symlink target, hard links sharing their inode, nothing unlisted, and
+/// (deep) every byte's SHA-256 (once per inode).
 ///
 /// The tree is walked once and each path looked up among the entries as it
 /// is met, so memory is one index slot per entry, not a second listing of
 /// the tree beside the manifest.
 pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
     let store = record.name.as_str();
-    let index: HashMap<&str, usize> = record
+    let index: HashMap<&RawPath, usize> = record
         .entries
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.path.as_str(), i))
+        .map(|(i, e)| (&e.path, i))
         .collect();
     let mut seen = vec![false; record.entries.len()];
+    // The inode of each file met, for the hard links' check.
+    let mut inodes: Vec<Option<(u64, u64)>> = vec![None; record.entries.len()];
     let mut unexpected = Vec::new();
     // (entry index, problem): reported in manifest order whatever the walk's.
     let mut entry_problems: Vec<(usize, Problem)> = Vec::new();
@@ -226,8 +229,13 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
         seen[i] = true;
         let entry = &record.entries[i];
         match check_entry(root, entry, meta) {
-            Some(p) => entry_problems.push((i, p.in_store(store).at(entry.path.clone()))),
-            None if depth == Depth::Deep && entry.kind == EntryKind::File => to_hash.push(entry),
+            Some(p) => entry_problems.push((i, p.in_store(store).at(&entry.path))),
+            None if entry.kind == EntryKind::File => {
+                inodes[i] = Some((meta.dev(), meta.ino()));
+                if depth == Depth::Deep && entry.link_of.is_none() {
+                    to_hash.push(entry);
+                }
+            }
             None => {}
         }
         Ok(())
@@ -244,8 +252,29 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
                     "listed in the manifest but not in the snapshot",
                 )
                 .in_store(store)
-                .at(entry.path.clone()),
+                .at(&entry.path),
             ));
+        }
+    }
+    // A hard link is the very inode of the entry it links (whose bytes
+    // are hashed once, above).
+    for (i, entry) in record.entries.iter().enumerate() {
+        let Some(first) = &entry.link_of else {
+            continue;
+        };
+        let first_inode = index.get(first).and_then(|&f| inodes[f]);
+        if let (Some(this), Some(that)) = (inodes[i], first_inode) {
+            if this != that {
+                entry_problems.push((
+                    i,
+                    Problem::new(
+                        codes::HARD_LINK_MISMATCH,
+                        format!("manifest says a hard link of {first}, found another file"),
+                    )
+                    .in_store(store)
+                    .at(&entry.path),
+                ));
+            }
         }
     }
     entry_problems.sort_by_key(|(i, _)| *i);
@@ -289,12 +318,15 @@ fn check_entry(root: &Path, entry: &Entry, meta: &Metadata) -> Option<Problem> {
         }
         EntryKind::Symlink => {
             let actual = std::fs::read_link(root.join(&entry.path))
-                .map(|t| t.to_string_lossy().into_owned())
+                .map(|t| RawPath::from(t.as_path()))
                 .unwrap_or_default();
-            (Some(actual.as_str()) != entry.target.as_deref()).then(|| {
+            (Some(&actual) != entry.target.as_ref()).then(|| {
                 Problem::new(
                     codes::SYMLINK_TARGET_MISMATCH,
-                    format!("manifest says -> {:?}, found -> {actual:?}", entry.target),
+                    format!(
+                        "manifest says -> {:?}, found -> {actual:?}",
+                        entry.target.clone().unwrap_or_default()
+                    ),
                 )
             })
         }
@@ -324,7 +356,7 @@ fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
         Err(e) => Some(
             Problem::new(codes::READ_FAILED, e.to_string())
                 .in_store(store)
-                .at(entry.path.clone()),
+                .at(&entry.path),
         ),
     }
 }
