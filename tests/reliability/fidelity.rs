@@ -338,6 +338,10 @@ fn a_tree_restored_onto_an_empty_machine_comes_back_entry_by_entry() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let shown = run.json().to_string();
     assert!(shown.contains("line\\nbreak.txt"), "{shown}");
+    // A drill restores it elsewhere and compares modes, owners, links and
+    // attributes too.
+    let run = env.cairn(&["drill", &id]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 
     // A fresh machine: none of the live paths exist.
     support::remove_any(&env.path("data"));

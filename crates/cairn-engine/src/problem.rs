@@ -23,6 +23,9 @@ pub mod codes {
     /// inode as the entry it links.
     pub const HARD_LINK_MISMATCH: &str = "hard_link_mismatch";
     pub const READ_FAILED: &str = "read_failed";
+    /// A restored entry (a drill's copy) whose mode, owner or extended
+    /// attributes are not what the manifest records.
+    pub const METADATA_MISMATCH: &str = "metadata_mismatch";
     pub const STORE_KIND_UNKNOWN: &str = "store_kind_unknown";
 
     /// The codes that say a snapshot's files or manifest are not what was

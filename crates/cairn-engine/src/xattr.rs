@@ -79,6 +79,15 @@ pub(crate) fn read(fd: impl AsFd, shown: &Path) -> Result<Vec<Xattr>> {
     Ok(out)
 }
 
+/// One attribute of `path` (Cairn's own restored copy; not followed if a
+/// link), `None` when it has none of that name or it cannot be read.
+pub(crate) fn read_path(path: &Path, name: &[u8]) -> Option<Vec<u8>> {
+    let mut value = vec![0u8; MAX_VALUE];
+    let len = rustix::fs::lgetxattr(path, name, &mut value[..]).ok()?;
+    value.truncate(len);
+    Some(value)
+}
+
 /// Gives the open file or directory `fd` exactly the recorded attributes
 /// Cairn keeps: each one set, and an ACL inherited from a parent's default
 /// ACL that was not recorded removed. Returns the names that could not be
