@@ -1155,7 +1155,7 @@ fn manifest_with_an_escaping_entry_path_is_invalid_and_nothing_panics() {
             .iter_mut()
             .find(|e| e.path == "seg-0001/header.bin")
             .unwrap();
-        entry.path = evil.to_owned();
+        entry.path = evil.into();
         // A digest that matches: only the path rule can catch it.
         std::fs::write(&manifest_path, manifest.to_bytes()).unwrap();
 

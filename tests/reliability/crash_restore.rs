@@ -287,7 +287,7 @@ fn pre_restore_snapshot_does_not_capture_restore_staging() {
     let hidden: Vec<&str> = chroma
         .entries
         .iter()
-        .map(|e| e.path.as_str())
+        .filter_map(|e| e.path.to_str())
         .filter(|p| cairn_hidden(p))
         .collect();
     assert!(

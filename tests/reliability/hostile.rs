@@ -72,7 +72,7 @@ fn hostile_manifest_paths_are_refused_before_anything_is_written() {
                 .iter_mut()
                 .find(|e| e.path == "seg-0001/header.bin")
                 .unwrap();
-            e.path = path.to_owned();
+            e.path = path.into();
         });
         assert_refused_untouched(&env, &id, what);
         let run = env.cairn(&["--json", "validate", &id]);

@@ -10,6 +10,7 @@ mod crash_restore;
 mod crash_snapshot;
 mod disk_full;
 mod durability;
+mod fidelity;
 mod garbage;
 mod hostile;
 mod permissions;

@@ -198,6 +198,7 @@ pub fn restore(o: &RestoreOutcome) -> Value {
             "path": s.path,
             "skipped": s.skipped,
             "detail": s.detail,
+            "not_kept": s.not_kept,
         })).collect::<Vec<_>>(),
         "problems": problems(&o.problems),
         "rolled_back": o.rolled_back,

@@ -383,6 +383,9 @@ pub fn restore(o: &RestoreOutcome) -> String {
         if let Some(d) = &st.detail {
             let _ = writeln!(s, "      {}", clean(d));
         }
+        for w in &st.not_kept {
+            let _ = writeln!(s, "      not kept: {w}");
+        }
     }
     for p in &o.problems {
         let _ = writeln!(s, "  problem: {p}");

@@ -7,7 +7,7 @@
 //! one, and the work stops at the next safe point, where [`check`] returns
 //! [`Error::Interrupted`]:
 //!
-//! - the byte loop (`fsutil::pump`, every copy and hash), once per buffer;
+//! - the byte loop (`fsutil::sparse_pump`, every copy and hash), once per buffer (and per 64 KiB of a hole hashed);
 //! - between stages (after the repository lock, after `before_snapshot`,
 //!   before a snapshot is published, before a restore's swaps, between the
 //!   snapshots prune deletes, after a drill's restore and checks).

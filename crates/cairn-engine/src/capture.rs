@@ -23,7 +23,8 @@ use crate::checksum::Checksum;
 use crate::dirfd::DirFd;
 use crate::error::{io_at, Error, Result};
 use crate::fsutil;
-use crate::manifest::{Entry, EntryKind, SourceStat};
+use crate::manifest::{Entry, EntryKind, RawPath, RootDir, SourceStat, Xattr};
+use crate::xattr;
 
 /// Copies waiting in the queue before [`CaptureCtx::queue_copy`] runs them:
 /// enough files to keep every core busy, few enough that the queue's memory
@@ -40,30 +41,34 @@ pub struct Parent {
     /// The store's directory in the parent snapshot.
     pub root: PathBuf,
     /// What its file entries recorded, by path.
-    pub files: HashMap<String, ParentFile>,
+    pub files: HashMap<RawPath, ParentFile>,
 }
 
 /// The part of a parent's file entry that decides reuse: the source's
-/// identity when it was copied, and the copy's hash.
-#[derive(Debug, Clone, Copy)]
+/// identity when it was copied, and the copy's hash; and its extended
+/// attributes, unchanged as long as the ctime is.
+#[derive(Debug, Clone)]
 pub struct ParentFile {
     pub size: u64,
     pub mtime_ns: i64,
     pub source_stat: SourceStat,
     pub sha256: Checksum,
+    pub xattrs: Vec<Xattr>,
 }
 
 impl ParentFile {
     /// `None` for entries that cannot be reused (not a file, or copied
-    /// without a record of its source).
+    /// without a record of its source, or by a Cairn that recorded no
+    /// owner and attributes).
     pub fn of(entry: &Entry) -> Option<Self> {
         Some(ParentFile {
             size: entry.size?,
             mtime_ns: entry.mtime_ns,
             source_stat: entry.source_stat?,
             sha256: entry.sha256?,
+            xattrs: entry.xattrs.clone(),
         })
-        .filter(|_| entry.kind == EntryKind::File)
+        .filter(|_| entry.kind == EntryKind::File && entry.uid.is_some())
     }
 }
 
@@ -85,13 +90,22 @@ pub struct CaptureCtx<'a> {
     /// Distinct directories among the queued files.
     queued_dirs: usize,
     reused_bytes: u64,
+    /// A directory store's own directory.
+    root: Option<RootDir>,
+    /// Files with more than one name, by (device, inode): the first path
+    /// queued, which later names of the inode are hard links of.
+    inodes: HashMap<(u64, u64), RawPath>,
+    /// What the first name of such an inode was captured as.
+    linked_firsts: HashMap<RawPath, (u64, Checksum, Vec<Xattr>)>,
 }
 
 #[derive(Debug)]
 struct Queued {
     src: Source,
-    rel: String,
+    rel: RawPath,
     meta: Metadata,
+    /// A later name of an inode queued before under this path.
+    link_of: Option<RawPath>,
 }
 
 /// Where a queued copy reads from.
@@ -125,6 +139,9 @@ impl<'a> CaptureCtx<'a> {
             queued: Vec::new(),
             queued_dirs: 0,
             reused_bytes: 0,
+            root: None,
+            inodes: HashMap::new(),
+            linked_firsts: HashMap::new(),
         }
     }
 
@@ -149,24 +166,30 @@ impl<'a> CaptureCtx<'a> {
         self.source_dir.as_ref()
     }
 
-    /// Where the entry `rel` lives in the snapshot being built.
-    pub fn dest_path(&self, rel: &str) -> PathBuf {
+    /// Where the entry `rel` lives in the snapshot being built. `rel` is
+    /// the entry's path as bytes (a `&str`, a `&Path`, a [`RawPath`]).
+    pub fn dest_path(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.dest.join(rel)
     }
 
     /// Copies the regular file `src` into the snapshot as `rel` now,
     /// hashing it on the way. `meta` is `src`'s metadata (not followed).
-    pub fn copy_file(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
+    pub fn copy_file(&mut self, src: &Path, rel: impl AsRef<Path>, meta: &Metadata) -> Result<()> {
         self.queue_copy(src, rel, meta)?;
         self.flush_copies()
     }
 
-    /// Queues a byte-for-byte copy. Queued copies run on every core when
-    /// the queue holds a few thousand files, when the plug-in calls
-    /// [`CaptureCtx::flush_copies`], and after its Snapshot stage at the
-    /// latest; so this may copy (and fail). Entries keep the queue's order.
-    pub fn queue_copy(&mut self, src: &Path, rel: &str, meta: &Metadata) -> Result<()> {
-        self.enqueue(Source::Path(src.to_owned()), rel, meta)
+    /// Queues a byte-for-byte copy (holes kept). Queued copies run on
+    /// every core when the queue holds a few thousand files, when the
+    /// plug-in calls [`CaptureCtx::flush_copies`], and after its Snapshot
+    /// stage at the latest; so this may copy (and fail). Entries keep the
+    /// queue's order.
+    pub fn queue_copy(&mut self, src: &Path, rel: impl AsRef<Path>, meta: &Metadata) -> Result<()> {
+        self.enqueue(
+            Source::Path(src.to_owned()),
+            RawPath::from(rel.as_ref()),
+            meta,
+        )
     }
 
     /// Queues the copy of `name` inside a directory walked by descriptor.
@@ -174,7 +197,7 @@ impl<'a> CaptureCtx<'a> {
         &mut self,
         dir: &DirFd,
         name: &OsStr,
-        rel: &str,
+        rel: &RawPath,
         meta: &Metadata,
     ) -> Result<()> {
         let new_dir = !matches!(
@@ -184,14 +207,32 @@ impl<'a> CaptureCtx<'a> {
         if new_dir {
             self.queued_dirs += 1;
         }
-        self.enqueue(Source::InDir(dir.clone(), name.to_owned()), rel, meta)
+        self.enqueue(
+            Source::InDir(dir.clone(), name.to_owned()),
+            rel.clone(),
+            meta,
+        )
     }
 
-    fn enqueue(&mut self, src: Source, rel: &str, meta: &Metadata) -> Result<()> {
+    fn enqueue(&mut self, src: Source, rel: RawPath, meta: &Metadata) -> Result<()> {
+        // The second name of an inode is recorded as a hard link of the
+        // first, and the snapshot holds one copy.
+        let link_of = if meta.nlink() > 1 {
+            match self.inodes.entry((meta.dev(), meta.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) => Some(first.get().clone()),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(rel.clone());
+                    None
+                }
+            }
+        } else {
+            None
+        };
         self.queued.push(Queued {
             src,
-            rel: rel.to_owned(),
+            rel,
             meta: meta.clone(),
+            link_of,
         });
         if self.queued.len() >= QUEUE_FILES || self.queued_dirs >= QUEUE_DIRS {
             self.flush_copies()?;
@@ -199,7 +240,8 @@ impl<'a> CaptureCtx<'a> {
         Ok(())
     }
 
-    /// Copies (or links from the parent) everything queued.
+    /// Copies (or links from the parent) everything queued, then links
+    /// the later names of inodes to their first name's copy.
     pub fn flush_copies(&mut self) -> Result<()> {
         let queued = std::mem::take(&mut self.queued);
         self.queued_dirs = 0;
@@ -207,10 +249,37 @@ impl<'a> CaptureCtx<'a> {
             return Ok(());
         }
         let this = &*self;
-        let results =
-            crate::parallel::map_largest_first(&queued, |q| q.meta.len(), |q| this.copy_one(q));
+        let results = crate::parallel::map_largest_first(
+            &queued,
+            |q| if q.link_of.is_some() { 0 } else { q.meta.len() },
+            |q| match q.link_of {
+                // Linked below, once every copy of this batch is in.
+                Some(_) => Ok(None),
+                None => this.copy_one(q),
+            },
+        );
         for (q, result) in queued.iter().zip(results) {
-            let Some(copied) = result? else {
+            let copied = match (&q.link_of, result?) {
+                (Some(first), _) => match self.link_to_first(q, first)? {
+                    Some(linked) => {
+                        let (size, sha256, xattrs) = linked;
+                        let entry = Entry {
+                            size: Some(size),
+                            sha256: Some(sha256),
+                            link_of: Some(first.clone()),
+                            xattrs,
+                            ..entry_for(&q.rel, EntryKind::File, &q.meta)
+                        };
+                        self.entries.push(entry);
+                        continue;
+                    }
+                    // The first name was not captured (deleted meanwhile):
+                    // this one is copied on its own.
+                    None => self.copy_one(q)?,
+                },
+                (None, copied) => copied,
+            };
+            let Some((copied, xattrs)) = copied else {
                 // The service deleted it after the walk saw it: the
                 // snapshot is still a consistent view of what was there.
                 self.warn(format!(
@@ -222,23 +291,43 @@ impl<'a> CaptureCtx<'a> {
             if copied.linked {
                 self.reused_bytes += copied.size;
             }
-            self.push(
-                &q.rel,
-                EntryKind::File,
-                &q.meta,
-                Some(copied.size),
-                Some(copied.sha256),
-                None,
-            );
+            if q.meta.nlink() > 1 && q.link_of.is_none() {
+                self.linked_firsts
+                    .insert(q.rel.clone(), (copied.size, copied.sha256, xattrs.clone()));
+            }
+            self.entries.push(Entry {
+                size: Some(copied.size),
+                sha256: Some(copied.sha256),
+                xattrs,
+                ..entry_for(&q.rel, EntryKind::File, &q.meta)
+            });
         }
         Ok(())
     }
 
-    /// `None` when the file is gone by the time it is copied.
-    fn copy_one(&self, q: &Queued) -> Result<Option<Copied>> {
+    /// Makes `q` a hard link of the copy of `first`, the first name of its
+    /// inode; `None` when `first` was not captured.
+    fn link_to_first(
+        &self,
+        q: &Queued,
+        first: &RawPath,
+    ) -> Result<Option<(u64, Checksum, Vec<Xattr>)>> {
+        let Some(captured) = self.linked_firsts.get(first) else {
+            return Ok(None);
+        };
+        let dst = self.dest_path(&q.rel);
+        fs::hard_link(self.dest_path(first), &dst).map_err(io_at("hard-link", &dst))?;
+        crate::progress::advance(q.meta.len());
+        Ok(Some(captured.clone()))
+    }
+
+    /// The copy and the file's attributes; `None` when the file is gone
+    /// by the time it is copied.
+    fn copy_one(&self, q: &Queued) -> Result<Option<(Copied, Vec<Xattr>)>> {
         let dst = self.dest_path(&q.rel);
         if let Some(copied) = self.link_from_parent(&q.rel, &q.meta, &dst) {
-            return Ok(Some(copied));
+            // Same inode, same ctime: the same attributes as then.
+            return Ok(Some((copied, self.parent_xattrs(&q.rel))));
         }
         let opened = match &q.src {
             Source::Path(p) => fsutil::open_nofollow(p)
@@ -246,7 +335,7 @@ impl<'a> CaptureCtx<'a> {
                 .map(|f| (f, p.clone())),
             Source::InDir(dir, name) => dir.open_file(name).map(|(f, _)| (f, dir.shown(name))),
         };
-        let (mut file, shown) = match opened {
+        let (file, shown) = match opened {
             Ok(opened) => opened,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(None)
@@ -263,19 +352,33 @@ impl<'a> CaptureCtx<'a> {
                     .into(),
             });
         }
-        let (out, size, sha256) = fsutil::copy_hashed(&mut file, &shown, &dst)?;
+        // From the descriptor whose bytes are copied: this inode's own.
+        let xattrs = xattr::read(&file, &shown)?;
+        let (out, size, sha256) = fsutil::copy_sparse_new(&file, &shown, &dst)?;
         out.set_permissions(fs::Permissions::from_mode(fsutil::SNAPSHOT_FILE_MODE))
             .map_err(io_at("chmod", &dst))?;
-        Ok(Some(Copied {
-            size,
-            sha256,
-            linked: false,
-        }))
+        Ok(Some((
+            Copied {
+                size,
+                sha256,
+                linked: false,
+            },
+            xattrs,
+        )))
+    }
+
+    /// What the parent snapshot recorded of `rel`'s attributes.
+    fn parent_xattrs(&self, rel: &RawPath) -> Vec<Xattr> {
+        self.parent
+            .as_ref()
+            .and_then(|p| p.files.get(rel))
+            .map(|f| f.xattrs.clone())
+            .unwrap_or_default()
     }
 
     /// Hard-links the parent's copy when the source is provably unchanged;
     /// `None` means copy it (no parent, changed, or the link failed).
-    fn link_from_parent(&self, rel: &str, meta: &Metadata, dst: &Path) -> Option<Copied> {
+    fn link_from_parent(&self, rel: &RawPath, meta: &Metadata, dst: &Path) -> Option<Copied> {
         let parent = self.parent.as_ref()?;
         let old = parent.files.get(rel)?;
         let unchanged = old.size == meta.len()
@@ -304,19 +407,24 @@ impl<'a> CaptureCtx<'a> {
     /// Never hard-link `rel` from the parent snapshot: the plug-in knows
     /// the parent's copy is not the bytes it captures now (an SQLite file
     /// the parent copied online, captured byte for byte this time).
-    pub fn forget_parent(&mut self, rel: &str) {
+    pub fn forget_parent(&mut self, rel: impl AsRef<Path>) {
         if let Some(parent) = self.parent.as_mut() {
-            parent.files.remove(rel);
+            parent.files.remove(&RawPath::from(rel.as_ref()));
         }
     }
 
     /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.
     /// with the SQLite backup API), hashing it. `meta` describes the source.
-    pub fn add_written_file(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
-        let dst = self.dest_path(rel);
+    pub fn add_written_file(&mut self, rel: impl AsRef<Path>, meta: &Metadata) -> Result<()> {
+        let rel = RawPath::from(rel.as_ref());
+        let dst = self.dest_path(&rel);
         let (size, sha256) = fsutil::hash_file(&dst)?;
         fsutil::make_read_only(&dst)?;
-        self.push(rel, EntryKind::File, meta, Some(size), Some(sha256), None);
+        self.entries.push(Entry {
+            size: Some(size),
+            sha256: Some(sha256),
+            ..entry_for(&rel, EntryKind::File, meta)
+        });
         Ok(())
     }
 
@@ -325,37 +433,110 @@ impl<'a> CaptureCtx<'a> {
     /// described by its own metadata (no pending WAL or journal) and that
     /// metadata is unchanged since the parent snapshot, hard-link the
     /// parent's copy instead of deriving it again. `true` when reused.
-    pub fn reuse_unchanged(&mut self, rel: &str, meta: &Metadata) -> bool {
-        let dst = self.dest_path(rel);
-        match self.link_from_parent(rel, meta, &dst) {
+    pub fn reuse_unchanged(&mut self, rel: impl AsRef<Path>, meta: &Metadata) -> bool {
+        let rel = RawPath::from(rel.as_ref());
+        let dst = self.dest_path(&rel);
+        match self.link_from_parent(&rel, meta, &dst) {
             Some(copied) => {
                 self.reused_bytes += copied.size;
-                self.push(
-                    rel,
-                    EntryKind::File,
-                    meta,
-                    Some(copied.size),
-                    Some(copied.sha256),
-                    None,
-                );
+                let xattrs = self.parent_xattrs(&rel);
+                self.entries.push(Entry {
+                    size: Some(copied.size),
+                    sha256: Some(copied.sha256),
+                    xattrs,
+                    ..entry_for(&rel, EntryKind::File, meta)
+                });
                 true
             }
             None => false,
         }
     }
 
-    pub fn add_dir(&mut self, rel: &str, meta: &Metadata) -> Result<()> {
+    pub fn add_dir(&mut self, rel: impl AsRef<Path>, meta: &Metadata) -> Result<()> {
+        let rel = RawPath::from(rel.as_ref());
+        fsutil::create_dir_private(&self.dest_path(&rel))?;
+        self.entries.push(entry_for(&rel, EntryKind::Dir, meta));
+        Ok(())
+    }
+
+    /// A directory of a tree walked by descriptor, with its attributes.
+    pub(crate) fn add_dir_in(
+        &mut self,
+        dir: &DirFd,
+        name: &OsStr,
+        rel: &RawPath,
+        meta: &Metadata,
+    ) -> Result<()> {
+        let opened = dir.open_dir(name)?;
+        let xattrs = xattr::read(opened.fd(), &dir.shown(name))?;
         fsutil::create_dir_private(&self.dest_path(rel))?;
-        self.push(rel, EntryKind::Dir, meta, None, None, None);
+        self.entries.push(Entry {
+            xattrs,
+            ..entry_for(rel, EntryKind::Dir, meta)
+        });
+        Ok(())
+    }
+
+    /// The attributes of a file of a walked tree that the plug-in captured
+    /// itself (an SQLite online copy), read from the file opened by
+    /// descriptor; only when it is still the inode the walk saw.
+    pub(crate) fn record_xattrs_in(
+        &mut self,
+        dir: &DirFd,
+        name: &OsStr,
+        rel: &RawPath,
+        meta: &Metadata,
+    ) -> Result<()> {
+        let Some(entry) = self.entries.last_mut().filter(|e| e.path == *rel) else {
+            return Ok(());
+        };
+        if !entry.xattrs.is_empty() {
+            return Ok(());
+        }
+        let (file, stat) = match dir.open_file(name) {
+            Ok(opened) => opened,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        if (stat.st_dev, stat.st_ino) == (meta.dev(), meta.ino()) {
+            entry.xattrs = xattr::read(&file, &dir.shown(name))?;
+        }
+        Ok(())
+    }
+
+    /// A directory store's own directory (open as `dir`): its owner, mode,
+    /// mtime and attributes, for a restore that has to create it.
+    pub(crate) fn set_root(&mut self, dir: &DirFd) -> Result<()> {
+        let meta = dir
+            .as_file()?
+            .metadata()
+            .map_err(io_at("stat", dir.shown_self()))?;
+        self.root = Some(RootDir {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: fsutil::mode_bits(&meta),
+            mtime_ns: fsutil::mtime_ns(&meta),
+            xattrs: xattr::read(dir.fd(), dir.shown_self())?,
+        });
         Ok(())
     }
 
     /// Stores a symlink as a link (never followed), with its target as is.
-    pub fn add_symlink(&mut self, rel: &str, target: &Path, meta: &Metadata) -> Result<()> {
-        let dst = self.dest_path(rel);
+    pub fn add_symlink(
+        &mut self,
+        rel: impl AsRef<Path>,
+        target: &Path,
+        meta: &Metadata,
+    ) -> Result<()> {
+        let rel = RawPath::from(rel.as_ref());
+        let dst = self.dest_path(&rel);
         std::os::unix::fs::symlink(target, &dst).map_err(io_at("create symlink", &dst))?;
-        let target = target.to_string_lossy().into_owned();
-        self.push(rel, EntryKind::Symlink, meta, None, None, Some(target));
+        self.entries.push(Entry {
+            target: Some(RawPath::from(target)),
+            ..entry_for(&rel, EntryKind::Symlink, meta)
+        });
         Ok(())
     }
 
@@ -368,27 +549,6 @@ impl<'a> CaptureCtx<'a> {
         &mut self.metadata
     }
 
-    fn push(
-        &mut self,
-        rel: &str,
-        kind: EntryKind,
-        meta: &Metadata,
-        size: Option<u64>,
-        sha256: Option<Checksum>,
-        target: Option<String>,
-    ) {
-        self.entries.push(Entry {
-            path: rel.to_owned(),
-            kind,
-            mode: fsutil::mode_bits(meta),
-            mtime_ns: fsutil::mtime_ns(meta),
-            size,
-            sha256,
-            target,
-            source_stat: (kind == EntryKind::File).then(|| source_stat(meta)),
-        });
-    }
-
     /// Flushes pending copies and hands back what was captured.
     pub(crate) fn finish(mut self) -> Result<Captured> {
         self.flush_copies()?;
@@ -397,7 +557,21 @@ impl<'a> CaptureCtx<'a> {
             metadata: self.metadata,
             warnings: self.warnings,
             reused_bytes: self.reused_bytes,
+            root: self.root,
         })
+    }
+}
+
+/// What every entry records of its source: mode, mtime, owner and group,
+/// and a file's identity.
+fn entry_for(rel: &RawPath, kind: EntryKind, meta: &Metadata) -> Entry {
+    Entry {
+        mode: fsutil::mode_bits(meta),
+        mtime_ns: fsutil::mtime_ns(meta),
+        uid: Some(meta.uid()),
+        gid: Some(meta.gid()),
+        source_stat: (kind == EntryKind::File).then(|| source_stat(meta)),
+        ..Entry::new(rel.clone(), kind)
     }
 }
 
@@ -407,6 +581,7 @@ pub(crate) struct Captured {
     pub warnings: Vec<String>,
     /// Bytes hard-linked from the parent snapshot instead of copied.
     pub reused_bytes: u64,
+    pub root: Option<RootDir>,
 }
 
 struct Copied {

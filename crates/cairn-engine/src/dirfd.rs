@@ -29,6 +29,7 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
 use crate::error::{Error, Result};
+use crate::manifest::RawPath;
 
 /// Linux's own limit on symlinks followed while resolving one path.
 const MAX_LINKS: u32 = 40;
@@ -89,6 +90,13 @@ impl DirFd {
 
     fn as_owned(&self) -> &OwnedFd {
         &self.fd
+    }
+
+    /// The descriptor itself, for what is done to the directory through
+    /// it (its extended attributes).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
     }
 
     /// The same open directory (not merely the same name).
@@ -323,45 +331,70 @@ impl DirFd {
             .map_err(|e| Error::io("duplicate descriptor of", &self.shown, e))
     }
 
-    /// Opens the directory at `rel` (`/`-separated, below this one) without
-    /// following any symlink on the way and without leaving this
+    /// Opens the directory at `rel` (`/`-separated bytes, below this one)
+    /// without following any symlink on the way and without leaving this
     /// directory. Empty `rel`: this directory.
-    pub(crate) fn open_beneath(&self, rel: &str) -> Result<DirFd> {
+    pub(crate) fn open_beneath(&self, rel: &[u8]) -> Result<DirFd> {
         if rel.is_empty() {
             return Ok(self.clone());
         }
+        let rel_os = OsStr::from_bytes(rel);
         let how = rustix::fs::ResolveFlags::BENEATH
             | rustix::fs::ResolveFlags::NO_SYMLINKS
             | rustix::fs::ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(
             &*self.fd,
-            rel,
+            rel_os,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
             how,
         ) {
             Ok(fd) => Ok(DirFd {
                 fd: Arc::new(fd),
-                shown: self.shown(rel),
+                shown: self.shown(rel_os),
             }),
             // Kernels before 5.6: one component at a time, each O_NOFOLLOW.
             Err(rustix::io::Errno::NOSYS) => {
                 let mut dir = self.clone();
-                for part in rel.split('/') {
-                    dir = dir.open_dir(OsStr::new(part))?;
+                for part in rel.split(|b| *b == b'/') {
+                    dir = dir.open_dir(OsStr::from_bytes(part))?;
                 }
                 Ok(dir)
             }
-            Err(e) => Err(Error::io("open directory", self.shown(rel), io_err(e))),
+            Err(e) => Err(Error::io("open directory", self.shown(rel_os), io_err(e))),
         }
     }
 
     /// The directory holding `rel`, and `rel`'s last component.
-    pub(crate) fn parent_beneath<'r>(&self, rel: &'r str) -> Result<(DirFd, &'r OsStr)> {
-        match rel.rsplit_once('/') {
-            Some((dir, leaf)) => Ok((self.open_beneath(dir)?, OsStr::new(leaf))),
-            None => Ok((self.clone(), OsStr::new(rel))),
+    pub(crate) fn parent_beneath<'r>(&self, rel: &'r RawPath) -> Result<(DirFd, &'r OsStr)> {
+        match rel.split_last() {
+            (Some(dir), leaf) => Ok((self.open_beneath(dir)?, leaf)),
+            (None, leaf) => Ok((self.clone(), leaf)),
         }
+    }
+
+    /// A hard link `to_name` in `to` of this directory's child `name`:
+    /// both ends by descriptor, a symlink never followed.
+    pub(crate) fn link(&self, name: &OsStr, to: &DirFd, to_name: &OsStr) -> Result<()> {
+        rustix::fs::linkat(&*self.fd, name, &*to.fd, to_name, AtFlags::empty())
+            .map_err(|e| Error::io("hard-link", to.shown(to_name), io_err(e)))
+    }
+
+    /// Sets a child's modification time (a symlink's own, not followed).
+    pub(crate) fn set_mtime_child(&self, name: &OsStr, mtime_ns: i64) -> Result<()> {
+        let mtime = rustix::fs::Timespec {
+            tv_sec: mtime_ns.div_euclid(1_000_000_000),
+            tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_OMIT,
+            },
+            last_modification: mtime,
+        };
+        rustix::fs::utimensat(&*self.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::io("set mtime of", self.shown(name), io_err(e)))
     }
 
     /// Gives a child (not followed if a link) to `uid`:`gid`.
@@ -677,9 +710,9 @@ mod tests {
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
         let host = DirFd::open_trusted(dir.path()).unwrap();
-        assert!(host.open_beneath("real").is_ok());
-        assert!(host.open_beneath("link").is_err());
-        assert!(host.parent_beneath("link/x").is_err());
+        assert!(host.open_beneath(b"real").is_ok());
+        assert!(host.open_beneath(b"link").is_err());
+        assert!(host.parent_beneath(&"link/x".into()).is_err());
         assert!(host.open_dir(OsStr::new("link")).is_err());
         assert!(host.open_file(OsStr::new("link")).is_err());
     }

@@ -199,9 +199,12 @@ fn check_store(stores: &Stores, record: &StoreRecord, scratch: &Path) -> Vec<Dri
     checks
 }
 
-/// Every restored file against the manifest, every byte hashed.
+/// Every restored file against the manifest, every byte hashed, and its
+/// mode, owner and attributes as far as this drill's user could restore
+/// them.
 fn files_check(record: &StoreRecord, root: &Path) -> DrillCheck {
-    let problems = validate::check_files(root, record, Depth::Deep);
+    let mut problems = validate::check_files(root, record, Depth::Deep);
+    problems.extend(validate::check_restored_metadata(root, record));
     DrillCheck {
         store: record.name.clone(),
         check: "files_match_manifest".into(),

@@ -7,7 +7,7 @@
 //! commits for a tree of small files.
 
 use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -129,69 +129,113 @@ pub(crate) fn create_dir_all_private(path: &Path) -> Result<()> {
         .map_err(io_at("create directory", path))
 }
 
-/// Copies `src` to the new file `dst`, hashing the bytes as they pass (one
-/// read of the source). Returns the open destination (so callers set its
-/// mode and times through the descriptor, without another path lookup),
-/// the size and the SHA-256. `dst` is not synced here: callers sync in
-/// bulk (see the module docs).
-pub(crate) fn copy_hashed(
-    src: &mut impl Read,
+/// Size and SHA-256 of a file, read once; holes are hashed as the zeros
+/// they read as, without reading them (see [`copy_sparse`]).
+pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
+    let file = open_nofollow(path).map_err(io_at("open", path))?;
+    sparse_pump(&file, path, |_, _| Ok(()))
+}
+
+/// Creates the new file `dst` and copies the open regular file `src` into
+/// it with [`copy_sparse`]; returns the open copy (callers set its mode
+/// and times through the descriptor), the size and the SHA-256.
+pub(crate) fn copy_sparse_new(
+    src: &File,
     src_path: &Path,
     dst: &Path,
 ) -> Result<(File, u64, Checksum)> {
-    let mut out = create_new_private(dst)?;
-    let (size, sha256) = copy_into(src, src_path, &mut out, dst)?;
+    let out = create_new_private(dst)?;
+    let (size, sha256) = copy_sparse(src, src_path, &out, dst)?;
     Ok((out, size, sha256))
 }
 
-/// Copies `src` into the open file `out` (named `dst` in messages),
-/// hashing the bytes as they pass.
-pub(crate) fn copy_into(
-    src: &mut impl Read,
+/// Copies the open regular file `src` into the empty file `out` (named
+/// `dst` in messages) keeping its holes: only the data extents that
+/// `SEEK_DATA`/`SEEK_HOLE` find are read and written, each at its own
+/// offset, and the copy is given the source's length, so a hole stays a
+/// hole (a 2 GiB file holding 160 KiB of data takes 160 KiB). The SHA-256
+/// is of the logical content: a hole is hashed as zeros, without reading
+/// it. A file system that does not report holes shows one data extent,
+/// and the copy is the plain one.
+pub(crate) fn copy_sparse(
+    src: &File,
     src_path: &Path,
-    out: &mut File,
+    out: &File,
     dst: &Path,
 ) -> Result<(u64, Checksum)> {
-    pump(src, src_path, |bytes| {
+    use std::os::unix::fs::FileExt;
+    let (size, sha256) = sparse_pump(src, src_path, |offset, bytes| {
         fault::check_write(dst)?;
-        out.write_all(bytes).map_err(io_at("write", dst))
-    })
-}
-
-/// Size and SHA-256 of a file, read once.
-pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
-    let mut file = open_nofollow(path).map_err(io_at("open", path))?;
-    hash_reader(&mut file, path)
-}
-
-pub(crate) fn hash_reader(reader: &mut impl Read, path: &Path) -> Result<(u64, Checksum)> {
-    pump(reader, path, |_| Ok(()))
-}
-
-/// The one byte loop: reads `reader` to the end through the thread's
-/// buffer, hashing every byte and handing it to `sink`, and reports the
-/// bytes to the progress sink.
-fn pump(
-    reader: &mut impl Read,
-    path: &Path,
-    mut sink: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<(u64, Checksum)> {
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    with_buffer(|buf| loop {
-        crate::cancel::check()?;
-        let n = match reader.read(buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io("read", path, e)),
-        };
-        hasher.update(&buf[..n]);
-        sink(&buf[..n])?;
-        total = total.saturating_add(n as u64);
-        crate::progress::advance(n as u64);
+        out.write_all_at(bytes, offset).map_err(io_at("write", dst))
     })?;
-    Ok((total, Checksum::from_hasher(hasher)))
+    // The length, holes at the end included; without data writes the file
+    // takes no blocks.
+    out.set_len(size).map_err(io_at("set the length of", dst))?;
+    Ok((size, sha256))
+}
+
+/// Zeros fed to the hasher for holes.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// The sparse-aware byte loop: walks `file`'s data extents from offset 0
+/// to its end, handing each buffer of data to `sink` with its offset, and
+/// hashing holes as zeros without reading them. Returns the length and
+/// the SHA-256 of the logical content.
+fn sparse_pump(
+    file: &File,
+    path: &Path,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<(u64, Checksum)> {
+    use rustix::fs::SeekFrom;
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let hash_zeros = |hasher: &mut Sha256, mut len: u64| -> Result<()> {
+        while len > 0 {
+            crate::cancel::check()?;
+            let n = len.min(ZEROS.len() as u64) as usize;
+            hasher.update(&ZEROS[..n]);
+            crate::progress::advance(n as u64);
+            len -= n as u64;
+        }
+        Ok(())
+    };
+    let mut pos = 0u64;
+    with_buffer(|buf| loop {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            // No data at or after `pos`: the rest, to the end, is a hole.
+            Err(rustix::io::Errno::NXIO) => {
+                let end = file.metadata().map_err(io_at("stat", path))?.len();
+                if end > pos {
+                    hash_zeros(&mut hasher, end - pos)?;
+                    pos = end;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(Error::io("find the data of", path, e.into())),
+        };
+        hash_zeros(&mut hasher, data.saturating_sub(pos))?;
+        pos = data;
+        // The end of the file counts as a hole, so this always ends.
+        let hole = rustix::fs::seek(file, SeekFrom::Hole(pos))
+            .map_err(|e| Error::io("find the holes of", path, e.into()))?;
+        while pos < hole {
+            crate::cancel::check()?;
+            let want = (hole - pos).min(buf.len() as u64) as usize;
+            let n = match file.read_at(&mut buf[..want], pos) {
+                // Shorter than it was a moment ago: the end is here.
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", path, e)),
+            };
+            hasher.update(&buf[..n]);
+            sink(pos, &buf[..n])?;
+            pos += n as u64;
+            crate::progress::advance(n as u64);
+        }
+    })?;
+    Ok((pos, Checksum::from_hasher(hasher)))
 }
 
 /// Snapshot files are read-only: nothing in Cairn ever writes one twice.
@@ -339,4 +383,45 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom};
+
+    #[test]
+    fn a_sparse_copy_keeps_holes_and_hashes_the_logical_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let src_path = dir.path().join("sparse");
+        let mut src = File::create(&src_path).unwrap();
+        let size: u64 = 256 << 20;
+        src.set_len(size).unwrap();
+        for at in [0u64, 100 << 20, size - 4096] {
+            src.seek(SeekFrom::Start(at)).unwrap();
+            src.write_all(&[0xab; 4096]).unwrap();
+        }
+        drop(src);
+        let src = File::open(&src_path).unwrap();
+        if src.metadata().unwrap().blocks() * 512 > 4 << 20 {
+            return; // this file system keeps no holes: nothing to test
+        }
+        let dst = dir.path().join("copy");
+        let (out, copied, sha) = copy_sparse_new(&src, &src_path, &dst).unwrap();
+        drop(out);
+        assert_eq!(copied, size);
+        let copy = fs::metadata(&dst).unwrap();
+        assert_eq!(copy.len(), size);
+        assert!(copy.blocks() * 512 < 4 << 20, "{} blocks", copy.blocks());
+        // The hash is of every byte, holes read as zeros.
+        let mut plain = Sha256::new();
+        let mut reader = std::io::BufReader::new(File::open(&dst).unwrap());
+        std::io::copy(&mut reader, &mut plain).unwrap();
+        assert_eq!(sha, Checksum::from_hasher(plain));
+        assert_eq!(hash_file(&dst).unwrap(), (size, sha));
+        // A file that ends in a hole, and one that is all hole.
+        let empty = dir.path().join("empty");
+        File::create(&empty).unwrap().set_len(5000).unwrap();
+        assert_eq!(hash_file(&empty).unwrap().1, Checksum::of(&[0u8; 5000]));
+    }
 }

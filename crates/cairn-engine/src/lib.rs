@@ -40,6 +40,7 @@ mod hooks;
 mod parallel;
 mod replace;
 mod trust;
+mod xattr;
 
 pub use capture::CaptureCtx;
 pub use config::{Config, StoreConfig};

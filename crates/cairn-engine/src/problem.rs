@@ -19,7 +19,13 @@ pub mod codes {
     pub const FILE_UNEXPECTED: &str = "file_unexpected";
     pub const FILE_TYPE_MISMATCH: &str = "file_type_mismatch";
     pub const SYMLINK_TARGET_MISMATCH: &str = "symlink_target_mismatch";
+    /// An entry recorded as a hard link (`link_of`) that is not the same
+    /// inode as the entry it links.
+    pub const HARD_LINK_MISMATCH: &str = "hard_link_mismatch";
     pub const READ_FAILED: &str = "read_failed";
+    /// A restored entry (a drill's copy) whose mode, owner or extended
+    /// attributes are not what the manifest records.
+    pub const METADATA_MISMATCH: &str = "metadata_mismatch";
     pub const STORE_KIND_UNKNOWN: &str = "store_kind_unknown";
 
     /// The codes that say a snapshot's files or manifest are not what was
@@ -38,6 +44,7 @@ pub mod codes {
         FILE_UNEXPECTED,
         FILE_TYPE_MISMATCH,
         SYMLINK_TARGET_MISMATCH,
+        HARD_LINK_MISMATCH,
         READ_FAILED,
     ];
 }
@@ -63,7 +70,7 @@ impl Problem {
     /// A file whose bytes hash to `actual` instead of what the manifest says.
     pub fn checksum_mismatch(
         store: &str,
-        path: &str,
+        path: impl Into<String>,
         recorded: Option<&Checksum>,
         actual: &Checksum,
     ) -> Self {

@@ -23,7 +23,6 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, Permissions};
-use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +32,7 @@ use crate::dirfd::{self, DirFd};
 use crate::error::{io_at, Error, Result};
 use crate::fsutil;
 use crate::id::SnapshotId;
-use crate::manifest::{Entry, EntryKind, Manifest, Shape, StoreRecord, StoreStatus};
+use crate::manifest::{Entry, EntryKind, Manifest, RawPath, Shape, StoreRecord, StoreStatus};
 use crate::plugin::Depth;
 use crate::problem::{codes, Problem};
 use crate::repo::Repository;
@@ -489,7 +488,8 @@ fn open_live(
 /// without following a link; `None` when it is not there.
 fn open_in_snapshot(root: &Path, rel: &str) -> Result<Option<(File, PathBuf)>> {
     let opened = DirFd::open_trusted(root).and_then(|dir| {
-        let (parent, leaf) = dir.parent_beneath(rel)?;
+        let rel = RawPath::from(rel);
+        let (parent, leaf) = dir.parent_beneath(&rel)?;
         parent.open_file(leaf)
     });
     match opened {
@@ -504,9 +504,10 @@ fn open_in_snapshot(root: &Path, rel: &str) -> Result<Option<(File, PathBuf)>> {
 /// file; synced, read-only. Returns the inode written.
 fn rewrite_in_place(root: &Path, rel: &str, verified: &Verified, size: u64) -> Result<(u64, u64)> {
     let store = DirFd::open_trusted(root)?;
-    let (dir, leaf) = store.parent_beneath(rel)?;
+    let raw = RawPath::from(rel);
+    let (dir, leaf) = store.parent_beneath(&raw)?;
     let shown = root.join(rel);
-    let (mut out, created) = match dir.open_file(leaf) {
+    let (out, created) = match dir.open_file(leaf) {
         Ok((read_only, stat)) => {
             // fchmod through the read-only descriptor: the inode, not
             // whatever the name points at by the time of the next call.
@@ -542,10 +543,11 @@ fn rewrite_in_place(root: &Path, rel: &str, verified: &Verified, size: u64) -> R
     // Short and whole: a signal waits for the rewrite to end, so a file is
     // never left half old damage, half new bytes.
     let written = crate::cancel::shielded(|| -> Result<()> {
-        let mut src = verified.reopen()?;
-        out.seek(SeekFrom::Start(0))
-            .map_err(io_at("seek", &shown))?;
-        let (n, _) = fsutil::copy_into(&mut src, &verified.shown, &mut out, &shown)?;
+        let src = verified.reopen()?;
+        // Emptied first: the copy writes only the source's data extents,
+        // and a hole must not keep the damaged bytes that were there.
+        out.set_len(0).map_err(io_at("truncate", &shown))?;
+        let (n, _) = fsutil::copy_sparse(&src, &verified.shown, &out, &shown)?;
         if n != size {
             return Err(Error::io(
                 "write",
@@ -610,7 +612,7 @@ impl Copies {
                             by_sha.entry(sha).or_default().push(Copy {
                                 id: id.clone(),
                                 store: record.name.clone(),
-                                path: entry.path.clone(),
+                                path: String::from(&entry.path),
                             });
                         }
                     }
@@ -665,7 +667,7 @@ impl Work {
     /// copy, or (inner `Err`) what it held instead.
     fn verify(
         &self,
-        mut src: File,
+        src: File,
         shown: &Path,
         sha256: Checksum,
         size: u64,
@@ -684,8 +686,8 @@ impl Work {
             name,
             dir: self.dir.clone(),
         };
-        let mut out = self.dir.create_file(&verified.name)?;
-        let copied = fsutil::copy_into(&mut src, shown, &mut out, &verified.shown);
+        let out = self.dir.create_file(&verified.name)?;
+        let copied = fsutil::copy_sparse(&src, shown, &out, &verified.shown);
         let (got_size, got_sha) = match copied {
             Ok(found) => found,
             Err(e) => {

@@ -278,6 +278,7 @@ fn build_snapshot(
             shape: built.descriptor.shape,
             metadata: Default::default(),
             options: store.options.clone(),
+            root: None,
             warnings: Vec::new(),
             entries: Vec::new(),
         };
@@ -457,6 +458,7 @@ impl CaptureJob<'_> {
         record.entries = captured.entries;
         record.metadata = captured.metadata;
         record.warnings = captured.warnings;
+        record.root = captured.root;
         if !verify {
             return Ok((record, Vec::new()));
         }
@@ -507,8 +509,9 @@ fn parent_of(
     let files = std::mem::take(&mut record.entries)
         .into_iter()
         .filter_map(|e| {
-            if damaged.contains(&e.path) {
-                not_reused.push(e.path);
+            let shown = String::from(&e.path);
+            if damaged.contains(&shown) {
+                not_reused.push(shown);
                 return None;
             }
             ParentFile::of(&e).map(|file| (e.path, file))

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::capture::CaptureCtx;
 use crate::dirfd::DirFd;
 use crate::error::{Error, Result};
+use crate::manifest::RawPath;
 
 /// What a plug-in wants done with one regular file of a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,20 +22,24 @@ pub enum FileAction {
     Skip,
 }
 
-/// Captures the directory `ctx.source()` into `ctx`: directories (empty ones
-/// too), regular files, symlinks as links. FIFOs, sockets and devices are
-/// never opened; each is skipped with a warning kept in the manifest.
-/// `on_file` decides per regular file (see [`FileAction`]).
+/// Captures the directory `ctx.source()` into `ctx`: the directory's own
+/// owner, mode and attributes, directories (empty ones too), regular files
+/// (holes kept; the later names of an inode as hard links of its first),
+/// symlinks as links. FIFOs, sockets and devices are never opened; each is
+/// skipped with a warning kept in the manifest. Names are bytes: every
+/// name Linux allows is captured. `on_file` decides per regular file (see
+/// [`FileAction`]); `rel` is the file's path in the store.
 pub fn capture_tree(
     ctx: &mut CaptureCtx<'_>,
-    on_file: &mut dyn FnMut(&mut CaptureCtx<'_>, &Path, &str, &Metadata) -> Result<FileAction>,
+    on_file: &mut dyn FnMut(&mut CaptureCtx<'_>, &Path, &RawPath, &Metadata) -> Result<FileAction>,
 ) -> Result<()> {
     let root = match ctx.source_dir() {
         Some(dir) => dir.clone(),
         None => DirFd::open_trusted(ctx.source())?,
     };
+    ctx.set_root(&root)?;
     walk(&root, &mut |dir, name, rel, meta| {
-        if !rel.contains('/') && is_restore_work_dir(rel) {
+        if !rel.as_bytes().contains(&b'/') && is_restore_work_dir(rel) {
             ctx.warn(format!(
                 "skipped {rel}: a restore's work directory (staged or parked contents), not store data"
             ));
@@ -42,7 +47,7 @@ pub fn capture_tree(
         }
         let ft = meta.file_type();
         if ft.is_dir() {
-            ctx.add_dir(rel, meta)?;
+            ctx.add_dir_in(dir, name, rel, meta)?;
             return Ok(Descend::Yes);
         }
         if ft.is_symlink() {
@@ -53,7 +58,8 @@ pub fn capture_tree(
             // whatever they open (SQLite) is this directory's file.
             match on_file(ctx, &dir.fd_path(name), rel, meta)? {
                 FileAction::Copy => ctx.queue_copy_in(dir, name, rel, meta)?,
-                FileAction::Handled | FileAction::Skip => {}
+                FileAction::Handled => ctx.record_xattrs_in(dir, name, rel, meta)?,
+                FileAction::Skip => {}
             }
         } else {
             ctx.warn(format!(
@@ -66,7 +72,10 @@ pub fn capture_tree(
 
 /// A work directory restore made: its prefix and exactly the 16 hex
 /// digits of its random part. A user's own `.cairn-old-notes` is data.
-fn is_restore_work_dir(name: &str) -> bool {
+fn is_restore_work_dir(name: &RawPath) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
     [
         crate::replace::STAGING_PREFIX,
         crate::replace::PARKED_PREFIX,
@@ -76,11 +85,15 @@ fn is_restore_work_dir(name: &str) -> bool {
     .any(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Visits every path under `root` (relative, `/`-separated) with its
-/// metadata: symlinks not followed, parents before children, siblings in
-/// name order. Only the directories still to visit are held, never the
-/// whole listing, so memory does not grow with the size of the tree.
-pub fn walk_tree(root: &Path, visit: &mut dyn FnMut(&str, &Metadata) -> Result<()>) -> Result<()> {
+/// Visits every path under `root` (relative, `/`-separated, as bytes)
+/// with its metadata: symlinks not followed, parents before children,
+/// siblings in name order. Only the directories still to visit are held,
+/// never the whole listing, so memory does not grow with the size of the
+/// tree.
+pub fn walk_tree(
+    root: &Path,
+    visit: &mut dyn FnMut(&RawPath, &Metadata) -> Result<()>,
+) -> Result<()> {
     walk(&DirFd::open_trusted(root)?, &mut |_, _, rel, meta| {
         visit(rel, meta)?;
         Ok(if meta.is_dir() {
@@ -105,11 +118,11 @@ enum Descend {
 /// entry that disappeared meanwhile (the service deleted it) is passed by.
 fn walk(
     root: &DirFd,
-    visit: &mut dyn FnMut(&DirFd, &OsStr, &str, &Metadata) -> Result<Descend>,
+    visit: &mut dyn FnMut(&DirFd, &OsStr, &RawPath, &Metadata) -> Result<Descend>,
 ) -> Result<()> {
     // Directories still to visit: the parent's descriptor, the name, the
     // relative path. Opened only when visited.
-    let mut stack: Vec<(Option<(DirFd, OsString)>, String)> = vec![(None, String::new())];
+    let mut stack: Vec<(Option<(DirFd, OsString)>, RawPath)> = vec![(None, RawPath::default())];
     while let Some((at, rel_dir)) = stack.pop() {
         let dir = match at {
             None => root.clone(),
@@ -117,15 +130,8 @@ fn walk(
         };
         let mut children = Vec::new();
         for name in dir.names()? {
-            let utf8 = name.to_str().ok_or_else(|| Error::Source {
-                path: dir.shown(&name),
-                message: "the file name is not UTF-8; Cairn's manifest cannot record it".into(),
-            })?;
-            let rel = if rel_dir.is_empty() {
-                utf8.to_owned()
-            } else {
-                format!("{rel_dir}/{utf8}")
-            };
+            // Any bytes but `/` and NUL, which no name holds.
+            let rel = rel_dir.join(&name);
             let meta = match dir.metadata(&name) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -166,7 +172,7 @@ mod tests {
         let mut seen = Vec::new();
         let result = walk(&root, &mut |_, _, rel, meta| {
             seen.push(rel.to_owned());
-            if rel == "sub" {
+            if *rel == "sub" {
                 // The swap lands after the walk saw a directory and before
                 // it goes in (what renameat2 RENAME_EXCHANGE does in one go).
                 fs::rename(root_path.join("sub"), root_path.join("old")).unwrap();
@@ -179,7 +185,10 @@ mod tests {
             })
         });
         assert!(result.is_err(), "walked into a link: {seen:?}");
-        assert!(!seen.iter().any(|r| r.contains("secret")), "{seen:?}");
+        assert!(
+            !seen.iter().any(|r| r.shown().contains("secret")),
+            "{seen:?}"
+        );
     }
 
     #[test]
@@ -238,7 +247,11 @@ mod vanished {
         })
         .unwrap();
         let captured = ctx.finish().unwrap();
-        let paths: Vec<&str> = captured.entries.iter().map(|e| e.path.as_str()).collect();
+        let paths: Vec<String> = captured
+            .entries
+            .iter()
+            .map(|e| String::from(&e.path))
+            .collect();
         assert_eq!(paths, vec!["kept.bin"]);
         assert!(
             captured

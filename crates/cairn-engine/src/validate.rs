@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil;
 use crate::id::SnapshotId;
-use crate::manifest::{self, Entry, EntryKind, Manifest, StoreRecord, StoreStatus};
+use crate::manifest::{self, Entry, EntryKind, Manifest, RawPath, StoreRecord, StoreStatus};
 use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, PINNED_MARKER, STORES_DIR, VALIDATION_RECORD};
@@ -405,20 +405,23 @@ fn list_shallow(dir: &Path) -> Vec<(String, Metadata)> {
 }
 
 /// One store's files against its manifest entries: presence, type, size,
-/// symlink target, nothing unlisted, and (deep) every byte's SHA-256.
+/// symlink target, hard links sharing their inode, nothing unlisted, and
+/// (deep) every byte's SHA-256 (once per inode).
 ///
 /// The tree is walked once and each path looked up among the entries as it
 /// is met, so memory is one index slot per entry, not a second listing of
 /// the tree beside the manifest.
 pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
     let store = record.name.as_str();
-    let index: HashMap<&str, usize> = record
+    let index: HashMap<&RawPath, usize> = record
         .entries
         .iter()
         .enumerate()
-        .map(|(i, e)| (e.path.as_str(), i))
+        .map(|(i, e)| (&e.path, i))
         .collect();
     let mut seen = vec![false; record.entries.len()];
+    // The inode of each file met, for the hard links' check.
+    let mut inodes: Vec<Option<(u64, u64)>> = vec![None; record.entries.len()];
     let mut unexpected = Vec::new();
     // (entry index, problem): reported in manifest order whatever the walk's.
     let mut entry_problems: Vec<(usize, Problem)> = Vec::new();
@@ -438,8 +441,13 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
         seen[i] = true;
         let entry = &record.entries[i];
         match check_entry(root, entry, meta) {
-            Some(p) => entry_problems.push((i, p.in_store(store).at(entry.path.clone()))),
-            None if depth == Depth::Deep && entry.kind == EntryKind::File => to_hash.push(entry),
+            Some(p) => entry_problems.push((i, p.in_store(store).at(&entry.path))),
+            None if entry.kind == EntryKind::File => {
+                inodes[i] = Some((meta.dev(), meta.ino()));
+                if depth == Depth::Deep && entry.link_of.is_none() {
+                    to_hash.push(entry);
+                }
+            }
             None => {}
         }
         Ok(())
@@ -456,8 +464,29 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
                     "listed in the manifest but not in the snapshot",
                 )
                 .in_store(store)
-                .at(entry.path.clone()),
+                .at(&entry.path),
             ));
+        }
+    }
+    // A hard link is the very inode of the entry it links (whose bytes
+    // are hashed once, above).
+    for (i, entry) in record.entries.iter().enumerate() {
+        let Some(first) = &entry.link_of else {
+            continue;
+        };
+        let first_inode = index.get(first).and_then(|&f| inodes[f]);
+        if let (Some(this), Some(that)) = (inodes[i], first_inode) {
+            if this != that {
+                entry_problems.push((
+                    i,
+                    Problem::new(
+                        codes::HARD_LINK_MISMATCH,
+                        format!("manifest says a hard link of {first}, found another file"),
+                    )
+                    .in_store(store)
+                    .at(&entry.path),
+                ));
+            }
         }
     }
     entry_problems.sort_by_key(|(i, _)| *i);
@@ -501,12 +530,15 @@ fn check_entry(root: &Path, entry: &Entry, meta: &Metadata) -> Option<Problem> {
         }
         EntryKind::Symlink => {
             let actual = std::fs::read_link(root.join(&entry.path))
-                .map(|t| t.to_string_lossy().into_owned())
+                .map(|t| RawPath::from(t.as_path()))
                 .unwrap_or_default();
-            (Some(actual.as_str()) != entry.target.as_deref()).then(|| {
+            (Some(&actual) != entry.target.as_ref()).then(|| {
                 Problem::new(
                     codes::SYMLINK_TARGET_MISMATCH,
-                    format!("manifest says -> {:?}, found -> {actual:?}", entry.target),
+                    format!(
+                        "manifest says -> {:?}, found -> {actual:?}",
+                        entry.target.clone().unwrap_or_default()
+                    ),
                 )
             })
         }
@@ -536,14 +568,165 @@ fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
         Err(e) => Some(
             Problem::new(codes::READ_FAILED, e.to_string())
                 .in_store(store)
-                .at(entry.path.clone()),
+                .at(&entry.path),
         ),
     }
+}
+
+/// A restored copy of one store (a drill's) against what its manifest
+/// records of each entry beyond its bytes: the mode (setuid and setgid
+/// only where the recorded owner came back), the owner when this process
+/// could give it (root), and every recorded extended attribute this
+/// process could set. The snapshot's own copies are 0400 and root's by
+/// design; only a restored tree can be compared this way.
+pub(crate) fn check_restored_metadata(root: &Path, record: &StoreRecord) -> Vec<Problem> {
+    let store = record.name.as_str();
+    let root_user = rustix::process::geteuid().is_root();
+    let index: HashMap<&RawPath, usize> = record
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (&e.path, i))
+        .collect();
+    let mut problems: Vec<(usize, Problem)> = Vec::new();
+    let walked = crate::tree::walk_tree(root, &mut |rel, meta| {
+        let Some(&i) = index.get(rel) else {
+            return Ok(()); // check_files reports it
+        };
+        let entry = &record.entries[i];
+        if entry.kind == EntryKind::Symlink {
+            return Ok(());
+        }
+        let mut wrong = Vec::new();
+        let owner_kept =
+            entry.uid.is_none_or(|u| u == meta.uid()) && entry.gid.is_none_or(|g| g == meta.gid());
+        let expected = if owner_kept {
+            entry.mode
+        } else {
+            entry.mode & !0o6000
+        };
+        if fsutil::mode_bits(meta) != expected {
+            wrong.push(format!(
+                "mode {:04o}, manifest says {expected:04o}",
+                fsutil::mode_bits(meta)
+            ));
+        }
+        if root_user && !owner_kept {
+            wrong.push(format!(
+                "owner {}:{}, manifest says {}:{}",
+                meta.uid(),
+                meta.gid(),
+                entry.uid.unwrap_or_default(),
+                entry.gid.unwrap_or_default()
+            ));
+        }
+        let path = root.join(rel);
+        for x in &entry.xattrs {
+            let name = x.name.as_bytes();
+            let settable = root_user
+                || name.starts_with(b"user.")
+                || name == crate::xattr::ACL_ACCESS
+                || name == crate::xattr::ACL_DEFAULT;
+            if settable && crate::xattr::read_path(&path, name).as_deref() != Some(&x.value[..]) {
+                wrong.push(format!("extended attribute {} is not as recorded", x.name));
+            }
+        }
+        if !wrong.is_empty() {
+            problems.push((
+                i,
+                Problem::new(codes::METADATA_MISMATCH, wrong.join("; "))
+                    .in_store(store)
+                    .at(&entry.path),
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = walked {
+        return vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)];
+    }
+    problems.sort_by_key(|(i, _)| *i);
+    problems.into_iter().map(|(_, p)| p).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::{Shape, Xattr};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn record(entries: Vec<Entry>) -> StoreRecord {
+        StoreRecord {
+            entries,
+            kind: "chroma-dir".into(),
+            metadata: Default::default(),
+            name: "chroma".into(),
+            options: Default::default(),
+            root: None,
+            shape: Shape::Dir,
+            source: "/data/chroma".into(),
+            status: StoreStatus::Captured,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_restored_copy_is_compared_on_mode_owner_attributes_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"abc").unwrap();
+        std::fs::hard_link(&a, dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("c"), b"abc").unwrap();
+        std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let meta = std::fs::metadata(&a).unwrap();
+        let file = |path: &str| Entry {
+            mode: 0o640,
+            size: Some(3),
+            sha256: Some(crate::checksum::Checksum::of(b"abc")),
+            uid: Some(meta.uid()),
+            gid: Some(meta.gid()),
+            ..Entry::new(path, EntryKind::File)
+        };
+        let mut entries = vec![
+            file("a"),
+            Entry {
+                link_of: Some("a".into()),
+                ..file("b")
+            },
+            Entry {
+                mode: 0o644,
+                ..file("c")
+            },
+        ];
+        std::fs::set_permissions(dir.path().join("c"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let rec = record(entries.clone());
+        assert_eq!(check_files(dir.path(), &rec, Depth::Deep), vec![]);
+        assert_eq!(check_restored_metadata(dir.path(), &rec), vec![]);
+
+        // `c` recorded as a link of `a`, a mode that differs, an attribute
+        // that is not there.
+        entries[2].link_of = Some("a".into());
+        entries[0].mode = 0o600;
+        entries[0].xattrs = vec![Xattr {
+            name: "user.origin".into(),
+            value: b"seed".to_vec(),
+        }];
+        let rec = record(entries);
+        let files = check_files(dir.path(), &rec, Depth::Quick);
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_eq!(files[0].code, codes::HARD_LINK_MISMATCH);
+        let meta_problems = check_restored_metadata(dir.path(), &rec);
+        assert_eq!(meta_problems.len(), 1, "{meta_problems:?}");
+        assert_eq!(meta_problems[0].code, codes::METADATA_MISMATCH);
+        assert!(
+            meta_problems[0].detail.contains("mode 0640"),
+            "{meta_problems:?}"
+        );
+        assert!(
+            meta_problems[0].detail.contains("user.origin"),
+            "{meta_problems:?}"
+        );
+    }
 
     #[test]
     fn a_record_reads_back_and_garbage_is_no_record() {

@@ -118,7 +118,8 @@ impl StoreHandler for ChromaDir {
             if !cairn_sqlite_support::is_sqlite_file(path) {
                 return Ok(FileAction::Copy);
             }
-            sqlite_files.push(rel.into());
+            // Its path as the manifest writes it (readable form).
+            sqlite_files.push(String::from(rel).into());
             // An embedded database nobody wrote since the last snapshot
             // (no pending WAL, file unchanged) is shared with it.
             if cairn_sqlite_support::is_self_contained(path) && ctx.reuse_unchanged(rel, meta) {
@@ -219,14 +220,14 @@ impl StoreHandler for ChromaDir {
             .unwrap_or_default();
         files
             .into_iter()
-            // Only paths the manifest lists (and so were checked on read).
-            .filter(|rel| record.entries.iter().any(|e| e.path == *rel))
-            .filter_map(|rel| {
-                cairn_sqlite_support::integrity_check(&root.join(rel), depth)
+            // Only paths the manifest lists (and so were checked on read),
+            // opened by the entry's exact bytes.
+            .filter_map(|rel| record.entries.iter().find(|e| e.path.shown() == rel))
+            .filter_map(|entry| {
+                cairn_sqlite_support::integrity_check(&root.join(&entry.path), depth)
                     .err()
                     .map(|detail| {
-                        Problem::new(cairn_sqlite_support::INTEGRITY_FAILED, detail)
-                            .at(rel.to_owned())
+                        Problem::new(cairn_sqlite_support::INTEGRITY_FAILED, detail).at(&entry.path)
                     })
             })
             .collect()

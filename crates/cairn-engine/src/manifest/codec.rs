@@ -389,6 +389,19 @@ mod tests {
     }
 
     #[test]
+    fn version_3_fields_serialize_in_canonical_order() {
+        let m = super::super::tests::every_case();
+        let direct = serde_json::to_vec(&m).unwrap();
+        let mut via_tree = Vec::new();
+        write_canonical(&serde_json::to_value(&m).unwrap(), &mut via_tree);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            String::from_utf8(via_tree).unwrap()
+        );
+        assert_eq!(read_as_written(&m.to_bytes()[..], &m.id).unwrap(), m);
+    }
+
+    #[test]
     fn the_streamed_reader_hashes_every_byte_but_the_final_newline() {
         let m = sample();
         let bytes = m.to_bytes();

@@ -9,8 +9,10 @@
 //! never a panic.
 
 mod codec;
+mod raw;
 
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,12 +21,18 @@ use serde_json::Value;
 pub use crate::checksum::Checksum;
 use crate::id::SnapshotId;
 pub use codec::digest_of;
+pub use raw::RawPath;
 
 /// Bumped when a field changes meaning or a reader must not ignore a new
 /// one. Readers refuse a newer version and read every older one.
 /// Version 2 added a store's `options` (so a snapshot of a store no longer
-/// configured can still be checked by its plug-in).
-pub const FORMAT_VERSION: u64 = 2;
+/// configured can still be checked by its plug-in). Version 3 records
+/// names as bytes (`path_b64`, `target_b64`, `link_of_b64` beside the
+/// readable form when a name is not UTF-8; a backslash is a byte like any
+/// other), each entry's `uid` and `gid`, hard links (`link_of`), extended
+/// attributes and ACLs (`xattrs`), and a directory store's own root
+/// directory (`root`).
+pub const FORMAT_VERSION: u64 = 3;
 /// The oldest version this cairn reads.
 pub const OLDEST_FORMAT_VERSION: u64 = 1;
 pub const FILE_NAME: &str = "manifest.json";
@@ -78,6 +86,10 @@ pub struct StoreRecord {
     /// holding a secret is as private as the snapshot's data.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub options: toml::Table,
+    /// A directory store's own directory: its owner, mode, mtime and
+    /// attributes, given to the directory a restore has to create (v3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootDir>,
     pub shape: Shape,
     pub source: String,
     pub status: StoreStatus,
@@ -123,25 +135,247 @@ impl EntryKind {
 }
 
 /// One file, directory or symlink of a store, relative to the store's root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized through [`EntryOut`] and read through [`EntryIn`]: each byte
+/// string is a readable JSON string plus, when not UTF-8, its exact bytes
+/// in base64 (see [`RawPath`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "EntryIn")]
 pub struct Entry {
-    /// Permission bits of the source (`st_mode & 0o7777`).
+    /// The exact bytes of the path, `/` between names.
+    pub path: RawPath,
+    pub kind: EntryKind,
+    /// Permission bits of the source (`st_mode & 0o7777`: setuid, setgid
+    /// and sticky included).
     pub mode: u32,
     /// Source modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<Checksum>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    pub sha256: Option<Checksum>,
+    /// A symlink's target, exactly as the link holds it.
+    pub target: Option<RawPath>,
     /// Identity of the source file when it was captured, so the next
     /// snapshot can tell it is unchanged and hard-link this copy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_stat: Option<SourceStat>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    /// The source's owner and group (v3; `None` in older manifests).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// A hard link: the entry of the first path met of the same inode. The
+    /// snapshot holds one copy (this path is a hard link to it) and a
+    /// restore links the two again.
+    pub link_of: Option<RawPath>,
+    /// Extended attributes kept (`user.`, `trusted.`, `security.`, and
+    /// the POSIX ACLs `system.posix_acl_access`/`_default`), by name.
+    pub xattrs: Vec<Xattr>,
+}
+
+impl Entry {
+    /// An entry with nothing but its path and type recorded.
+    pub fn new(path: impl Into<RawPath>, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0,
+            mtime_ns: 0,
+            size: None,
+            sha256: None,
+            target: None,
+            source_stat: None,
+            uid: None,
+            gid: None,
+            link_of: None,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+/// One extended attribute: its name and value as exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "XattrIn")]
+pub struct Xattr {
+    pub name: RawPath,
+    pub value: Vec<u8>,
+}
+
+/// A directory store's own directory, as it was captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootDir {
+    pub gid: u32,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// [`Entry`] as written: keys in sorted order (the canonical form).
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_of: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_of_b64: Option<String>,
+    mode: u32,
+    mtime_ns: i64,
+    path: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a Checksum>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_stat: Option<&'a SourceStat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_b64: Option<String>,
     #[serde(rename = "type")]
-    pub kind: EntryKind,
+    kind: EntryKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "<[Xattr]>::is_empty")]
+    xattrs: &'a [Xattr],
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (path, path_b64) = raw::to_fields(self.path.as_bytes());
+        let (target, target_b64) = split_fields(self.target.as_ref());
+        let (link_of, link_of_b64) = split_fields(self.link_of.as_ref());
+        EntryOut {
+            gid: self.gid,
+            link_of,
+            link_of_b64,
+            mode: self.mode,
+            mtime_ns: self.mtime_ns,
+            path,
+            path_b64,
+            sha256: self.sha256.as_ref(),
+            size: self.size,
+            source_stat: self.source_stat.as_ref(),
+            target,
+            target_b64,
+            kind: self.kind,
+            uid: self.uid,
+            xattrs: &self.xattrs,
+        }
+        .serialize(serializer)
+    }
+}
+
+fn split_fields(bytes: Option<&RawPath>) -> (Option<Cow<'_, str>>, Option<String>) {
+    match bytes.map(|b| raw::to_fields(b.as_bytes())) {
+        Some((readable, exact)) => (Some(readable), exact),
+        None => (None, None),
+    }
+}
+
+/// [`Entry`] as read; turned into one by `TryFrom`, which decodes and
+/// checks the byte strings.
+#[derive(Deserialize)]
+struct EntryIn {
+    #[serde(default)]
+    gid: Option<u32>,
+    #[serde(default)]
+    link_of: Option<String>,
+    #[serde(default)]
+    link_of_b64: Option<String>,
+    mode: u32,
+    mtime_ns: i64,
+    path: String,
+    #[serde(default)]
+    path_b64: Option<String>,
+    #[serde(default)]
+    sha256: Option<Checksum>,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    source_stat: Option<SourceStat>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    target_b64: Option<String>,
+    #[serde(rename = "type")]
+    kind: EntryKind,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    xattrs: Vec<Xattr>,
+}
+
+fn join_fields(
+    field: &str,
+    readable: Option<String>,
+    b64: Option<String>,
+) -> Result<Option<RawPath>, String> {
+    match (readable, b64) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(format!("{field}_b64 without {field}")),
+        (Some(r), b) => raw::from_fields(field, r, b).map(|v| Some(RawPath::from_bytes(v))),
+    }
+}
+
+impl TryFrom<EntryIn> for Entry {
+    type Error = String;
+
+    fn try_from(e: EntryIn) -> Result<Entry, String> {
+        Ok(Entry {
+            path: RawPath::from_bytes(raw::from_fields("path", e.path, e.path_b64)?),
+            kind: e.kind,
+            mode: e.mode,
+            mtime_ns: e.mtime_ns,
+            size: e.size,
+            sha256: e.sha256,
+            target: join_fields("target", e.target, e.target_b64)?,
+            source_stat: e.source_stat,
+            uid: e.uid,
+            gid: e.gid,
+            link_of: join_fields("link_of", e.link_of, e.link_of_b64)?,
+            xattrs: e.xattrs,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct XattrOut<'a> {
+    name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_b64: Option<String>,
+    value_b64: String,
+}
+
+impl Serialize for Xattr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (name, name_b64) = raw::to_fields(self.name.as_bytes());
+        XattrOut {
+            name,
+            name_b64,
+            value_b64: raw::b64::encode(&self.value),
+        }
+        .serialize(serializer)
+    }
+}
+
+#[derive(Deserialize)]
+struct XattrIn {
+    name: String,
+    #[serde(default)]
+    name_b64: Option<String>,
+    value_b64: String,
+}
+
+impl TryFrom<XattrIn> for Xattr {
+    type Error = String;
+
+    fn try_from(x: XattrIn) -> Result<Xattr, String> {
+        Ok(Xattr {
+            name: RawPath::from_bytes(raw::from_fields("name", x.name, x.name_b64)?),
+            value: raw::b64::decode(&x.value_b64).ok_or("value_b64 is not base64")?,
+        })
+    }
 }
 
 /// What must all be equal for a source file to count as unchanged: size
@@ -192,7 +426,7 @@ impl Manifest {
             }
             if store.status == StoreStatus::Captured
                 && store.shape == Shape::File
-                && (store.entries.len() != 1 || store.entries[0].path.contains('/'))
+                && (store.entries.len() != 1 || store.entries[0].path.as_bytes().contains(&b'/'))
             {
                 return Err(format!(
                     "store {:?} is a single-file store but lists {} entries",
@@ -203,19 +437,28 @@ impl Manifest {
             // A forged manifest could make a file store's one entry a link:
             // validation would then "hash" nothing and the kind's check
             // would follow it. The shape says what the entry must be.
-            if store.shape == Shape::File && store.entries.iter().any(|e| e.kind != EntryKind::File)
+            if store.shape == Shape::File
+                && store
+                    .entries
+                    .iter()
+                    .any(|e| e.kind != EntryKind::File || e.link_of.is_some())
             {
                 return Err(format!(
                     "store {:?} is a single-file store but its entry is not a regular file",
                     store.name
                 ));
             }
-            let mut paths = BTreeSet::new();
+            if let Some(root) = &store.root {
+                check_mode(root.mode)
+                    .and_then(|()| check_xattrs(&root.xattrs))
+                    .map_err(|why| format!("store {:?}: its root directory {why}", store.name))?;
+            }
+            let mut paths: HashMap<&[u8], &Entry> = HashMap::with_capacity(store.entries.len());
             for entry in &store.entries {
-                check_rel_path(&entry.path).map_err(|why| {
+                check_rel_path(entry.path.as_bytes()).map_err(|why| {
                     format!("store {:?}: entry path {:?} {why}", store.name, entry.path)
                 })?;
-                if !paths.insert(entry.path.as_str()) {
+                if paths.insert(entry.path.as_bytes(), entry).is_some() {
                     return Err(format!(
                         "store {:?}: entry {:?} is listed twice",
                         store.name, entry.path
@@ -225,19 +468,31 @@ impl Manifest {
                     format!("store {:?}: entry {:?} {why}", store.name, entry.path)
                 })?;
             }
-            // Every parent is listed as a directory, so restore can create
-            // the tree from the manifest alone.
-            let dirs: BTreeSet<&str> = store
-                .entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::Dir)
-                .map(|e| e.path.as_str())
-                .collect();
             for entry in &store.entries {
-                if let Some((parent, _)) = entry.path.rsplit_once('/') {
-                    if !dirs.contains(parent) {
+                // Every parent is listed as a directory, so restore can
+                // create the tree from the manifest alone.
+                if let (Some(parent), _) = entry.path.split_last() {
+                    if !paths.get(parent).is_some_and(|p| p.kind == EntryKind::Dir) {
                         return Err(format!(
-                            "store {:?}: entry {:?} has no directory entry for {parent:?}",
+                            "store {:?}: entry {:?} has no directory entry for {:?}",
+                            store.name,
+                            entry.path,
+                            raw::shown(parent)
+                        ));
+                    }
+                }
+                // A hard link names a file entry of the same content that
+                // is not itself a link, so restore links to a file it made.
+                if let Some(first) = &entry.link_of {
+                    let ok = paths.get(first.as_bytes()).is_some_and(|f| {
+                        f.kind == EntryKind::File
+                            && f.link_of.is_none()
+                            && f.size == entry.size
+                            && f.sha256 == entry.sha256
+                    });
+                    if !ok {
+                        return Err(format!(
+                            "store {:?}: entry {:?} is a hard link of {first:?}, which is not a file entry of the same size and sha256",
                             store.name, entry.path
                         ));
                     }
@@ -261,36 +516,64 @@ impl Entry {
                 }
             }
             EntryKind::Symlink => {
-                let target = self
-                    .target
-                    .as_deref()
-                    .ok_or("is a symlink without target")?;
-                if target.is_empty() || target.contains('\0') {
+                let target = self.target.as_ref().ok_or("is a symlink without target")?;
+                if target.is_empty() || target.as_bytes().contains(&0) {
                     return Err("has an empty symlink target");
                 }
             }
             EntryKind::Dir => {}
         }
-        Ok(())
+        if self.link_of.is_some() && self.kind != EntryKind::File {
+            return Err("is a hard link but not a file");
+        }
+        if self.kind != EntryKind::Symlink && self.target.is_some() {
+            return Err("has a symlink target but is not a symlink");
+        }
+        check_mode(self.mode)?;
+        check_xattrs(&self.xattrs)
     }
 }
 
+fn check_mode(mode: u32) -> Result<(), &'static str> {
+    if mode & !0o7777 != 0 {
+        return Err("has mode bits beyond 0o7777");
+    }
+    Ok(())
+}
+
+/// Attribute names are non-empty, hold no NUL and are listed once.
+fn check_xattrs(xattrs: &[Xattr]) -> Result<(), &'static str> {
+    let mut names = BTreeSet::new();
+    for x in xattrs {
+        if x.name.is_empty() || x.name.as_bytes().contains(&0) {
+            return Err("has an extended attribute with an empty name or a NUL in it");
+        }
+        if !names.insert(x.name.as_bytes()) {
+            return Err("lists an extended attribute twice");
+        }
+    }
+    Ok(())
+}
+
 /// A manifest path is relative, `/`-separated and normalised: no leading
-/// `/`, no empty, `.` or `..` component, no NUL, no backslash.
-pub fn check_rel_path(path: &str) -> Result<(), &'static str> {
+/// `/`, no empty, `.` or `..` component, no NUL. Every other byte is part
+/// of a name, as on Linux (a backslash, a newline, bytes that are not
+/// UTF-8): the capture records exactly these names, and only these.
+pub fn check_rel_path(path: impl AsRef<[u8]>) -> Result<(), &'static str> {
+    let path = path.as_ref();
     if path.is_empty() {
         return Err("is empty");
     }
-    if path.starts_with('/') {
+    if path.starts_with(b"/") {
         return Err("is absolute");
     }
-    if path.contains('\0') || path.contains('\\') {
-        return Err("contains a NUL or backslash");
+    if path.contains(&0) {
+        return Err("contains a NUL");
     }
-    for comp in path.split('/') {
+    for comp in path.split(|b| *b == b'/') {
         match comp {
-            "" => return Err("has an empty component"),
-            "." | ".." => return Err("has a `.` or `..` component"),
+            b"" => return Err("has an empty component"),
+            b"." | b".." => return Err("has a `.` or `..` component"),
             _ => {}
         }
     }
@@ -319,27 +602,20 @@ mod tests {
                 shape: Shape::Dir,
                 metadata: Default::default(),
                 options: Default::default(),
+                root: None,
                 warnings: vec![],
                 entries: vec![
                     Entry {
-                        path: "seg".into(),
-                        kind: EntryKind::Dir,
                         mode: 0o755,
                         mtime_ns: 1,
-                        size: None,
-                        sha256: None,
-                        target: None,
-                        source_stat: None,
+                        ..Entry::new("seg", EntryKind::Dir)
                     },
                     Entry {
-                        path: "seg/data.bin".into(),
-                        kind: EntryKind::File,
                         mode: 0o644,
                         mtime_ns: 2,
                         size: Some(3),
                         sha256: Some(Checksum::of(b"abc")),
-                        target: None,
-                        source_stat: None,
+                        ..Entry::new("seg/data.bin", EntryKind::File)
                     },
                 ],
             }],
@@ -382,14 +658,10 @@ mod tests {
         let mut m = sample();
         m.stores[0].shape = Shape::File;
         m.stores[0].entries = vec![Entry {
-            path: "app.db".into(),
-            kind: EntryKind::Symlink,
             mode: 0o777,
             mtime_ns: 1,
-            size: None,
-            sha256: None,
             target: Some("/etc/shadow".into()),
-            source_stat: None,
+            ..Entry::new("app.db", EntryKind::Symlink)
         }];
         let p = Manifest::parse(&m.to_bytes(), &m.id).unwrap_err();
         assert_eq!(p.code, codes::MANIFEST_INVALID);
@@ -416,6 +688,10 @@ mod tests {
 
     #[test]
     fn refuses_hostile_paths_even_with_a_valid_digest() {
+        // A backslash is a byte of a name like any other.
+        let mut m = sample();
+        m.stores[0].entries[1].path = "seg/a\\b".into();
+        assert!(Manifest::parse(&m.to_bytes(), &m.id).is_ok());
         for bad in [
             "../etc/passwd",
             "/etc/passwd",
@@ -434,6 +710,153 @@ mod tests {
         m.stores[0].entries.push(dup);
         let p = Manifest::parse(&m.to_bytes(), &m.id).unwrap_err();
         assert!(p.detail.contains("listed twice"), "{}", p.detail);
+    }
+
+    /// Every name Linux allows, with everything version 3 records.
+    pub(super) fn every_case() -> Manifest {
+        let mut m = sample();
+        let store = &mut m.stores[0];
+        store.root = Some(RootDir {
+            gid: 1000,
+            mode: 0o2770,
+            mtime_ns: 5,
+            uid: 1000,
+            xattrs: vec![Xattr {
+                name: "system.posix_acl_default".into(),
+                value: vec![2, 0, 0, 0, 1, 0, 7, 0],
+            }],
+        });
+        let file = |path: RawPath| Entry {
+            mode: 0o4755,
+            mtime_ns: 3,
+            size: Some(3),
+            sha256: Some(Checksum::of(b"abc")),
+            uid: Some(1000),
+            gid: Some(1000),
+            ..Entry::new(path, EntryKind::File)
+        };
+        store.entries.push(file("seg/back\\slash".into()));
+        store.entries.push(file("seg/line\nbreak".into()));
+        store.entries.push(Entry {
+            xattrs: vec![
+                Xattr {
+                    name: "user.origin".into(),
+                    value: b"seed".to_vec(),
+                },
+                Xattr {
+                    name: RawPath::from_bytes(&b"user.\xff"[..]),
+                    value: vec![0, 0xff],
+                },
+            ],
+            ..file(RawPath::from_bytes(&b"seg/caf\xe9"[..]))
+        });
+        store.entries.push(Entry {
+            link_of: Some(RawPath::from_bytes(&b"seg/caf\xe9"[..])),
+            ..file(RawPath::from_bytes(&b"seg/\xff-link"[..]))
+        });
+        store.entries.push(Entry {
+            mode: 0o777,
+            target: Some(RawPath::from_bytes(&b"../\xfe"[..])),
+            ..Entry::new("seg/odd-link", EntryKind::Symlink)
+        });
+        m
+    }
+
+    #[test]
+    fn version_3_records_every_name_and_its_metadata_losslessly() {
+        let m = every_case();
+        let bytes = m.to_bytes();
+        assert_eq!(Manifest::parse(&bytes, &m.id).unwrap(), m);
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+        assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
+        // Readable where it can be, exact beside it where it cannot.
+        let text = String::from_utf8(bytes).unwrap();
+        for expected in [
+            r#""path":"seg/back\\slash""#,
+            r#""path":"seg/line\nbreak""#,
+            r#""path":"seg/caf\\xe9","path_b64":"c2VnL2NhZuk=""#,
+            r#""link_of":"seg/caf\\xe9","link_of_b64":"c2VnL2NhZuk=""#,
+            r#""target":"../\\xfe","target_b64":"Li4v/g==""#,
+            r#""name":"user.origin","value_b64":"c2VlZA==""#,
+            r#""gid":1000"#,
+            r#""uid":1000"#,
+            r#""root":{"gid":1000,"mode":1528"#,
+        ] {
+            assert!(text.contains(expected), "{expected} not in {text}");
+        }
+        assert!(!text.contains(r#""path":"seg/line\nbreak","path_b64""#));
+    }
+
+    #[test]
+    fn reads_version_2_manifests_without_owners_or_attributes() {
+        let mut old = sample();
+        old.format_version = 2;
+        let parsed = Manifest::parse(&old.to_bytes(), &old.id).unwrap();
+        assert_eq!(parsed, old);
+        assert!(parsed.stores[0]
+            .entries
+            .iter()
+            .all(|e| e.uid.is_none() && e.xattrs.is_empty() && e.link_of.is_none()));
+    }
+
+    #[test]
+    fn refuses_forged_names_links_and_modes() {
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "a NUL in a name",
+                Box::new(|m| m.stores[0].entries[1].path = RawPath::from_bytes(&b"seg/a\0b"[..])),
+            ),
+            (
+                "mode bits beyond 0o7777",
+                Box::new(|m| m.stores[0].entries[1].mode = 0o100644),
+            ),
+            (
+                "a hard link of a directory",
+                Box::new(|m| m.stores[0].entries[1].link_of = Some("seg".into())),
+            ),
+            (
+                "a hard link of nothing",
+                Box::new(|m| m.stores[0].entries[1].link_of = Some("seg/none".into())),
+            ),
+            (
+                "a hard link of another content",
+                Box::new(|m| {
+                    let mut other = m.stores[0].entries[1].clone();
+                    other.path = "seg/other".into();
+                    other.sha256 = Some(Checksum::of(b"xyz"));
+                    m.stores[0].entries.push(other);
+                    m.stores[0].entries[1].link_of = Some("seg/other".into());
+                }),
+            ),
+            (
+                "an attribute listed twice",
+                Box::new(|m| {
+                    let x = Xattr {
+                        name: "user.a".into(),
+                        value: vec![],
+                    };
+                    m.stores[0].entries[1].xattrs = vec![x.clone(), x];
+                }),
+            ),
+        ];
+        for (what, edit) in edits {
+            let mut m = sample();
+            edit(&mut m);
+            let p = Manifest::parse(&m.to_bytes(), &m.id).unwrap_err();
+            assert_eq!(p.code, codes::MANIFEST_INVALID, "{what}: {p}");
+        }
+        // A readable form that disagrees with the exact bytes, resealed.
+        let m = every_case();
+        let mut v: Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+        v["stores"][0]["entries"][4]["path"] = "seg/innocent".into();
+        v.as_object_mut().unwrap().remove("digest");
+        let digest = digest_of(&v);
+        v["digest"] = digest.into();
+        let p = Manifest::parse(v.to_string().as_bytes(), &m.id).unwrap_err();
+        assert_eq!(p.code, codes::MANIFEST_INVALID, "{p}");
+        assert!(p.detail.contains("readable form"), "{p}");
     }
 
     #[test]

@@ -94,6 +94,11 @@ pub struct StoreOutcome {
     /// Why a store was left alone (e.g. absent in the snapshot).
     pub skipped: Option<String>,
     pub detail: Option<String>,
+    /// What of the recorded metadata could not be given back: owners when
+    /// not restoring as root (and the setuid/setgid bits that go with
+    /// them), extended attributes the restoring user or the file system
+    /// cannot set. Empty when everything came back as recorded.
+    pub not_kept: Vec<String>,
 }
 
 /// Why the stores already swapped could not be put back.

@@ -296,6 +296,7 @@ impl RestorePlan<'_> {
                 path: String::new(),
                 skipped: Some("absent in the snapshot; live store left alone".into()),
                 detail: None,
+                not_kept: Vec::new(),
             })
             .chain(self.not_in_snapshot.iter().map(|name| StoreOutcome {
                 name: name.clone(),
@@ -305,6 +306,7 @@ impl RestorePlan<'_> {
                 path: String::new(),
                 skipped: Some("not in this snapshot, left as is".into()),
                 detail: None,
+                not_kept: Vec::new(),
             }))
             .collect()
     }

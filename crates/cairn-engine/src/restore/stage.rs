@@ -9,11 +9,11 @@ use super::target::Target;
 use crate::dirfd::DirFd;
 use crate::error::{io_at, Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{Entry, EntryKind, Shape, StoreRecord};
+use crate::manifest::{Entry, EntryKind, RawPath, Shape, StoreRecord};
 use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::STORES_DIR;
-use crate::{fsutil, replace, validate};
+use crate::{fsutil, replace, validate, xattr};
 
 /// A plan whose every store is staged and verified on its target's
 /// filesystem. Dropping it removes the staged copies.
@@ -122,6 +122,9 @@ pub(super) struct Staged {
     pub(super) created_host: Option<(DirFd, OsString)>,
     /// Set once the content is swapped in: the host is the live store now.
     pub(super) swapped: std::cell::Cell<bool>,
+    /// What of the recorded metadata could not be given back (owners as
+    /// another user than root, attributes the file system refuses).
+    pub(super) not_kept: Vec<String>,
 }
 
 impl Drop for Staged {
@@ -201,12 +204,13 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
         },
     };
     let (name, dir) = host.create_unique_dir(replace::STAGING_PREFIX)?;
-    let staged = Staged {
+    let mut staged = Staged {
         host,
         name,
         dir,
         created_host,
         swapped: std::cell::Cell::new(false),
+        not_kept: Vec::new(),
     };
     if record.shape == Shape::File && record.entries.len() != 1 {
         return Err(StageError::Problems(vec![Problem::new(
@@ -215,10 +219,11 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
         )
         .in_store(&record.name)]));
     }
-    // A live restore gives what it writes to the owner of what it
-    // replaces (a file store: the live file; a directory store: the live
-    // directory), and a replaced file keeps the live file's mode. A
-    // restore elsewhere adopts no one's ownership.
+    // A live restore of a manifest that records no owners (older than
+    // version 3) gives what it writes to the owner of what it replaces (a
+    // file store: the live file; a directory store: the live directory).
+    // A replaced file keeps the live file's owner and mode whatever the
+    // manifest says, as a kept directory does.
     let live_owner = if target.live {
         match record.shape {
             Shape::File => target.parent.stat(target.name()).ok(),
@@ -232,10 +237,21 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
     } else {
         None
     };
+    let replaced_file = match (record.shape, target.live) {
+        (Shape::File, true) => live_owner.as_ref(),
+        _ => None,
+    };
+    let ctx = Apply {
+        live_owner: live_owner.as_ref(),
+        replaced_file,
+        not_kept: std::sync::Mutex::new(NotKept::default()),
+    };
 
     // Directories and links first, in manifest order (parents first), then
-    // every file on every core, verified against its hash while copying.
+    // every file on every core, verified against its hash while copying,
+    // then the hard links between them.
     let mut files = Vec::new();
+    let mut links = Vec::new();
     for entry in &record.entries {
         match entry.kind {
             EntryKind::Dir => {
@@ -244,30 +260,17 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
             }
             EntryKind::Symlink => {
                 let (parent, leaf) = staged.dir.parent_beneath(&entry.path)?;
-                let to = entry.target.as_deref().unwrap_or_default();
-                parent.symlink(Path::new(to), leaf)?;
+                let to = entry.target.as_ref().map(RawPath::as_path);
+                parent.symlink(to.unwrap_or(Path::new("")), leaf)?;
             }
+            EntryKind::File if entry.link_of.is_some() => links.push(entry),
             EntryKind::File => files.push(entry),
         }
     }
     let verified = crate::parallel::filter_map_largest_first(
         &files,
         |e| e.size.unwrap_or(0),
-        |e| {
-            let mode = match (record.shape, &live_owner) {
-                (Shape::File, Some(o)) => o.mode,
-                _ => e.mode,
-            };
-            stage_file(
-                &record.name,
-                &root.join(&e.path),
-                &staged.dir,
-                e,
-                mode,
-                live_owner.as_ref(),
-            )
-            .transpose()
-        },
+        |e| stage_file(&record.name, &root.join(&e.path), &staged.dir, e, &ctx).transpose(),
     );
     let mut problems = Vec::new();
     for result in verified {
@@ -276,29 +279,163 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
     if !problems.is_empty() {
         return Err(StageError::Problems(problems));
     }
-    apply_metadata(record, &staged.dir, live_owner.as_ref())?;
+    // A later name of an inode: linked to its first name's staged file
+    // (verified above; the reader checked it is a file entry of the same
+    // size and sha256), so it shares its content, owner, mode and
+    // attributes, as it did.
+    for entry in links {
+        let Some(first) = &entry.link_of else {
+            continue;
+        };
+        let (from_dir, from) = staged.dir.parent_beneath(first)?;
+        let (to_dir, to) = staged.dir.parent_beneath(&entry.path)?;
+        from_dir.link(from, &to_dir, to)?;
+    }
+    apply_metadata(record, &staged.dir, &ctx)?;
     fsutil::sync_filesystem(&staged.dir.fd_path(""))?;
+    let not_kept = ctx.not_kept.into_inner().unwrap_or_else(|e| e.into_inner());
+    staged.not_kept = not_kept.messages();
     Ok(staged)
 }
 
-/// Whose a live restore's files become, and a replaced file's mode.
+/// Whose a live restore's files become when the manifest does not say,
+/// and a replaced file's mode.
 struct Owner {
     uid: u32,
     gid: u32,
     mode: u32,
 }
 
-/// Copies one snapshot file into staging; `Some(problem)` when its bytes
-/// are not what the manifest recorded.
+/// How metadata is applied to one store's staged entries, and what could
+/// not be.
+struct Apply<'a> {
+    /// For entries without a recorded owner (manifests before version 3).
+    live_owner: Option<&'a Owner>,
+    /// A file store's live file: it keeps its owner and mode.
+    replaced_file: Option<&'a Owner>,
+    not_kept: std::sync::Mutex<NotKept>,
+}
+
+/// What a restore could not give back as recorded, reported per store.
+#[derive(Default)]
+struct NotKept {
+    /// Entries whose recorded owner could not be given (not root).
+    owners: usize,
+    /// Files whose setuid/setgid bits were dropped with their owner.
+    special_bits: usize,
+    /// Extended attributes that could not be set, by name, and on how
+    /// many entries.
+    xattrs: std::collections::BTreeMap<RawPath, usize>,
+}
+
+impl NotKept {
+    fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.owners > 0 {
+            out.push(format!(
+                "the owner and group of {} entries were not restored (only root can give files away): they belong to uid {}",
+                self.owners,
+                rustix::process::geteuid().as_raw()
+            ));
+        }
+        if self.special_bits > 0 {
+            out.push(format!(
+                "the setuid/setgid bits of {} files were dropped, since their owner could not be restored",
+                self.special_bits
+            ));
+        }
+        if !self.xattrs.is_empty() {
+            let names: Vec<String> = self
+                .xattrs
+                .iter()
+                .map(|(name, n)| format!("{name} ({n})"))
+                .collect();
+            out.push(format!(
+                "extended attributes not restored (root is needed for trusted. and security.capability, and the file system must support them): {}",
+                names.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+impl Apply<'_> {
+    fn note(&self, f: impl FnOnce(&mut NotKept)) {
+        let mut guard = self.not_kept.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+    }
+
+    /// Gives an entry its owner: the recorded one, else (an older
+    /// manifest) a live restore's owner. `Some(true)` when the recorded
+    /// owner was given, `Some(false)` when it could not be (reported),
+    /// `None` when none is recorded.
+    fn chown(
+        &self,
+        entry: &Entry,
+        chown: impl FnOnce(u32, u32) -> std::io::Result<()>,
+    ) -> Option<bool> {
+        if let Some(o) = self.replaced_file {
+            // Only root can give files away; for anyone else this is EPERM,
+            // and the file stays the restoring user's.
+            let _ = chown(o.uid, o.gid);
+            return None;
+        }
+        match (entry.uid, entry.gid) {
+            (Some(uid), Some(gid)) => match chown(uid, gid) {
+                Ok(()) => Some(true),
+                Err(_) => {
+                    self.note(|n| n.owners += 1);
+                    Some(false)
+                }
+            },
+            _ => {
+                if let Some(o) = self.live_owner {
+                    let _ = chown(o.uid, o.gid);
+                }
+                None
+            }
+        }
+    }
+
+    /// The mode to set after the owner: a replaced file keeps the live
+    /// one; setuid and setgid only with the recorded owner.
+    fn mode(&self, entry: &Entry, owned: Option<bool>) -> u32 {
+        if let Some(o) = self.replaced_file {
+            return o.mode;
+        }
+        if owned == Some(false) && entry.mode & 0o6000 != 0 {
+            self.note(|n| n.special_bits += 1);
+            return entry.mode & !0o6000;
+        }
+        entry.mode
+    }
+
+    fn xattrs(&self, fd: impl std::os::fd::AsFd, entry: &Entry, shown: &Path) -> Result<()> {
+        let not_set = xattr::apply(fd, &entry.xattrs, shown)?;
+        if !not_set.is_empty() {
+            self.note(|n| {
+                for name in not_set {
+                    *n.xattrs.entry(name).or_default() += 1;
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Copies one snapshot file into staging, holes kept; `Some(problem)`
+/// when its bytes are not what the manifest recorded. Then, through the
+/// new file's descriptor: owner (chown clears setuid, setgid and file
+/// capabilities, so it goes first), extended attributes and ACLs, mode
+/// (which also sets an ACL's mask to the recorded group bits), mtime.
 fn stage_file(
     store: &str,
     src: &Path,
     staging: &DirFd,
     entry: &Entry,
-    mode: u32,
-    owner: Option<&Owner>,
+    ctx: &Apply<'_>,
 ) -> Result<Option<Problem>> {
-    let mut file = match fsutil::open_nofollow(src) {
+    let file = match fsutil::open_nofollow(src) {
         Ok(f) => f,
         Err(e) => {
             return Ok(Some(
@@ -307,61 +444,108 @@ fn stage_file(
                     format!("cannot open without following links: {e}"),
                 )
                 .in_store(store)
-                .at(entry.path.clone()),
+                .at(&entry.path),
             ))
         }
     };
     let (parent, leaf) = staging.parent_beneath(&entry.path)?;
     let dst = parent.shown(leaf);
-    let mut out = parent.create_file(leaf)?;
-    let (size, sha) = fsutil::copy_into(&mut file, src, &mut out, &dst)?;
+    let out = parent.create_file(leaf)?;
+    let (size, sha) = fsutil::copy_sparse(&file, src, &out, &dst)?;
     if Some(sha) != entry.sha256 || Some(size) != entry.size {
         return Ok(Some(Problem::checksum_mismatch(
             store,
-            &entry.path,
+            entry.path.shown().as_ref(),
             entry.sha256.as_ref(),
             &sha,
         )));
     }
-    // Owner before mode: chown clears setuid and setgid.
-    if let Some(o) = owner {
-        // Only root can give files away; for anyone else this is EPERM,
-        // and the file stays the restoring user's.
-        let _ = std::os::unix::fs::fchown(&out, Some(o.uid), Some(o.gid));
-    }
+    let owned = ctx.chown(entry, |uid, gid| {
+        std::os::unix::fs::fchown(&out, Some(uid), Some(gid))
+    });
+    ctx.xattrs(&out, entry, &dst)?;
     use std::os::unix::fs::PermissionsExt;
-    out.set_permissions(std::fs::Permissions::from_mode(mode))
+    out.set_permissions(std::fs::Permissions::from_mode(ctx.mode(entry, owned)))
         .map_err(io_at("chmod", &dst))?;
     out.set_modified(fsutil::system_time_from_ns(entry.mtime_ns))
         .map_err(io_at("set mtime of", &dst))?;
     Ok(None)
 }
 
-/// Directories and symlinks after every file is in (files got their mode,
-/// mtime and owner through their own descriptors while staging): owners
-/// (a live restore run as root), then directory modes and mtimes deepest
-/// first, so adding children does not bump an mtime already set. All by
-/// descriptor inside the private staging directory.
-fn apply_metadata(record: &StoreRecord, staging: &DirFd, owner: Option<&Owner>) -> Result<()> {
+/// Directories and symlinks after every file is in (files got theirs
+/// through their own descriptors while staging): owners, then for
+/// directories, deepest first so adding children does not bump an mtime
+/// already set, attributes and ACLs (a default ACL only now, so the files
+/// staged inside did not inherit it), mode and mtime; a symlink's own
+/// mtime. All by descriptor inside the private staging directory.
+fn apply_metadata(record: &StoreRecord, staging: &DirFd, ctx: &Apply<'_>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if let Some(o) = owner {
-        for entry in record.entries.iter().filter(|e| e.kind != EntryKind::File) {
-            let (parent, leaf) = staging.parent_beneath(&entry.path)?;
-            // Only root can give files away; for anyone else this is EPERM.
-            let _ = parent.chown_child(leaf, o.uid, o.gid);
-        }
-    }
     for entry in record
         .entries
         .iter()
         .rev()
-        .filter(|e| e.kind == EntryKind::Dir)
+        .filter(|e| e.kind != EntryKind::File)
     {
-        let dir = staging.open_beneath(&entry.path)?.as_file()?;
-        let shown = staging.shown(&entry.path);
-        let _ = dir.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
-        dir.set_permissions(std::fs::Permissions::from_mode(entry.mode))
-            .map_err(io_at("chmod", &shown))?;
+        match entry.kind {
+            EntryKind::Symlink => {
+                let (parent, leaf) = staging.parent_beneath(&entry.path)?;
+                ctx.chown(entry, |uid, gid| {
+                    parent
+                        .chown_child(leaf, uid, gid)
+                        .map_err(std::io::Error::other)
+                });
+                parent.set_mtime_child(leaf, entry.mtime_ns)?;
+            }
+            EntryKind::Dir => {
+                let dir = staging.open_beneath(entry.path.as_bytes())?.as_file()?;
+                let shown = staging.shown(entry.path.as_path());
+                let owned = ctx.chown(entry, |uid, gid| {
+                    std::os::unix::fs::fchown(&dir, Some(uid), Some(gid))
+                });
+                ctx.xattrs(&dir, entry, &shown)?;
+                dir.set_permissions(std::fs::Permissions::from_mode(ctx.mode(entry, owned)))
+                    .map_err(io_at("chmod", &shown))?;
+                let _ = dir.set_modified(fsutil::system_time_from_ns(entry.mtime_ns));
+            }
+            EntryKind::File => {}
+        }
     }
     Ok(())
+}
+
+/// A directory store's directory that this restore created: given the
+/// owner, attributes, mode and mtime the snapshot recorded of it, after
+/// its contents are in. Returns what could not be given back.
+pub(super) fn apply_root(record: &StoreRecord, dir: &DirFd) -> Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(root) = &record.root else {
+        return Ok(Vec::new());
+    };
+    let shown = dir.shown_self();
+    let file = dir.as_file()?;
+    let mut not_kept = Vec::new();
+    let owned = std::os::unix::fs::fchown(&file, Some(root.uid), Some(root.gid)).is_ok();
+    if !owned {
+        not_kept.push(format!(
+            "the store's directory was not given to uid {} gid {} (only root can give files away)",
+            root.uid, root.gid
+        ));
+    }
+    let not_set = xattr::apply(&file, &root.xattrs, shown)?;
+    if !not_set.is_empty() {
+        let names: Vec<String> = not_set.iter().map(|n| n.to_string()).collect();
+        not_kept.push(format!(
+            "extended attributes of the store's directory not restored: {}",
+            names.join(", ")
+        ));
+    }
+    let mode = if owned {
+        root.mode
+    } else {
+        root.mode & !0o6000
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io_at("chmod", shown))?;
+    let _ = file.set_modified(fsutil::system_time_from_ns(root.mtime_ns));
+    Ok(not_kept)
 }

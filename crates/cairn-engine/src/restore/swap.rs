@@ -67,6 +67,7 @@ impl StagedRestore<'_> {
                             path,
                             skipped: None,
                             detail: report.detail,
+                            not_kept: report.not_kept,
                         });
                     }
                     Err(e) => {
@@ -79,6 +80,7 @@ impl StagedRestore<'_> {
                             path,
                             skipped: None,
                             detail: Some(e.to_string()),
+                            not_kept: Vec::new(),
                         });
                         break;
                     }
@@ -150,14 +152,24 @@ fn discard(repo: &Repository, id: &str) -> Result<()> {
     fsutil::remove_any(&to)
 }
 
+/// What a swap reports: the kind's report, and what of the recorded
+/// metadata could not be given back.
+struct Swapped {
+    integrity_ok: Option<bool>,
+    detail: Option<String>,
+    not_kept: Vec<String>,
+}
+
 /// The kind's step before, the engine's swap, the kind's report after.
-/// The kind sees the live path through the held parent directory.
+/// The kind sees the live path through the held parent directory. A
+/// directory store's directory that the restore created gets the owner,
+/// mode and attributes recorded of it once its contents are in.
 fn swap_one(
     handler: &dyn StoreHandler,
     record: &StoreRecord,
     target: &Target,
     staged: &Staged,
-) -> Result<SwapReport> {
+) -> Result<Swapped> {
     fault::check_swap(&record.name, &target.shown)?;
     let live = target.library_path();
     handler
@@ -166,14 +178,29 @@ fn swap_one(
     match (record.shape, record.entries.first()) {
         (Shape::File, Some(entry)) => replace::replace_file(
             &staged.dir,
-            std::ffi::OsStr::new(&entry.path),
+            entry.path.as_os_str(),
             &target.parent,
             target.name(),
         )?,
         _ => replace::replace_dir_contents(&staged.host, &staged.dir, &staged.name)?,
     }
     staged.swapped.set(true);
-    Ok(handler.after_swap(&live, record))
+    let mut not_kept = staged.not_kept.clone();
+    if target.live && record.shape == Shape::Dir && staged.created_host.is_some() {
+        // The staging directory, empty now, goes first: removing it later
+        // would change the directory's mtime again.
+        let _ = staged.host.remove_empty_dir(&staged.name);
+        not_kept.extend(super::stage::apply_root(record, &staged.host)?);
+    }
+    let SwapReport {
+        integrity_ok,
+        detail,
+    } = handler.after_swap(&live, record);
+    Ok(Swapped {
+        integrity_ok,
+        detail,
+        not_kept,
+    })
 }
 
 /// Puts the already-swapped stores back from the pre-restore snapshot,
