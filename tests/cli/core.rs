@@ -1417,3 +1417,29 @@ fn unchanged_files_are_shared_with_the_parent_snapshot() {
     let run = env.cairn(&["validate", "--all"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
 }
+
+#[test]
+fn a_planted_last_sequence_number_never_wraps_the_next_id() {
+    // `…-4294967295` is the largest sequence an id holds; the next snapshot
+    // of that second must not wrap to `…` (which would sort before it and
+    // be the one prune deletes).
+    let env = Env::new();
+    let first = env.snapshot(&["--at", "2026-04-06T18:00:00Z"]);
+    assert_eq!(first, "20260406T180000Z");
+    let planted = env.path("backups/snapshots/20260406T180000Z-4294967295");
+    std::fs::create_dir(&planted).unwrap();
+
+    let run = env.cairn(&["snapshot", "--at", "2026-04-06T18:00:00Z"]);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("20260406T180000Z-4294967295"),
+        "{}",
+        run.stderr
+    );
+    // Nothing new was published.
+    let names = support::dir_names(&env.path("backups/snapshots"));
+    assert_eq!(
+        names,
+        vec!["20260406T180000Z", "20260406T180000Z-4294967295"]
+    );
+}

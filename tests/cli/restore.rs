@@ -1119,3 +1119,38 @@ fn the_way_back_from_a_restore_onto_an_empty_machine_records_every_store_absent(
     assert!(env.path("data/chroma/seg-0001").is_dir());
     assert!(env.path("data/atocore.db").is_file());
 }
+
+#[test]
+fn user_files_named_like_cairns_work_directories_are_data() {
+    // Only Cairn's own work directories (its prefix and exactly 16 random
+    // hex digits) are left out of a snapshot; a user's file or directory
+    // that merely starts the same way is backed up and comes back.
+    let env = Env::new();
+    let chroma = env.path("data/chroma");
+    std::fs::write(chroma.join(".cairn-old-notes"), b"mine").unwrap();
+    std::fs::create_dir(chroma.join(".cairn-restore-plan")).unwrap();
+    std::fs::write(chroma.join(".cairn-restore-plan/step1"), b"also mine").unwrap();
+    let id = env.snapshot(&[]);
+    let stored = env.snapshot_dir(&id).join("stores/chroma");
+    assert_eq!(
+        std::fs::read(stored.join(".cairn-old-notes")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(stored.join(".cairn-restore-plan/step1")).unwrap(),
+        b"also mine"
+    );
+
+    support::remove_any(&chroma.join(".cairn-old-notes"));
+    support::remove_any(&chroma.join(".cairn-restore-plan"));
+    let run = restore(&env, &id, &["--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        std::fs::read(chroma.join(".cairn-old-notes")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        std::fs::read(chroma.join(".cairn-restore-plan/step1")).unwrap(),
+        b"also mine"
+    );
+}
