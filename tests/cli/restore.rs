@@ -1093,6 +1093,15 @@ fn restore_dry_run_prints_the_plan_and_touches_nothing() {
     // Nothing changed: no pre-restore snapshot, live bytes as they were.
     assert_eq!(env.listed_ids(), vec![id.clone()]);
     assert_eq!(support::tree(&env.root), before);
+
+    // On an empty machine too: the directories a real restore would
+    // create are not left behind by a dry run.
+    support::remove_any(&env.path("data"));
+    support::remove_any(&env.path("config"));
+    let run = env.cairn(&["restore", &id, "--dry-run"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(!env.path("data").exists(), "a dry run created data/");
+    assert!(!env.path("config").exists(), "a dry run created config/");
 }
 
 #[test]

@@ -205,6 +205,16 @@ fn plan_job<'a>(
     })
 }
 
+/// A plan leaves no trace of its own: the directories its targets created
+/// (to hold them open) are removed when it goes, if they are still empty.
+/// After a restore, those holding a restored store are not empty and stay;
+/// after a dry run or a refusal, all go.
+impl Drop for RestorePlan<'_> {
+    fn drop(&mut self) {
+        remove_created(&self.jobs);
+    }
+}
+
 /// Removes the directories the targets of `jobs` created, innermost first
 /// across all of them (a later store's may sit inside an earlier one's).
 pub(super) fn remove_created(jobs: &[Job<'_>]) {
