@@ -52,6 +52,28 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// How messages name a kind of file ("a FIFO", "a symbolic link", …).
+pub fn file_type_name(ft: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "an unknown kind of file"
+    }
+}
+
 /// Opens a regular file for reading, and nothing else: a symlink planted
 /// where a file is expected is reported instead of read through, and a
 /// FIFO, socket or device is never opened (a FIFO would block the reader
@@ -65,25 +87,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// (`O_NONBLOCK` does not change how a regular file is read.)
 pub fn open_nofollow(path: &Path) -> io::Result<File> {
     fn refuse(ft: fs::FileType) -> io::Error {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_char_device() {
-            "a character device"
-        } else if ft.is_block_device() {
-            "a block device"
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_symlink() {
-            "a symbolic link"
-        } else {
-            "an unknown kind of file"
-        };
         io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("is {what}, not a regular file; not read"),
+            format!("is {}, not a regular file; not read", file_type_name(ft)),
         )
     }
     let before = fs::symlink_metadata(path)?;

@@ -58,22 +58,7 @@ pub(crate) fn refuse_special(db: &Path) -> Result<(), String> {
 }
 
 fn describe(ft: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "an unknown kind of file"
-    }
+    cairn_engine::fsutil::file_type_name(ft)
 }
 
 /// The path SQLite is given for a live file. The engine hands plug-ins
