@@ -8,25 +8,11 @@ use std::time::{Duration, SystemTime};
 use rusqlite::Connection;
 use serde_json::Value;
 
-use crate::support::{self, Env};
+use crate::support::{self, memories, Env};
 
 const POST_BACKUP: &str = "post-backup mutation";
 const REGISTRY_AFTER: &str =
     "{\"projects\":[{\"id\":\"p99-after\",\"aliases\":[],\"ingest_roots\":[]}]}\n";
-
-/// Contents of every row in `memories`, oldest first.
-fn memories(db: &Path) -> Vec<String> {
-    let conn = Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT content FROM memories ORDER BY id")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows
-}
 
 fn integrity(db: &Path) -> String {
     let conn = Connection::open(db).unwrap();

@@ -5,11 +5,10 @@
 //! one exit class. Each test asserts on bytes and rows, not on flags.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{self, Env};
+use crate::support::{self, memories, Env};
 
 const GARBAGE_DB: &[u8] = b"this was a database until the disk ate it\n\x00\x01\x02 garbage";
 const BAD_JSON: &[u8] = b"{\"projects\": [";
@@ -21,19 +20,6 @@ fn store<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|s| s["name"] == name)
         .unwrap_or_else(|| panic!("no store {name} in {doc}"))
-}
-
-fn memories(db: &Path) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT content FROM memories ORDER BY id")
-        .unwrap();
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    rows
 }
 
 /// Replaces the live database with bytes that are not a database (its

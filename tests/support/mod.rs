@@ -364,3 +364,17 @@ pub fn remove_any(path: &Path) {
         Err(_) => {}
     }
 }
+
+/// Contents of every row of the sample database's `memories`, oldest first.
+pub fn memories(db: &Path) -> Vec<String> {
+    let conn = Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT content FROM memories ORDER BY id")
+        .unwrap();
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
