@@ -121,44 +121,17 @@ impl StoreHandler for TextFile {
 // guide:end
 
 mod tests {
-    use std::ffi::OsString;
     use std::path::{Path, PathBuf};
-
-    use serde_json::Value;
 
     use super::{KIND, TEXT_NOT_UTF8};
 
     const TEXT: &str = "Runbook\n1. stop the service\n2. restore — carefully\n";
 
-    struct Run {
-        code: u8,
-        stdout: String,
-        stderr: String,
-    }
-
-    impl Run {
-        fn json(&self) -> Value {
-            serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "not one JSON document ({e}):\n{}\n{}",
-                    self.stdout, self.stderr
-                )
-            })
-        }
-    }
+    use crate::support::{self, Run};
 
     /// `cairn ARGS` in-process, with this binary's plug-ins (text-file too).
     fn cairn(args: &[&str]) -> Run {
-        let argv = std::iter::once("cairn")
-            .chain(args.iter().copied())
-            .map(OsString::from);
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = cairn_cli::run(argv, &mut out, &mut err);
-        Run {
-            code,
-            stdout: String::from_utf8_lossy(&out).into_owned(),
-            stderr: String::from_utf8_lossy(&err).into_owned(),
-        }
+        support::cairn_in_process(args)
     }
 
     /// A service state of one text file, and a config that backs it up.
@@ -210,7 +183,7 @@ mod tests {
                 .join(format!("backups/snapshots/{id}/stores/notes/runbook.txt"))
         }
 
-        fn codes(&self, id: &str) -> (u8, Vec<(String, String)>) {
+        fn codes(&self, id: &str) -> (i32, Vec<(String, String)>) {
             let run = self.cairn(&["--json", "validate", id]);
             let doc = run.json();
             let errors = doc["results"][0]["errors"]

@@ -4,7 +4,6 @@
 //! kind failed there (reported as `store_kind_unknown`); and a snapshot of
 //! a store no longer configured could not be checked by its plug-in.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use cairn_engine::plugin::{lstat, OptionDoc, SwapReport};
@@ -13,6 +12,8 @@ use cairn_engine::{
     StoreRecord,
 };
 use serde_json::Value;
+
+use crate::support::{self, Run};
 
 const KIND: &str = "with-option";
 const LABEL_MISSING: &str = "label_missing";
@@ -84,31 +85,10 @@ impl StoreHandler for Labelled {
     }
 }
 
-struct Run {
-    code: u8,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
-    }
-}
-
 fn cairn(config: &Path, args: &[&str]) -> Run {
-    let argv = ["cairn", "--config", config.to_str().unwrap()]
-        .into_iter()
-        .chain(args.iter().copied())
-        .map(OsString::from);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = cairn_cli::run(argv, &mut out, &mut err);
-    Run {
-        code,
-        stdout: String::from_utf8_lossy(&out).into_owned(),
-        stderr: String::from_utf8_lossy(&err).into_owned(),
-    }
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    support::cairn_in_process(&all)
 }
 
 fn write_config(root: &Path, with_store: bool) -> PathBuf {

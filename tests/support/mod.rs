@@ -378,3 +378,18 @@ pub fn memories(db: &Path) -> Vec<String> {
         .collect();
     rows
 }
+
+/// `cairn ARGS` in this process, through `cairn_cli::run`, so the plug-ins
+/// linked into the test binary (test-only kinds too) are registered.
+pub fn cairn_in_process(args: &[&str]) -> Run {
+    let argv = std::iter::once("cairn")
+        .chain(args.iter().copied())
+        .map(std::ffi::OsString::from);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = cairn_cli::run(argv, &mut out, &mut err);
+    Run {
+        code: i32::from(code),
+        stdout: String::from_utf8_lossy(&out).into_owned(),
+        stderr: String::from_utf8_lossy(&err).into_owned(),
+    }
+}
