@@ -120,6 +120,13 @@ fn sigint_during_a_snapshot_runs_after_snapshot_and_leaves_nothing() {
     signal_during_snapshot("INT", 130);
 }
 
+/// The operator's SSH session dropping sends SIGHUP: it must stop the run
+/// the same way, not kill it where it stands.
+#[test]
+fn sighup_during_a_snapshot_runs_after_snapshot_and_leaves_nothing() {
+    signal_during_snapshot("HUP", 129);
+}
+
 #[test]
 fn sigterm_during_a_restore_leaves_live_data_and_no_staging() {
     let (env, _) = env_with_hooks();

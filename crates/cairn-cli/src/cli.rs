@@ -15,7 +15,8 @@ Exit codes:
   4  an I/O or system error stopped the run (the message names the path)
   130  stopped by SIGINT at a safe point (snapshot, restore, prune, drill): after_snapshot ran,
      work directories removed, lock released; a restore's swaps finish first
-  143  stopped by SIGTERM, the same way";
+  143  stopped by SIGTERM, the same way
+  129  stopped by SIGHUP (the terminal or SSH session went away), the same way";
 
 #[derive(Debug, Parser)]
 #[command(

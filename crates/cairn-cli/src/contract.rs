@@ -15,7 +15,8 @@ pub const USAGE: u8 = 2;
 pub const REFUSED: u8 = 3;
 /// 4: an I/O or system error stopped the run.
 pub const IO: u8 = 4;
-/// 128 + N: stopped by signal N (SIGINT 130, SIGTERM 143) at a safe point.
+/// 128 + N: stopped by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143) at a
+/// safe point.
 pub const INTERRUPTED_BASE: u8 = 128;
 
 /// The exit code of a run that ended in `e`. No wildcard arm: a cause the

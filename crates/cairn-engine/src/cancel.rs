@@ -1,4 +1,4 @@
-//! Stopping at a safe point on SIGINT or SIGTERM.
+//! Stopping at a safe point on SIGINT, SIGTERM or SIGHUP.
 //!
 //! A front end calls [`install`] before a command that writes (snapshot,
 //! restore, prune, drill). From then on the two signals no longer kill the
@@ -34,11 +34,16 @@ fn received() -> &'static Arc<AtomicUsize> {
 /// How many shielded sections are running; [`check`] passes while any is.
 static SHIELDS: AtomicUsize = AtomicUsize::new(0);
 
-/// Turns SIGINT and SIGTERM into a request to stop at the next safe point.
+/// Turns SIGINT, SIGTERM and SIGHUP (an operator's SSH session that
+/// drops mid-restore) into a request to stop at the next safe point.
 /// Idempotent in effect: a second call registers handlers that store the
 /// same number in the same flag.
 pub fn install() -> Result<()> {
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         // The handler only stores `signal` (a c_int, always positive).
         let value = usize::try_from(signal).unwrap_or(0);
         signal_hook::flag::register_usize(signal, Arc::clone(received()), value).map_err(|e| {
@@ -92,6 +97,7 @@ pub fn signal_name(signal: i32) -> String {
     match signal {
         signal_hook::consts::SIGINT => "SIGINT".into(),
         signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        signal_hook::consts::SIGHUP => "SIGHUP".into(),
         n => format!("signal {n}"),
     }
 }
