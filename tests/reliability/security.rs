@@ -291,3 +291,31 @@ fn a_huge_manifest_not_in_cairns_layout_is_refused_without_parsing_it() {
     let detail = run.json()["results"][0]["errors"][0]["detail"].clone();
     assert!(detail.as_str().unwrap().contains("limit"), "{detail}");
 }
+
+#[test]
+fn a_large_manifest_of_cairns_own_that_rotted_is_a_digest_mismatch() {
+    // The size cap is for other layouts; one of Cairn's own manifests over
+    // it (a big tree) with a flipped bit is damage, and says so.
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    env.edit_manifest(&id, |m| {
+        m.stores[0]
+            .metadata
+            .insert("padding".into(), "x".repeat(20 << 20).into());
+    });
+    let path = env.snapshot_dir(&id).join("manifest.json");
+    assert!(
+        env.cairn(&["validate", &id]).code == 0,
+        "resealed manifest reads"
+    );
+    let at = std::fs::read(&path).unwrap().len() / 2;
+    support::make_writable(&path);
+    support::flip_byte(&path, at, 0x01);
+
+    let run = env.cairn(&["--json", "validate", &id]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        run.json()["results"][0]["errors"][0]["code"],
+        "manifest_digest_mismatch"
+    );
+}

@@ -133,14 +133,31 @@ impl Manifest {
         // hand-edited or hostile file over a modest size is refused
         // instead of taking gigabytes.
         if meta.len() > MAX_ANY_LAYOUT_BYTES {
-            return Err(Problem::new(
-                codes::MANIFEST_INVALID,
-                format!(
-                    "manifest.json is not in Cairn's own layout and is {} bytes, over the {MAX_ANY_LAYOUT_BYTES}-byte limit for other layouts",
-                    meta.len()
-                ),
-            )
-            .at(FILE_NAME));
+            // A large manifest that starts as Cairn writes one is one of
+            // its own that no longer matches its digest (a flipped bit on
+            // the backup disk), not a file in another layout.
+            let mut head = [0u8; DIGEST_PREFIX.len()];
+            let as_written = fsutil::open_nofollow(&path)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok_and(|()| head == *DIGEST_PREFIX);
+            let problem = if as_written {
+                Problem::new(
+                    codes::MANIFEST_DIGEST_MISMATCH,
+                    format!(
+                        "manifest.json ({} bytes) is in Cairn's layout but does not match its digest: damaged or edited",
+                        meta.len()
+                    ),
+                )
+            } else {
+                Problem::new(
+                    codes::MANIFEST_INVALID,
+                    format!(
+                        "manifest.json is not in Cairn's own layout and is {} bytes, over the {MAX_ANY_LAYOUT_BYTES}-byte limit for other layouts",
+                        meta.len()
+                    ),
+                )
+            };
+            return Err(problem.at(FILE_NAME));
         }
         let mut bytes = Vec::new();
         fsutil::open_nofollow(&path)
