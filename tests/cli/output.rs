@@ -461,7 +461,7 @@ fn help_and_usage_errors_have_no_escape_codes_when_not_a_terminal() {
     assert!(!help.stdout.contains(ESC), "{:?}", help.stdout);
     let usage = env.cairn(&["restore"]);
     assert_eq!(usage.code, 2);
-    assert!(usage.stderr.contains("<ID>"), "{}", usage.stderr);
+    assert!(usage.stderr.contains("<ID|--latest>"), "{}", usage.stderr);
     assert!(!usage.stderr.contains(ESC), "{:?}", usage.stderr);
 }
 

@@ -1,5 +1,6 @@
 //! The command line, as clap derives it.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -18,10 +19,19 @@ Exit codes:
   143  stopped by SIGTERM, the same way
   129  stopped by SIGHUP (the terminal or SSH session went away), the same way";
 
+/// `cairn --version`: the crate version and the git commit built from
+/// ("unknown" when built outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CAIRN_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cairn",
-    version,
+    version = VERSION,
     about = "Consistent, checksummed backups of a service's SQLite, JSON and directory stores; safe restores; retention; restore drills.",
     after_help = EXIT_CODES,
     propagate_version = true
@@ -30,6 +40,11 @@ pub struct Cli {
     /// The config file [default: $CAIRN_CONFIG, else ./cairn.toml (not as root)]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Read this repository directly, without a config file (list, show, ls,
+    /// cat, diff, stats, validate only; it must be owned by root or by you)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub repo: Option<PathBuf>,
 
     /// Print one JSON document on stdout and nothing else
     #[arg(long, global = true)]
@@ -54,10 +69,32 @@ pub enum Command {
     /// List every snapshot, oldest first, with its last validation and a problem column for damaged ones
     List,
     /// Summarize one snapshot's manifest (the whole manifest with --json)
-    Show {
-        /// Snapshot id (YYYYMMDDTHHMMSSZ[-N])
-        id: String,
-    },
+    Show(IdArgs),
+    /// List a snapshot's entries (type, mode, size, mtime, path), all or at/under STORE[/PATH]
+    #[command(
+        override_usage = "cairn ls <ID> [STORE[/PATH]]\n       cairn ls --latest [STORE[/PATH]]"
+    )]
+    Ls(BrowseArgs),
+    /// Write one file of a snapshot to stdout, verified against its manifest's SHA-256 as it streams
+    ///
+    /// The bytes are written as they are read and checked at the end: a copy
+    /// that does not match its manifest makes cat stop with
+    /// file_checksum_mismatch (or file_size_mismatch) and exit 1, after
+    /// part of it (or all of it) has been written. Whoever reads the output
+    /// must check the exit status before using it, e.g. `cairn cat ID
+    /// db/app.db > app.db || rm -f app.db`; under `set -o pipefail` a pipe
+    /// fails too. A name may be given as its exact bytes or as `ls` prints it.
+    #[command(
+        override_usage = "cairn cat <ID> <STORE/PATH>\n       cairn cat --latest <STORE/PATH>"
+    )]
+    Cat(BrowseArgs),
+    /// What changed between two snapshots: entries added, removed, changed; SQLite row counts per table
+    #[command(
+        override_usage = "cairn diff <A> <B> [--stores A,B]\n       cairn diff <A> --latest\n       cairn diff --latest   (the snapshot before the latest against the latest)"
+    )]
+    Diff(DiffArgs),
+    /// Space on disk: apparent size and bytes on disk (hard links counted once), per snapshot and in total
+    Stats,
     /// Check snapshots against their manifests and each plug-in's own checks
     Validate(ValidateArgs),
     /// Restore a snapshot into the live paths (or elsewhere with --to)
@@ -72,15 +109,9 @@ pub enum Command {
         allow_empty_policy: bool,
     },
     /// Exempt a snapshot from pruning
-    Pin {
-        /// Snapshot id
-        id: String,
-    },
+    Pin(IdArgs),
     /// Make a pinned snapshot prunable again
-    Unpin {
-        /// Snapshot id
-        id: String,
-    },
+    Unpin(IdArgs),
     /// Restore into a scratch directory, run every check, report timings; touches nothing live
     Drill(DrillArgs),
     /// Rewrite damaged snapshot files from the live source or another intact copy, then re-verify
@@ -98,14 +129,18 @@ pub enum Command {
     Repair(RepairArgs),
     /// List the registered store plug-ins and their options
     Stores,
-    /// Write a commented starter cairn.toml
+    /// Write a commented starter cairn.toml (mode 0600)
+    ///
+    /// Written to --path, else to --config, else to $CAIRN_CONFIG, else to
+    /// ./cairn.toml: without --path, the file later commands read.
     Init {
-        /// Where to write it
-        #[arg(long, value_name = "P", default_value = "cairn.toml")]
-        path: PathBuf,
+        /// Where to write it [default: --config, else $CAIRN_CONFIG, else ./cairn.toml]
+        #[arg(long, value_name = "P")]
+        path: Option<PathBuf>,
     },
-    /// Print a shell completion script
+    /// Print a shell completion script (bash, elvish, fish, powershell, zsh)
     Completions {
+        /// The shell: bash, elvish, fish, powershell or zsh
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -170,9 +205,18 @@ pub struct RepairArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "latest"])))]
 pub struct RestoreArgs {
     /// Snapshot id
-    pub id: String,
+    pub id: Option<String>,
+    /// The newest snapshot
+    #[arg(long)]
+    pub latest: bool,
+    /// Only this entry of a store, and everything under it (repeatable);
+    /// the rest of the store is left as it is. A name as its exact bytes
+    /// or as `ls` prints it
+    #[arg(long = "path", value_name = "STORE/PATH")]
+    pub paths: Vec<OsString>,
     /// Confirm the service that writes the stores is stopped (required for live restores)
     #[arg(long)]
     pub confirm_service_stopped: bool,
@@ -208,4 +252,39 @@ pub struct DrillArgs {
     /// Where to make the scratch directory (needs room for one full copy)
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+}
+
+/// A snapshot named by id, or `--latest`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "latest"])))]
+pub struct IdArgs {
+    /// Snapshot id (YYYYMMDDTHHMMSSZ[-N])
+    pub id: Option<String>,
+    /// The newest snapshot (not one dated in the future)
+    #[arg(long)]
+    pub latest: bool,
+}
+
+/// `ls` and `cat`: a snapshot (an id, or --latest) and a place in it.
+#[derive(Debug, Args)]
+pub struct BrowseArgs {
+    /// The snapshot id (unless --latest), then STORE[/PATH]
+    #[arg(value_name = "ARGS", num_args = 0..=2)]
+    pub args: Vec<OsString>,
+    /// The newest snapshot (not one dated in the future)
+    #[arg(long)]
+    pub latest: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Snapshot A, then B (unless --latest)
+    #[arg(value_name = "ID", num_args = 0..=2)]
+    pub ids: Vec<String>,
+    /// B is the newest snapshot (with no id, A is the one before it)
+    #[arg(long)]
+    pub latest: bool,
+    /// Only these stores (comma-separated names)
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub stores: Vec<String>,
 }

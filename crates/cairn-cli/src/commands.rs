@@ -2,6 +2,7 @@
 //! and `render`. No policy lives here; it is all in cairn-engine.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cairn_engine::drill::DrillRequest;
@@ -13,13 +14,15 @@ use cairn_engine::validate::{
 };
 use cairn_engine::{
     drill, prune, repair, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository,
-    Result, Stores,
+    Result, SnapshotId, Stores,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::cli::{Cli, Command, DrillArgs, RepairArgs, RestoreArgs, SnapshotArgs, ValidateArgs};
-use crate::{clock, json, render, starter, Output};
+use crate::cli::{
+    Cli, Command, DrillArgs, IdArgs, RepairArgs, RestoreArgs, SnapshotArgs, ValidateArgs,
+};
+use crate::{browse, clock, diff, json, render, starter, stats, Output};
 
 /// Set by the binary's `main`: commands that write stop at a safe point on
 /// SIGINT/SIGTERM. Left unset where `run` is called in-process (tests), so
@@ -30,16 +33,21 @@ pub fn stop_on_signals() {
     STOP_ON_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-pub fn dispatch(cli: &Cli) -> Result<Output> {
+pub fn dispatch(cli: &Cli, out: &mut dyn Write) -> Result<Output> {
     let registry = Registry::from_inventory()?;
     // Commands that need no config first: they work on a fresh machine.
     match &cli.command {
         Command::Stores => return Ok(stores(&registry)),
-        Command::Init { path } => return init(&registry, path),
+        Command::Init { path } => return init(&registry, path.as_deref(), cli.config.as_deref()),
         Command::Completions { shell } => return Ok(completions(*shell)),
         _ => {}
     }
-    let cfg = Config::load(&Config::locate(cli.config.as_deref())?)?;
+    if matches!(cli.command, Command::Cat(_)) && cli.json {
+        return Err(Error::Usage {
+            message: "cat writes the file's bytes to stdout; --json has no place there (`cairn --json ls` describes entries)".into(),
+        });
+    }
+    let cfg = load_config(cli)?;
     // Every store's handler, built once for the whole command: a bad kind
     // or option fails here, before any hook runs or file is touched.
     let stores = Stores::build(&cfg, registry)?;
@@ -63,15 +71,19 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     let output = match &cli.command {
         Command::Snapshot(args) => snapshot_cmd(&cfg, &stores, args),
         Command::List => list(&cfg),
-        Command::Show { id } => show(&cfg, id),
+        Command::Show(which) => show(&cfg, which),
+        Command::Ls(args) => browse::ls(&cfg, args),
+        Command::Cat(args) => browse::cat(&cfg, args, out),
+        Command::Diff(args) => diff::run(&cfg, &stores, args),
+        Command::Stats => stats::run(&cfg),
         Command::Validate(args) => validate(&cfg, &stores, args),
         Command::Restore(args) => restore_cmd(&cfg, &stores, args),
         Command::Prune {
             confirm,
             allow_empty_policy,
         } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
-        Command::Pin { id } => pin(&cfg, id, true),
-        Command::Unpin { id } => pin(&cfg, id, false),
+        Command::Pin(which) => pin(&cfg, which, true),
+        Command::Unpin(which) => pin(&cfg, which, false),
         Command::Drill(args) => drill_cmd(&cfg, &stores, args),
         Command::Repair(args) => repair_cmd(&cfg, &stores, args),
         Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
@@ -93,6 +105,48 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     }
 }
 
+/// The config file, or with `--repo` a config naming only that repository
+/// (for the commands that only read one).
+fn load_config(cli: &Cli) -> Result<Config> {
+    let Some(repo) = &cli.repo else {
+        return Config::load(&Config::locate(cli.config.as_deref())?);
+    };
+    let read_only = matches!(
+        cli.command,
+        Command::List
+            | Command::Show(_)
+            | Command::Ls(_)
+            | Command::Cat(_)
+            | Command::Diff(_)
+            | Command::Stats
+            | Command::Validate(_)
+    );
+    if !read_only {
+        return Err(Error::Usage {
+            message: "--repo works only with the commands that read a repository (list, show, ls, cat, diff, stats, validate); the others need the config (--config)".into(),
+        });
+    }
+    if cli.config.is_some() {
+        return Err(Error::Usage {
+            message: "--repo and --config both name a repository; give one".into(),
+        });
+    }
+    Config::for_repository(repo)
+}
+
+/// The snapshot an id or `--latest` names, checked to exist.
+pub(crate) fn pick(repo: &Repository, id: Option<&str>, latest: bool) -> Result<SnapshotId> {
+    match (id, latest) {
+        (Some(id), _) => repo.resolve(id),
+        (None, true) => repo.latest()?.ok_or_else(|| Error::NoSnapshots {
+            repo: repo.root().to_owned(),
+        }),
+        (None, false) => Err(Error::Usage {
+            message: "name a snapshot: an id, or --latest".into(),
+        }),
+    }
+}
+
 fn stores(registry: &Registry) -> Output {
     Output {
         human: render::stores(registry),
@@ -101,11 +155,30 @@ fn stores(registry: &Registry) -> Output {
     }
 }
 
-fn init(registry: &Registry, path: &std::path::Path) -> Result<Output> {
+/// Where `init` writes: `--path` (init's own option, the most specific),
+/// else `--config`, else `$CAIRN_CONFIG`, else `./cairn.toml` — so without
+/// `--path` it writes the file the next command reads by default.
+fn init_target(path: Option<&Path>, config: Option<&Path>) -> PathBuf {
+    if let Some(p) = path.or(config) {
+        return p.to_owned();
+    }
+    match std::env::var_os("CAIRN_CONFIG") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("cairn.toml"),
+    }
+}
+
+fn init(registry: &Registry, path: Option<&Path>, config: Option<&Path>) -> Result<Output> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let path = &init_target(path, config);
     let text = starter::config_text(registry);
+    // 0600 whatever the umask: root refuses a config its group or others
+    // can write, and must not refuse the file it has just written.
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
@@ -119,6 +192,8 @@ fn init(registry: &Registry, path: &std::path::Path) -> Result<Output> {
                 Error::io("create", path, e)
             }
         })?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(cairn_engine::error::io_at("chmod", path))?;
     file.write_all(text.as_bytes())
         .map_err(cairn_engine::error::io_at("write", path))?;
     Ok(Output {
@@ -240,9 +315,9 @@ fn list(cfg: &Config) -> Result<Output> {
     })
 }
 
-fn show(cfg: &Config, id: &str) -> Result<Output> {
+fn show(cfg: &Config, which: &IdArgs) -> Result<Output> {
     let repo = Repository::new(&cfg.repository);
-    let id = repo.resolve(id)?;
+    let id = pick(&repo, which.id.as_deref(), which.latest)?;
     let manifest =
         Manifest::read_from(&repo.snapshot_dir(&id), id.as_str()).map_err(|p| Error::Manifest {
             id: id.to_string(),
@@ -288,8 +363,16 @@ fn validate(cfg: &Config, stores: &Stores, args: &ValidateArgs) -> Result<Output
 }
 
 fn restore_cmd(cfg: &Config, stores: &Stores, args: &RestoreArgs) -> Result<Output> {
+    let repo = Repository::new(&cfg.repository);
+    let id = match &args.id {
+        // Resolved by the plan, under the lock.
+        Some(id) => id.clone(),
+        None => pick(&repo, None, args.latest)?.to_string(),
+    };
+    let paths = crate::address::restore_paths(&repo, &id, &args.paths)?;
     let req = RestoreRequest {
-        id: args.id.clone(),
+        id,
+        paths,
         only: args.only.clone(),
         skip: args.skip.clone(),
         // A dry run touches nothing, so it needs no word that the service
@@ -323,12 +406,15 @@ fn prune_cmd(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<Ou
     })
 }
 
-fn pin(cfg: &Config, id: &str, pinned: bool) -> Result<Output> {
+fn pin(cfg: &Config, which: &IdArgs, pinned: bool) -> Result<Output> {
     let repo = Repository::new(&cfg.repository);
-    let id = cairn_engine::SnapshotId::parse(id)?;
+    // Parsed before the lock: a path-like id is refused before any file.
+    if let Some(id) = &which.id {
+        SnapshotId::parse(id)?;
+    }
     // Under the lock, so a concurrent prune sees the pin or deletes first.
     let _lock = repo.lock(cfg.lock_wait)?;
-    let id = repo.resolve(id.as_str())?;
+    let id = pick(&repo, which.id.as_deref(), which.latest)?;
     repo.set_pinned(&id, pinned)?;
     Ok(Output {
         human: format!(

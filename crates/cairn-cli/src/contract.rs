@@ -39,7 +39,8 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::KindChanged { .. }
         | Error::TargetNotEmpty { .. }
         | Error::SourceType { .. }
-        | Error::SourceRejected { .. } => USAGE,
+        | Error::SourceRejected { .. }
+        | Error::NoSuchEntry { .. } => USAGE,
         Error::NotConfirmed
         | Error::InUse { .. }
         | Error::UnsafePath { .. }
@@ -54,11 +55,20 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::Io { .. }
         | Error::Plugin { .. }
         | Error::Store { .. } => IO,
-        Error::Manifest { .. } | Error::Hook { .. } => UNSOUND,
+        Error::Manifest { .. } | Error::Hook { .. } | Error::FileDamaged { .. } => UNSOUND,
         // The shell's convention: 128 + the signal (130 SIGINT, 143 SIGTERM).
         Error::Interrupted { signal } => {
             INTERRUPTED_BASE.saturating_add(u8::try_from(*signal).unwrap_or(0))
         }
+    }
+}
+
+/// The problem code of an error that is a finding about a snapshot's
+/// files (`cat` of a damaged copy: `file_checksum_mismatch`).
+pub fn code(e: &Error) -> Option<&'static str> {
+    match e.cause() {
+        Error::FileDamaged { problem, .. } => Some(problem.code),
+        _ => None,
     }
 }
 
@@ -117,6 +127,12 @@ pub fn hint(e: &Error) -> Option<String> {
         ),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
+        Error::FileDamaged { id, problem } => format!(
+            "what was written to stdout is not the file as captured: discard it; {}",
+            repair_hint(id, std::slice::from_ref(problem))
+                .unwrap_or_else(|| format!("`cairn validate {id}` checks the whole snapshot"))
+        ),
+        Error::NoSuchEntry { id, store, .. } => format!("`cairn ls {id} {store}` lists the entries of that store"),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),
         Error::SourceMissing { .. } => "mark the store `optional = true` if that is expected".to_owned(),
         Error::Interrupted { .. } => "after_snapshot ran (for a snapshot), work directories were removed and the lock released; run the command again when ready".to_owned(),

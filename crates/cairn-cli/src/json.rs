@@ -4,16 +4,21 @@
 //! The one exception is `show`, which prints the manifest itself — the
 //! on-disk format, documented in docs/manifest.md.
 
+use cairn_engine::diff::{Diff, Presence};
 use cairn_engine::drill::DrillReport;
+use cairn_engine::manifest::RawPath;
 use cairn_engine::prune::PrunePlan;
 use cairn_engine::repair::{RepairOutcome, Source as RepairSource};
 use cairn_engine::restore::{RestoreOutcome, RestorePlan, RollbackFailure};
 use cairn_engine::snapshot::SnapshotOutcome;
+use cairn_engine::space::Space;
 use cairn_engine::validate::{ValidationRecord, ValidationReport};
 use cairn_engine::{Depth, Error, Manifest, Problem, Registry, Shape, StoreStatus};
+use cairn_engine::{Entry, EntryKind};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use crate::browse::Listed;
 use crate::commands::ListRow;
 use crate::contract;
 
@@ -23,6 +28,7 @@ pub fn error(e: &Error) -> Value {
             "message": contract::message(e),
             "hint": contract::hint(e),
             "exit_code": contract::exit_code(e),
+            "code": contract::code(e),
         }
     })
 }
@@ -103,6 +109,7 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Val
             "last_validation": r.validation.as_ref().map(|v| last_validation(v, now)),
         })).collect::<Vec<_>>(),
         "unparseable": unparseable,
+        "total_bytes": rows.iter().filter_map(|r| r.bytes).fold(0u64, u64::saturating_add),
     })
 }
 
@@ -257,6 +264,7 @@ pub fn prune(plan: &PrunePlan) -> Value {
         "unparseable": plan.unparseable,
         "leftovers": plan.leftovers,
         "leftovers_removed": plan.leftovers_removed,
+        "bytes_freed": plan.bytes_freed,
     })
 }
 
@@ -273,5 +281,104 @@ pub fn drill(r: &DrillReport) -> Value {
             "detail": c.detail,
         })).collect::<Vec<_>>(),
         "scratch": r.scratch,
+    })
+}
+
+/// A path as JSON fields: `path` (readable) and, when its bytes are not
+/// UTF-8, `path_b64` with the exact bytes, as the manifest writes them.
+fn raw_path_fields(map: &mut serde_json::Map<String, Value>, key: &str, p: &RawPath) {
+    map.insert(key.to_owned(), p.shown().into_owned().into());
+    if let Some(b64) = p.b64() {
+        map.insert(format!("{key}_b64"), b64.into());
+    }
+}
+
+fn entry_doc(store: &str, e: &Entry) -> Value {
+    let mut map = serde_json::Map::new();
+    map.insert("store".into(), store.into());
+    raw_path_fields(&mut map, "path", &e.path);
+    map.insert("type".into(), entry_kind(e.kind).into());
+    map.insert("size".into(), json!(e.size));
+    map.insert("mode".into(), format!("{:04o}", e.mode).into());
+    map.insert("mtime".into(), json!(crate::render::mtime(e.mtime_ns)));
+    map.insert("mtime_ns".into(), e.mtime_ns.into());
+    map.insert("sha256".into(), json!(e.sha256.map(|c| c.to_hex())));
+    map.insert("uid".into(), json!(e.uid));
+    map.insert("gid".into(), json!(e.gid));
+    if let Some(t) = &e.target {
+        raw_path_fields(&mut map, "target", t);
+    }
+    if let Some(l) = &e.link_of {
+        raw_path_fields(&mut map, "link_of", l);
+    }
+    Value::Object(map)
+}
+
+fn entry_kind(k: EntryKind) -> &'static str {
+    match k {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+    }
+}
+
+pub fn ls(id: &str, listed: &[Listed<'_>]) -> Value {
+    json!({
+        "id": id,
+        "entries": listed.iter().map(|l| entry_doc(l.store, l.entry)).collect::<Vec<_>>(),
+    })
+}
+
+pub fn diff(d: &Diff) -> Value {
+    json!({
+        "a": d.a,
+        "b": d.b,
+        "identical": d.is_empty(),
+        "stores": d.stores.iter().map(|s| json!({
+            "name": s.name,
+            "kind": s.kind,
+            "presence": match s.presence {
+                Presence::Both => "both",
+                Presence::Added => "added",
+                Presence::Removed => "removed",
+            },
+            "added": s.added.iter().map(|e| entry_doc(&s.name, e)).collect::<Vec<_>>(),
+            "removed": s.removed.iter().map(|e| entry_doc(&s.name, e)).collect::<Vec<_>>(),
+            "changed": s.changed.iter().map(|c| {
+                let mut map = serde_json::Map::new();
+                raw_path_fields(&mut map, "path", &c.path);
+                map.insert("what".into(), json!(c.what));
+                map.insert("a".into(), entry_doc(&s.name, &c.a));
+                map.insert("b".into(), entry_doc(&s.name, &c.b));
+                Value::Object(map)
+            }).collect::<Vec<_>>(),
+            "row_counts": s.counts.iter().map(|c| json!({
+                "table": c.name,
+                "a": c.a,
+                "b": c.b,
+                "change": c.b.unwrap_or(0) as i128 - c.a.unwrap_or(0) as i128,
+            })).collect::<Vec<_>>(),
+            "count_failures": s.count_failures.iter().map(|f| json!({
+                "id": f.id,
+                "detail": f.detail,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn stats(space: &Space) -> Value {
+    json!({
+        "snapshots": space.snapshots.iter().map(|s| json!({
+            "id": s.id,
+            "apparent_bytes": s.apparent,
+            "on_disk_bytes": s.on_disk,
+            "unique_bytes": s.unique,
+            "inodes": s.inodes,
+        })).collect::<Vec<_>>(),
+        "total": {
+            "apparent_bytes": space.apparent,
+            "on_disk_bytes": space.on_disk,
+            "inodes": space.inodes,
+        },
     })
 }

@@ -2,14 +2,18 @@
 //! engine, prints, and returns the exit code. `main.rs` only links the
 //! plug-ins; tests call [`run`] with extra plug-ins linked in.
 
+mod address;
+mod browse;
 mod cli;
 mod clock;
 mod commands;
 mod contract;
+mod diff;
 mod json;
 mod progress;
 mod render;
 mod starter;
+mod stats;
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -18,7 +22,7 @@ use std::process::ExitCode;
 use cairn_engine::Error;
 use clap::Parser;
 
-pub use cli::{Cli, EXIT_CODES};
+pub use cli::{Cli, EXIT_CODES, VERSION};
 
 /// What a command hands back: the JSON document, the human text, and
 /// whether everything it checked was sound.
@@ -104,7 +108,7 @@ pub fn run(
             .with_max_level(tracing::Level::INFO)
             .try_init();
     }
-    let result = commands::dispatch(&cli);
+    let result = commands::dispatch(&cli, out);
     match result {
         Ok(output) => {
             if cli.json {

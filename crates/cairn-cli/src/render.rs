@@ -18,7 +18,7 @@ use cairn_engine::repair::{is_repairable, RepairOutcome};
 use cairn_engine::restore::{RestoreOutcome, RestorePlan};
 use cairn_engine::snapshot::SnapshotOutcome;
 use cairn_engine::validate::ValidationReport;
-use cairn_engine::{Depth, Manifest, Problem, Registry, StoreStatus};
+use cairn_engine::{Depth, Entry, EntryKind, Manifest, Problem, Registry, StoreStatus};
 use chrono::{DateTime, Utc};
 
 use crate::commands::ListRow;
@@ -229,11 +229,16 @@ pub fn list(rows: &[ListRow], unparseable: &[String], now: DateTime<Utc>) -> Str
         })
         .map(|r| r.id.as_str())
         .collect();
+    let total = rows
+        .iter()
+        .filter_map(|r| r.bytes)
+        .fold(0u64, u64::saturating_add);
     let _ = writeln!(
         s,
-        "{} snapshot{}{}",
+        "{} snapshot{}, {} in total as restored (`cairn stats`: space on disk){}",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" },
+        human_bytes(total),
         if let [id] = copies.as_slice() {
             format!(", {damaged} damaged (`cairn repair {id}` rewrites its damaged copies; `cairn validate --all` re-checks)")
         } else if !copies.is_empty() {
@@ -289,14 +294,13 @@ pub fn show(m: &Manifest, pinned: bool) -> String {
             StoreStatus::Captured => {
                 let _ = writeln!(
                     s,
-                    "    {} entries, {} files, {}",
-                    store.entries.len(),
-                    store.files(),
+                    "    {}, {}, {}",
+                    count(store.entries.len(), "entry", "entries"),
+                    count(store.files(), "file", "files"),
                     human_bytes(store.bytes())
                 );
-                // `v` prints as JSON, its control characters escaped.
                 for (k, v) in &store.metadata {
-                    let _ = writeln!(s, "    {}: {v}", clean(k));
+                    let _ = writeln!(s, "    {}: {}", clean(k), human_value(v));
                 }
             }
         }
@@ -306,11 +310,30 @@ pub fn show(m: &Manifest, pinned: bool) -> String {
     }
     let _ = writeln!(
         s,
-        "total {} in {} stores",
+        "total {} in {}",
         human_bytes(m.total_bytes()),
-        m.stores.len()
+        count(m.stores.len(), "store", "stores")
     );
     s
+}
+
+/// `1 entry`, `3 entries`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A metadata value as a person reads it: a string without its quotes,
+/// numbers and booleans as they are, lists joined with commas; nested
+/// objects as compact JSON. Always [`clean`]ed.
+fn human_value(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let text = match v {
+        Value::String(t) => t.clone(),
+        Value::Null => "-".into(),
+        Value::Array(items) => items.iter().map(human_value).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    };
+    clean(&text).into_owned()
 }
 
 pub fn validate(results: &[ValidationReport], depth: Depth) -> String {
@@ -501,7 +524,7 @@ pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
     }
     let _ = writeln!(
         s,
-        "{}: keep {}, {} {}{}",
+        "{}: keep {}, {} {}, {} {} on disk{}",
         if plan.dry_run { "dry run" } else { "pruned" },
         plan.keep.len(),
         verb,
@@ -510,6 +533,8 @@ pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
         } else {
             plan.deleted.len()
         },
+        if plan.dry_run { "would free" } else { "freed" },
+        human_bytes(plan.bytes_freed),
         if plan.dry_run && !plan.delete.is_empty() {
             " (run with --confirm to delete)"
         } else {
@@ -647,6 +672,198 @@ pub fn repair(o: &RepairOutcome) -> String {
         )
     };
     let _ = writeln!(s, "{last}");
+    s
+}
+
+/// An mtime in nanoseconds as a UTC time (`None` when out of range).
+pub(crate) fn mtime(ns: i64) -> Option<DateTime<Utc>> {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).unwrap_or(0);
+    DateTime::from_timestamp(secs, nanos)
+}
+
+/// `-rw-r--r--`, `drwx------`, `lrwxrwxrwx`, with s/S and t/T as ls prints them.
+fn mode_string(kind: EntryKind, mode: u32) -> String {
+    let mut out = String::with_capacity(10);
+    out.push(match kind {
+        EntryKind::File => '-',
+        EntryKind::Dir => 'd',
+        EntryKind::Symlink => 'l',
+    });
+    let special = [(0o4000, 's'), (0o2000, 's'), (0o1000, 't')];
+    for (i, (bit, letter)) in special.iter().enumerate() {
+        let shift = 6 - 3 * i;
+        let rwx = (mode >> shift) & 0o7;
+        out.push(if rwx & 4 != 0 { 'r' } else { '-' });
+        out.push(if rwx & 2 != 0 { 'w' } else { '-' });
+        let x = rwx & 1 != 0;
+        out.push(match (mode & bit != 0, x) {
+            (true, true) => *letter,
+            (true, false) => letter.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
+fn entry_type(kind: EntryKind) -> &'static str {
+    match kind {
+        EntryKind::File => "file",
+        EntryKind::Dir => "dir",
+        EntryKind::Symlink => "symlink",
+    }
+}
+
+/// One `ls`/`diff` line for an entry: type, mode, size in bytes, mtime
+/// (UTC), then `store/path` (escaped), a link's target, a hard link's
+/// first name.
+fn entry_line(store: &str, e: &Entry) -> String {
+    let mut line = format!(
+        "{:<7} {} {:>12} {} {}",
+        entry_type(e.kind),
+        mode_string(e.kind, e.mode),
+        e.size.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+        mtime(e.mtime_ns)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into()),
+        clean(&crate::browse::joined(store, &e.path))
+    );
+    if let Some(t) = &e.target {
+        let _ = write!(line, " -> {}", clean(&t.shown()));
+    }
+    if let Some(first) = &e.link_of {
+        let _ = write!(
+            line,
+            " (hard link of {})",
+            clean(&crate::browse::joined(store, first))
+        );
+    }
+    line
+}
+
+pub fn ls(listed: &[crate::browse::Listed<'_>]) -> String {
+    let mut s = String::new();
+    for l in listed {
+        let _ = writeln!(s, "{}", entry_line(l.store, l.entry));
+    }
+    let bytes = listed
+        .iter()
+        .filter(|l| l.entry.link_of.is_none())
+        .filter_map(|l| l.entry.size)
+        .fold(0u64, u64::saturating_add);
+    let _ = writeln!(
+        s,
+        "{}, {}",
+        count(listed.len(), "entry", "entries"),
+        human_bytes(bytes)
+    );
+    s
+}
+
+pub fn diff(d: &cairn_engine::diff::Diff) -> String {
+    use cairn_engine::diff::Presence;
+    let mut s = format!("diff {} -> {}\n", clean(&d.a), clean(&d.b));
+    let mut totals = (0usize, 0usize, 0usize);
+    for st in &d.stores {
+        if st.is_empty() && st.count_failures.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "store {} ({}){}",
+            clean(&st.name),
+            clean(&st.kind),
+            match st.presence {
+                Presence::Both => "",
+                Presence::Added => ": only in B",
+                Presence::Removed => ": only in A",
+            }
+        );
+        for e in &st.added {
+            let _ = writeln!(s, "  + {}", entry_line(&st.name, e));
+        }
+        for e in &st.removed {
+            let _ = writeln!(s, "  - {}", entry_line(&st.name, e));
+        }
+        for c in &st.changed {
+            let _ = writeln!(
+                s,
+                "  M {} ({})",
+                entry_line(&st.name, &c.b),
+                c.what.join(", ")
+            );
+        }
+        for c in &st.counts {
+            let shown = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+            let change = c.b.unwrap_or(0) as i128 - c.a.unwrap_or(0) as i128;
+            let _ = writeln!(
+                s,
+                "  rows {}: {} -> {} ({change:+})",
+                clean(&c.name),
+                shown(c.a),
+                shown(c.b)
+            );
+        }
+        for f in &st.count_failures {
+            let _ = writeln!(
+                s,
+                "  problem: rows of store {} in snapshot {} not counted: {}",
+                clean(&st.name),
+                clean(&f.id),
+                clean(&f.detail)
+            );
+        }
+        totals.0 += st.added.len();
+        totals.1 += st.removed.len();
+        totals.2 += st.changed.len();
+    }
+    let _ = writeln!(
+        s,
+        "{}",
+        if d.is_empty() {
+            "identical: no entry or row count differs".to_owned()
+        } else {
+            format!(
+                "{} added, {} removed, {} changed",
+                totals.0, totals.1, totals.2
+            )
+        }
+    );
+    s
+}
+
+pub fn stats(space: &cairn_engine::space::Space) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<20} {:>12} {:>12} {:>12}",
+        "ID", "APPARENT", "ON DISK", "UNIQUE"
+    );
+    for snap in &space.snapshots {
+        let _ = writeln!(
+            s,
+            "{:<20} {:>12} {:>12} {:>12}",
+            clean(&snap.id),
+            snap.apparent.map(human_bytes).unwrap_or_else(|| "-".into()),
+            human_bytes(snap.on_disk),
+            human_bytes(snap.unique)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<20} {:>12} {:>12}",
+        "total",
+        human_bytes(space.apparent),
+        human_bytes(space.on_disk)
+    );
+    let _ = writeln!(
+        s,
+        "{}: {} as restored, {} on disk (files shared by hard link counted once; UNIQUE: freed by deleting that snapshot alone)",
+        count(space.snapshots.len(), "snapshot", "snapshots"),
+        human_bytes(space.apparent),
+        human_bytes(space.on_disk)
+    );
     s
 }
 

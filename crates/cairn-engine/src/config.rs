@@ -314,6 +314,56 @@ impl Config {
         Ok(cfg)
     }
 
+    /// A config naming only a repository, for the commands that only read
+    /// one (a repository given on the command line, no config file): no
+    /// stores, no hooks, the default retention and lock wait. A store's
+    /// handler is then built from what its manifest recorded.
+    ///
+    /// The repository must be owned by root or by the invoking user: a
+    /// tree another user controls could point a root run's reads (and a
+    /// validation's record) anywhere. As root, the rule of configs applies
+    /// to it and to every directory above it (see `trust`).
+    pub fn for_repository(repository: &Path) -> Result<Config> {
+        let repository = absolute(repository);
+        let refuse = |reason: String| Error::UnsafePath {
+            path: repository.clone(),
+            reason,
+        };
+        if trust::running_as_root() {
+            match trust::inspect(&repository) {
+                Ok(None) => {}
+                Ok(Some(u)) => {
+                    return Err(refuse(format!(
+                        "is not trusted as a repository: {u} (make it and every directory above it owned by root and not writable by group or others)"
+                    )))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("open repository", &repository, e))
+                }
+                Err(e) => return Err(refuse(format!("cannot be checked: {e}"))),
+            }
+        } else {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&repository)
+                .map_err(|e| Error::io("open repository", &repository, e))?;
+            let me = rustix::process::geteuid().as_raw();
+            if meta.uid() != me && meta.uid() != 0 {
+                return Err(refuse(format!(
+                    "belongs to uid {}, neither root nor you (uid {me}); not read as a repository",
+                    meta.uid()
+                )));
+            }
+        }
+        Ok(Config {
+            file: repository.clone(),
+            repository,
+            retention: Retention::default(),
+            hooks: Hooks::default(),
+            stores: Vec::new(),
+            lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECONDS),
+        })
+    }
+
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
     }

@@ -270,6 +270,34 @@ impl DirFd {
             .map_err(|e| Error::io("move into place", to.shown(to_name), io_err(e)))
     }
 
+    /// Swaps a child of this directory with a child of `to`, atomically
+    /// (`renameat2(RENAME_EXCHANGE)`): both must exist, of any type, and
+    /// neither is followed if it is a symlink.
+    pub(crate) fn exchange(&self, from: &OsStr, to: &DirFd, to_name: &OsStr) -> Result<()> {
+        rustix::fs::renameat_with(
+            &*self.fd,
+            from,
+            &*to.fd,
+            to_name,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| Error::io("swap into place", to.shown(to_name), io_err(e)))
+    }
+
+    /// Renames a child of this directory to a name in `to` that must not
+    /// exist (`RENAME_NOREPLACE`): one created there meanwhile is never
+    /// replaced.
+    pub(crate) fn rename_new(&self, from: &OsStr, to: &DirFd, to_name: &OsStr) -> Result<()> {
+        rustix::fs::renameat_with(
+            &*self.fd,
+            from,
+            &*to.fd,
+            to_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| Error::io("move into place", to.shown(to_name), io_err(e)))
+    }
+
     /// The names in this directory, sorted (`.` and `..` left out).
     pub(crate) fn names(&self) -> Result<Vec<OsString>> {
         let mut dir = rustix::fs::Dir::read_from(&*self.fd)

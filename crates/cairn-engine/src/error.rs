@@ -98,6 +98,13 @@ pub enum Error {
     #[error("{path} is not empty; restore into an empty or new directory")]
     TargetNotEmpty { path: PathBuf },
 
+    #[error("snapshot {id}: store {store} has no entry {path}")]
+    NoSuchEntry {
+        id: String,
+        store: String,
+        path: String,
+    },
+
     // Refused by a safety gate, nothing touched.
     /// A live restore without the operator's word that the service is stopped.
     #[error("restoring into the live paths needs the operator's confirmation that the service is stopped; nothing was touched")]
@@ -189,6 +196,11 @@ pub enum Error {
 
     /// SIGINT or SIGTERM asked the run to stop, and it did, at a safe
     /// point: work directories removed, the lock released, hooks run.
+    /// A snapshot file read back is not what its manifest recorded
+    /// (`cat`, which streams it): the problem says which and how.
+    #[error("snapshot {id}: {problem}")]
+    FileDamaged { id: String, problem: Problem },
+
     #[error("stopped by {} at a safe point; nothing was left half-written", crate::cancel::signal_name(*signal))]
     Interrupted { signal: i32 },
 

@@ -30,8 +30,23 @@ pub fn run(hook: &'static str, argv: &[String]) -> Result<()> {
         return Err(Error::Hook {
             hook,
             argv: shown,
-            message: format!("exited with {status}"),
+            message: exit_description(status),
         });
     }
     Ok(())
+}
+
+/// How a command ended, in words that read after "hook …: ": `exited with
+/// code 1`, `was killed by SIGTERM (signal 15)`. (`ExitStatus`'s own text,
+/// "exit status: 1", doubled the wording after "exited with".)
+pub(crate) fn exit_description(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => match crate::cancel::signal_name(signal) {
+            name if name.starts_with("SIG") => format!("was killed by {name} (signal {signal})"),
+            _ => format!("was killed by signal {signal}"),
+        },
+        (None, None) => format!("ended abnormally ({status})"),
+    }
 }

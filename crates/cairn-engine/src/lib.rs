@@ -21,7 +21,9 @@ pub mod tree;
 // The front-end API: one entry point per command, for `cairn` and `xtask`.
 // Only each module's entry points and their request/outcome types are
 // public; the stages' workings are `pub(crate)`.
+pub mod browse;
 pub mod cancel;
+pub mod diff;
 pub mod drill;
 pub mod id;
 pub mod progress;
@@ -30,6 +32,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod snapshot;
+pub mod space;
 pub mod stores;
 pub mod validate;
 

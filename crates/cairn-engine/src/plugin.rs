@@ -70,6 +70,18 @@ pub trait StoreHandler: Send + Sync {
         Vec::new()
     }
 
+    /// Diff: what the kind counts in a store's copy at `root` (a snapshot's
+    /// store directory, opened read-only), by name — SQLite: rows per
+    /// table. `None`: the kind counts nothing; `Some(Err(detail))`: the
+    /// copy could not be counted (a damaged database), never a panic.
+    fn row_counts(
+        &self,
+        _root: &Path,
+        _record: &StoreRecord,
+    ) -> Option<std::result::Result<Vec<(String, u64)>, String>> {
+        None
+    }
+
     /// Restore gate: `Some(reason)` when the live store is visibly in use
     /// by another process, so swapping it now would corrupt it.
     fn in_use(&self, _live: &Path) -> Result<Option<String>> {

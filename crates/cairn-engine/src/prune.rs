@@ -98,6 +98,10 @@ pub struct PrunePlan {
     pub leftovers: Vec<String>,
     /// Leftovers actually removed.
     pub leftovers_removed: Vec<String>,
+    /// Bytes on disk the deletions free (a dry run: would free): blocks of
+    /// the inodes whose last link goes with them, not apparent sizes (see
+    /// `space`). Leftovers in `tmp/` are not counted.
+    pub bytes_freed: u64,
 }
 
 /// The pure rule: which of `ids` to keep, with reasons. `ids` may come in
@@ -268,6 +272,7 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
         unparseable: listing.unparseable,
         leftovers,
         leftovers_removed: Vec::new(),
+        bytes_freed: 0,
     })
 }
 
@@ -275,7 +280,14 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
 pub fn run(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<PrunePlan> {
     let repo = Repository::new(&cfg.repository);
     if !confirm {
-        return plan(&repo, &cfg.retention, allow_empty_policy);
+        let mut plan = plan(&repo, &cfg.retention, allow_empty_policy)?;
+        let ids: Vec<SnapshotId> = plan
+            .delete
+            .iter()
+            .filter_map(|t| SnapshotId::parse(t).ok())
+            .collect();
+        plan.bytes_freed = crate::space::freed_by(&repo, &ids)?;
+        return Ok(plan);
     }
     let lock = repo.lock(cfg.lock_wait)?;
     // Planned under the lock, so no snapshot can appear or vanish between
@@ -300,7 +312,11 @@ pub fn execute(repo: &Repository, _lock: &FileLock, plan: &mut PrunePlan) -> Res
         let to = repo.tmp_dir().join(format!("delete-{id}"));
         fs::rename(&from, &to).map_err(io_at("move out of snapshots/", &from))?;
         fsutil::sync_dir(&repo.snapshots_dir())?;
+        // Measured just before the removal, the snapshots deleted before
+        // it already gone: what this one's removal frees.
+        let freed = crate::space::freed_by_dirs(std::slice::from_ref(&to)).unwrap_or(0);
         fsutil::remove_any(&to)?;
+        plan.bytes_freed = plan.bytes_freed.saturating_add(freed);
         plan.deleted.push(text.clone());
     }
     for path in &plan.leftovers {

@@ -165,6 +165,19 @@ impl StoreHandler for SqliteStore {
         checks
     }
 
+    fn row_counts(
+        &self,
+        root: &Path,
+        record: &StoreRecord,
+    ) -> Option<std::result::Result<Vec<(String, u64)>, String>> {
+        let entry = record.entries.first()?;
+        Some(row_counts(&root.join(&entry.path)).map(|rows| {
+            rows.into_iter()
+                .map(|(table, n)| (table, u64::try_from(n).unwrap_or(0)))
+                .collect()
+        }))
+    }
+
     fn in_use(&self, live: &Path) -> Result<Option<String>> {
         in_use(live)
     }

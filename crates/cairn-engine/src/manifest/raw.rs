@@ -49,6 +49,12 @@ impl RawPath {
         shown(&self.0)
     }
 
+    /// The exact bytes in base64 when they are not UTF-8 (what the
+    /// manifest writes as `*_b64` beside the readable form), else `None`.
+    pub fn b64(&self) -> Option<String> {
+        to_fields(&self.0).1
+    }
+
     /// `self/name`; `name` alone when `self` is empty (the store's root).
     pub fn join(&self, name: &OsStr) -> RawPath {
         if self.0.is_empty() {

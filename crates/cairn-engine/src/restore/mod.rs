@@ -17,6 +17,7 @@
 //!    `after_swap`. A failure rolls back the stores already swapped from
 //!    the pre-restore snapshot.
 
+mod partial;
 mod plan;
 mod stage;
 mod swap;
@@ -44,6 +45,10 @@ pub struct RestoreRequest {
     pub no_pre_snapshot: bool,
     /// Restore into `DIR/<store>/…`, never touching live paths.
     pub to: Option<PathBuf>,
+    /// Only these entries (store, exact path; an empty path is the whole
+    /// store), each with everything under it; the stores named here are
+    /// the ones restored, and the rest of each is left as it is.
+    pub paths: Vec<(String, crate::manifest::RawPath)>,
 }
 
 #[derive(Debug)]

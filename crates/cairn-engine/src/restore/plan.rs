@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::partial::{self, Partial};
 use super::target::Target;
 use super::{RestoreRequest, StoreOutcome};
 use crate::config::Config;
@@ -42,6 +43,8 @@ pub(super) struct Job<'a> {
     pub(super) target: Target,
     /// The configured store, for a live restore (its pre-restore snapshot).
     pub(super) live: Option<&'a Store>,
+    /// Only some paths of a directory store (`RestoreRequest::paths`).
+    pub(super) partial: Option<Partial>,
 }
 
 /// What a plan will do with one store, for a dry run.
@@ -73,16 +76,20 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         id: id.to_string(),
         problems: vec![p],
     })?;
-    let selected: Vec<usize> = stores::select(
-        &manifest.stores,
-        |r| r.name.as_str(),
-        &req.only,
-        &req.skip,
-        &format!("snapshot {id}"),
-    )?
-    .into_iter()
-    .filter_map(|r| manifest.stores.iter().position(|s| s.name == r.name))
-    .collect();
+    let selected: Vec<usize> = if req.paths.is_empty() {
+        stores::select(
+            &manifest.stores,
+            |r| r.name.as_str(),
+            &req.only,
+            &req.skip,
+            &format!("snapshot {id}"),
+        )?
+        .into_iter()
+        .filter_map(|r| manifest.stores.iter().position(|s| s.name == r.name))
+        .collect()
+    } else {
+        selected_by_paths(&id, &manifest, req)?
+    };
 
     // Up front: presence, types and sizes (no hashing; staging hashes).
     let mut problems = Vec::new();
@@ -109,7 +116,10 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
             continue;
         }
         match plan_job(stores, record, i, req.to.as_deref()) {
-            Ok(job) => jobs.push(job),
+            Ok(mut job) => {
+                job.partial = partial_of(record, &req.paths);
+                jobs.push(job)
+            }
             Err(e) => {
                 remove_created(&jobs);
                 return Err(e);
@@ -119,7 +129,7 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
 
     // A live restore names every configured store it was not told to skip,
     // including those this snapshot never had.
-    let not_in_snapshot = if live && req.only.is_empty() {
+    let not_in_snapshot = if live && req.only.is_empty() && req.paths.is_empty() {
         stores
             .select(&[], &[])
             .unwrap_or_default()
@@ -202,7 +212,56 @@ fn plan_job<'a>(
         handler: stores.for_record(record)?,
         target,
         live,
+        partial: None,
     })
+}
+
+/// The stores `--path`s name, in manifest order; each must be captured in
+/// the snapshot, and every path an entry of it. Refused with `only`/`skip`
+/// (the paths choose the stores).
+fn selected_by_paths(
+    id: &SnapshotId,
+    manifest: &Manifest,
+    req: &RestoreRequest,
+) -> Result<Vec<usize>> {
+    if !req.only.is_empty() || !req.skip.is_empty() {
+        return Err(Error::Usage {
+            message: "restoring paths: the paths choose the stores, so no store selection may be given beside them".into(),
+        });
+    }
+    for (store, path) in &req.paths {
+        let record = crate::browse::store(manifest, store)?;
+        if !path.is_empty() {
+            crate::browse::entry(id, record, path)?;
+        }
+    }
+    Ok(manifest
+        .stores
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| req.paths.iter().any(|(s, _)| *s == r.name))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// The cut-down record of a directory store restored only in part; `None`
+/// for the whole store (a file store, or its root among the paths).
+fn partial_of(
+    record: &StoreRecord,
+    paths: &[(String, crate::manifest::RawPath)],
+) -> Option<Partial> {
+    if record.shape != Shape::Dir {
+        return None;
+    }
+    let mine: Vec<_> = paths
+        .iter()
+        .filter(|(s, _)| *s == record.name)
+        .map(|(_, p)| p.clone())
+        .collect();
+    if mine.is_empty() || mine.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    Some(partial::subset(record, partial::normalize(mine)))
 }
 
 /// A plan leaves no trace of its own: the directories its targets created
@@ -252,7 +311,7 @@ impl RestorePlan<'_> {
             .jobs
             .iter()
             .map(|job| {
-                let record = &self.manifest.stores[job.index];
+                let record = self.record(job);
                 (
                     job.index,
                     PlannedStore {
@@ -289,8 +348,18 @@ impl RestorePlan<'_> {
         planned.into_iter().map(|(_, p)| p).collect()
     }
 
-    pub(super) fn record(&self, job: &Job<'_>) -> &StoreRecord {
-        &self.manifest.stores[job.index]
+    /// What of a store is restored: its record, or for a store restored
+    /// only in part, the record cut down to the chosen paths.
+    pub(super) fn record<'j>(&'j self, job: &'j Job<'_>) -> &'j StoreRecord {
+        match &job.partial {
+            Some(p) => &p.record,
+            None => &self.manifest.stores[job.index],
+        }
+    }
+
+    /// Whether only some paths of some store are restored.
+    pub fn is_partial(&self) -> bool {
+        self.jobs.iter().any(|j| j.partial.is_some())
     }
 
     /// The outcomes of the stores left alone because the snapshot recorded

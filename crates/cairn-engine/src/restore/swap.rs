@@ -10,7 +10,7 @@ use super::target::Target;
 use super::{RestoreOutcome, RollbackFailure, StoreOutcome, PRE_RESTORE_TAG};
 use crate::error::{io_at, Error, Result};
 use crate::id::SnapshotId;
-use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus};
+use crate::manifest::{Manifest, RawPath, Shape, StoreRecord, StoreStatus};
 use crate::plugin::{StoreHandler, SwapReport};
 use crate::problem::Problem;
 use crate::repo::Repository;
@@ -53,7 +53,13 @@ impl StagedRestore<'_> {
             let mut swapped: Vec<(&Job<'_>, &str)> = Vec::new();
             for (job, staged) in plan.jobs.iter().zip(staged.iter()) {
                 let record = plan.record(job);
-                let result = swap_one(&*job.handler, record, &job.target, staged);
+                // Some paths of a live store: those alone are swapped in.
+                let tops = job
+                    .partial
+                    .as_ref()
+                    .filter(|_| job.target.live)
+                    .map(|p| p.tops.as_slice());
+                let result = swap_one(&*job.handler, record, &job.target, staged, tops);
                 let path = job.target.shown.display().to_string();
                 match result {
                     Ok(report) => {
@@ -169,6 +175,7 @@ fn swap_one(
     record: &StoreRecord,
     target: &Target,
     staged: &Staged,
+    tops: Option<&[RawPath]>,
 ) -> Result<Swapped> {
     fault::check_swap(&record.name, &target.shown)?;
     let live = target.library_path();
@@ -176,6 +183,9 @@ fn swap_one(
         .before_swap(&live)
         .map_err(|e| e.in_store(&record.name))?;
     match (record.shape, record.entries.first()) {
+        _ if tops.is_some() => {
+            super::partial::swap_paths(&staged.host, &staged.dir, tops.unwrap_or_default())?
+        }
         (Shape::File, Some(entry)) => replace::replace_file(
             &staged.dir,
             entry.path.as_os_str(),
@@ -245,7 +255,7 @@ fn roll_back(
                 }
                 Err(StageError::Fatal(e)) => return Err(e),
             };
-            swap_one(&*job.handler, record, &job.target, &staged)?;
+            swap_one(&*job.handler, record, &job.target, &staged, None)?;
             format!("rolled back to pre-restore snapshot {pre}")
         };
         if let Some(s) = outcome.stores.iter_mut().find(|s| s.name == name) {
