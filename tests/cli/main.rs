@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod browse;
 mod core;
 mod drill;
 mod escaping;
@@ -12,11 +13,13 @@ mod future;
 mod options;
 mod output;
 mod overlap;
+mod partial_restore;
 mod plugin_guide;
 mod prune;
 mod repair;
 mod required_option;
 mod restore;
 mod safety_net;
+mod space;
 mod sqlite_mode;
 mod trust;

@@ -134,6 +134,21 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Config::for_repository(repo)
 }
 
+/// The snapshot a command was given, as the operator typed it (an id, or
+/// `--latest`), for hints that spell out a command.
+pub(crate) fn snapshot_named(command: &Command) -> Option<String> {
+    let (id, latest) = match command {
+        Command::Restore(a) => (a.id.as_ref(), a.latest),
+        Command::Show(a) | Command::Pin(a) | Command::Unpin(a) => (a.id.as_ref(), a.latest),
+        _ => return None,
+    };
+    match (id, latest) {
+        (Some(id), _) => Some(id.clone()),
+        (None, true) => Some("--latest".to_owned()),
+        (None, false) => None,
+    }
+}
+
 /// The snapshot an id or `--latest` names, checked to exist.
 pub(crate) fn pick(repo: &Repository, id: Option<&str>, latest: bool) -> Result<SnapshotId> {
     match (id, latest) {

@@ -113,10 +113,18 @@ pub fn message(e: &Error) -> String {
     }
 }
 
-/// A second line for the operator, where one helps.
-pub fn hint(e: &Error) -> Option<String> {
+/// A second line for the operator, where one helps, naming the snapshot
+/// the command was given (its id, or `--latest`) where the hint spells out
+/// a command to run.
+pub fn hint_for(e: &Error, snapshot: Option<&str>) -> Option<String> {
     let text = match e.cause() {
-        Error::NotConfirmed => "stop the service that writes these stores (e.g. `systemctl stop <service>` or `docker compose stop`), then rerun with --confirm-service-stopped; or restore elsewhere with --to DIR".to_owned(),
+        Error::NotConfirmed => format!(
+            "stop the service that writes these stores (e.g. with systemctl stop or docker compose stop), then rerun {}; or restore elsewhere with --to DIR",
+            match snapshot {
+                Some(id) => format!("`cairn restore {id} --confirm-service-stopped`"),
+                None => "with --confirm-service-stopped".to_owned(),
+            }
+        ),
         Error::UnsafePath { .. } => "a store path must not pass through a symlink that the service's user (or anyone but root and you) could have planted; point the config at the real path, or set `follow_symlink = true` on the store if the link and its target are root's or yours".to_owned(),
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
         Error::Unsound { id, problems } => unsound_hint(id, problems),

@@ -22,11 +22,11 @@ use crate::browse::Listed;
 use crate::commands::ListRow;
 use crate::contract;
 
-pub fn error(e: &Error) -> Value {
+pub fn error(e: &Error, hint: Option<String>) -> Value {
     json!({
         "error": {
             "message": contract::message(e),
-            "hint": contract::hint(e),
+            "hint": hint,
             "exit_code": contract::exit_code(e),
             "code": contract::code(e),
         }

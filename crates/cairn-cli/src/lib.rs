@@ -99,6 +99,13 @@ pub fn run(
     };
 
     progress::install(cli.quiet, cli.json);
+    if !cli.quiet {
+        // Notices (a wait for the lock) go to stderr as they come, so
+        // stdout stays one JSON document with --json.
+        cairn_engine::progress::install_notice(Box::new(|message| {
+            eprintln!("{}", render::clean(message));
+        }));
+    }
     if cli.verbose {
         // Logs go to stderr, so stdout stays one JSON document with --json.
         let _ = tracing_subscriber::fmt()
@@ -136,12 +143,13 @@ pub fn run(
 fn report_error(cli: &Cli, e: &Error, out: &mut dyn Write, err: &mut dyn Write) {
     // One line each, whatever the paths in them hold (see render::clean).
     let _ = writeln!(err, "error: {}", render::clean(&contract::message(e)));
-    if let Some(h) = contract::hint(e) {
-        let _ = writeln!(err, "hint: {}", render::clean(&h));
+    let hint = contract::hint_for(e, commands::snapshot_named(&cli.command).as_deref());
+    if let Some(h) = &hint {
+        let _ = writeln!(err, "hint: {}", render::clean(h));
     }
     if cli.json {
         // Scripts always get one document, failures included.
-        let doc = json::error(e);
+        let doc = json::error(e, hint);
         let _ = writeln!(
             out,
             "{}",

@@ -136,8 +136,14 @@ pub enum Error {
     )]
     NotRegularFile { path: PathBuf, found: &'static str },
 
-    #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s)")]
-    Busy { lock: PathBuf, waited_secs: u64 },
+    #[error("repository is busy: another cairn run holds the lock {lock} (waited {waited_secs}s){}", holder.as_ref().map(|h| format!("; held by {h}")).unwrap_or_default())]
+    Busy {
+        lock: PathBuf,
+        waited_secs: u64,
+        /// Who holds it, from the lock file's record (the repository lock
+        /// only; a service's lock file records nothing).
+        holder: Option<String>,
+    },
 
     #[error("{dir} has {free} bytes free; about {needed} are needed for one full copy")]
     NoRoom {

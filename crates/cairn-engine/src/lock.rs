@@ -27,7 +27,25 @@ impl FileLock {
     /// The file is opened with `O_NOFOLLOW`: a symlink planted at the lock
     /// path cannot make Cairn create or truncate a file elsewhere.
     pub fn acquire(path: &Path, wait: Duration) -> Result<FileLock> {
-        let file = OpenOptions::new()
+        let file = FileLock::open_own(path)?;
+        FileLock::wait_for(file, path, wait, false)
+    }
+
+    /// The repository lock: as [`FileLock::acquire`], and once taken, the
+    /// file records who holds it (pid, command line, start time), so that
+    /// a run that finds it busy can name the holder. While it waits, a
+    /// notice says so (`progress::notice`).
+    pub fn acquire_recorded(path: &Path, wait: Duration) -> Result<FileLock> {
+        let file = FileLock::open_own(path)?;
+        let lock = FileLock::wait_for(file, path, wait, true)?;
+        // Advisory: a record that cannot be written costs only the name
+        // of the holder in another run's message.
+        let _ = holder::write(&lock._file);
+        Ok(lock)
+    }
+
+    fn open_own(path: &Path) -> Result<File> {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -35,8 +53,7 @@ impl FileLock {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| Error::io("open lock file", path, e))?;
-        FileLock::wait_for(file, path, wait)
+            .map_err(|e| Error::io("open lock file", path, e))
     }
 
     /// Takes an exclusive lock on a lock file the *service* uses (a
@@ -48,7 +65,7 @@ impl FileLock {
     pub fn acquire_service_lock(path: &Path, wait: Duration) -> Result<FileLock> {
         let resolved = crate::dirfd::resolve(path, false)?;
         let file = resolved.parent.open_or_create_shared(&resolved.name)?;
-        FileLock::wait_for(file, path, wait)
+        FileLock::wait_for(file, path, wait, false)
     }
 
     /// Whether someone holds the service's lock file now; a missing lock
@@ -66,18 +83,33 @@ impl FileLock {
         }
     }
 
-    fn wait_for(file: File, path: &Path, wait: Duration) -> Result<FileLock> {
+    /// `recorded`: the lock file holds a holder record (the repository's),
+    /// read back to name the holder while waiting and when giving up.
+    fn wait_for(file: File, path: &Path, wait: Duration, recorded: bool) -> Result<FileLock> {
         let start = Instant::now();
+        let mut told = false;
         loop {
             // Waiting for another run is a safe point to stop at.
             crate::cancel::check()?;
             match file.try_lock() {
                 Ok(()) => return Ok(FileLock { _file: file }),
-                Err(TryLockError::WouldBlock) if start.elapsed() < wait => std::thread::sleep(POLL),
+                Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
+                    if !told && recorded {
+                        told = true;
+                        crate::progress::notice(&format!(
+                            "waiting up to {}s for the lock {}, held by {}",
+                            wait.as_secs(),
+                            path.display(),
+                            holder::describe(&file)
+                        ));
+                    }
+                    std::thread::sleep(POLL)
+                }
                 Err(TryLockError::WouldBlock) => {
                     return Err(Error::Busy {
                         lock: path.to_owned(),
                         waited_secs: wait.as_secs(),
+                        holder: recorded.then(|| holder::describe(&file)),
                     })
                 }
                 Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
@@ -95,6 +127,83 @@ impl FileLock {
     }
 }
 
+/// The holder record in the repository's lock file: written by the run
+/// that holds the lock, read by one that finds it busy. Nothing depends on
+/// it being there or well formed: a stale record (its pid no longer
+/// running), a garbled one, or none at all is said as such.
+mod holder {
+    use std::fs::File;
+    use std::io::{Read, Seek, SeekFrom, Write};
+
+    /// Far above any record written here; what is past it is not read.
+    const MAX: u64 = 4096;
+
+    pub(super) fn write(mut file: &File) -> std::io::Result<()> {
+        let command: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut command = command.join(" ").replace(['\n', '\r'], " ");
+        if command.len() > 1024 {
+            let mut end = 1024;
+            while !command.is_char_boundary(end) {
+                end -= 1;
+            }
+            command.truncate(end);
+        }
+        let text = format!(
+            "pid {}\ncommand {}\nstarted {}\n",
+            std::process::id(),
+            command,
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        file.write_all(text.as_bytes())
+    }
+
+    /// `pid 1234 (cairn snapshot, since 2026-…Z)`, or why the holder is unknown.
+    pub(super) fn describe(file: &File) -> String {
+        let mut text = String::new();
+        let mut reader = file;
+        if reader.seek(SeekFrom::Start(0)).is_err()
+            || reader.take(MAX).read_to_string(&mut text).is_err()
+        {
+            return "a process not recorded (the lock file's record is unreadable)".into();
+        }
+        let field = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+                .map(str::trim)
+        };
+        let Some(pid) = field("pid").and_then(|p| p.parse::<u32>().ok()) else {
+            return if text.trim().is_empty() {
+                "a process not recorded (an older cairn, or one that could not write the record)"
+                    .into()
+            } else {
+                "a process not recorded (the lock file's record is garbled)".into()
+            };
+        };
+        let mut shown = format!("pid {pid}");
+        let details: Vec<String> = [
+            field("command").map(str::to_owned),
+            field("started").map(|t| format!("since {t}")),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|d| !d.is_empty())
+        .collect();
+        if !details.is_empty() {
+            shown.push_str(&format!(" ({})", details.join(", ")));
+        }
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            shown.push_str(
+                "; that pid is not running, so the record is stale and the holder did not write one",
+            );
+        }
+        shown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +214,7 @@ mod tests {
         let path = dir.path().join("lock");
         let first = FileLock::acquire(&path, Duration::ZERO).unwrap();
         let err = FileLock::acquire(&path, Duration::from_millis(120)).unwrap_err();
+        assert!(matches!(err, Error::Busy { holder: None, .. }), "{err}");
         assert!(matches!(err, Error::Busy { .. }), "{err}");
         assert!(err.to_string().contains(&*path.to_string_lossy()));
         drop(first);
@@ -119,5 +229,48 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
         assert!(FileLock::acquire(&path, Duration::ZERO).is_err());
         assert!(!elsewhere.exists());
+    }
+}
+
+#[cfg(test)]
+mod holder_tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_repository_lock_names_its_holder_and_a_garbled_record_breaks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let first = FileLock::acquire_recorded(&path, Duration::ZERO).unwrap();
+        let err = FileLock::acquire_recorded(&path, Duration::from_millis(60)).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(first);
+        for garbage in [&b""[..], b"pid x\n", b"\xff\xfe pid", b"pid 4294967295\n"] {
+            std::fs::write(&path, garbage).unwrap();
+            let held = File::open(&path).unwrap();
+            held.lock().unwrap();
+            let err = FileLock::acquire_recorded(&path, Duration::ZERO).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Busy {
+                        holder: Some(_),
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            drop(held);
+        }
+        // Free again: taken, and the record rewritten whole.
+        let _lock = FileLock::acquire_recorded(&path, Duration::ZERO).unwrap();
+        let record = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            record.starts_with(&format!("pid {}\n", std::process::id())),
+            "{record}"
+        );
     }
 }

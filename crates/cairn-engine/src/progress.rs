@@ -42,3 +42,21 @@ pub(crate) fn finish() {
         s.finish();
     }
 }
+
+type Notice = Box<dyn Fn(&str) + Send + Sync>;
+
+static NOTICE: OnceLock<Notice> = OnceLock::new();
+
+/// Installs what prints a notice (a run waiting for a lock); only the
+/// first call in a process takes effect. Without one, notices are dropped.
+pub fn install_notice(notice: Notice) {
+    let _ = NOTICE.set(notice);
+}
+
+/// Something the operator should know while it lasts (a wait), not a
+/// result: a front end prints it as it comes.
+pub(crate) fn notice(message: &str) {
+    if let Some(n) = NOTICE.get() {
+        n(message);
+    }
+}

@@ -93,7 +93,7 @@ impl Repository {
     /// The repository lock: one mutating run at a time.
     pub fn lock(&self, wait: Duration) -> Result<FileLock> {
         self.ensure_layout()?;
-        FileLock::acquire(&self.lock_path(), wait)
+        FileLock::acquire_recorded(&self.lock_path(), wait)
     }
 
     /// Every entry of `snapshots/`; an absent repository lists nothing.

@@ -72,7 +72,7 @@ pub fn measure(repo: &Repository) -> Result<Space> {
         walk(&repo.snapshot_dir(id), &mut |key, meta| {
             let node = inodes.entry(key).or_insert_with(|| Inode {
                 blocks: blocks(meta),
-                nlink: meta.nlink(),
+                nlink: links(meta),
                 seen: 0,
                 owner: Some(i),
             });
@@ -114,7 +114,7 @@ pub fn freed_by_dirs(dirs: &[PathBuf]) -> Result<u64> {
                 .entry(key)
                 .or_insert_with(|| Inode {
                     blocks: blocks(meta),
-                    nlink: meta.nlink(),
+                    nlink: links(meta),
                     seen: 0,
                     owner: None,
                 })
@@ -137,6 +137,17 @@ pub fn freed_by(repo: &Repository, ids: &[SnapshotId]) -> Result<u64> {
         .filter(|d| d.is_dir())
         .collect();
     freed_by_dirs(&dirs)
+}
+
+/// The links that must be met for an inode to go with its tree: a
+/// directory's other links are its children's `..` and its own `.`, all
+/// inside it, so one name is enough.
+fn links(meta: &fs::Metadata) -> u64 {
+    if meta.is_dir() {
+        1
+    } else {
+        meta.nlink()
+    }
 }
 
 fn blocks(meta: &fs::Metadata) -> u64 {

@@ -99,7 +99,9 @@ impl StoreHandler for ChromaDir {
         let _guard = match &self.lock_file {
             Some(path) => Some(
                 FileLock::acquire_service_lock(path, self.lock_timeout).map_err(|e| match e {
-                    Error::Busy { lock, waited_secs } => Error::ServiceBusy {
+                    Error::Busy {
+                        lock, waited_secs, ..
+                    } => Error::ServiceBusy {
                         what: format!("lock_file {}", lock.display()),
                         waited_secs,
                     },

@@ -82,6 +82,49 @@ pub(crate) fn subset(record: &StoreRecord, tops: Vec<RawPath>) -> Partial {
     }
 }
 
+/// The plan's gate for a live store restored in part: every directory on
+/// the way to each chosen path that exists live is a real directory, not
+/// a symlink (which would point the restore elsewhere) nor a file. Read
+/// only; the swap checks again as it opens each one.
+pub(crate) fn check_live(live: &DirFd, tops: &[RawPath]) -> Result<()> {
+    for top in tops {
+        let names: Vec<&[u8]> = top.as_bytes().split(|b| *b == b'/').collect();
+        let Some((_, above)) = names.split_last() else {
+            continue;
+        };
+        let mut dir = live.clone();
+        for name in above {
+            let name = OsStr::from_bytes(name);
+            match dir.stat(name) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(Error::io("stat", dir.shown(name), e)),
+                Ok(st) => {
+                    refuse_non_dir(&dir, name, &st)?;
+                    dir = dir.open_dir(name)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn refuse_non_dir(dir: &DirFd, name: &OsStr, st: &rustix::fs::Stat) -> Result<()> {
+    if dirfd::is_symlink(st) {
+        return Err(Error::UnsafePath {
+            path: dir.shown(name),
+            reason: "is a symlink where the snapshot has a directory".into(),
+        });
+    }
+    if !dirfd::is_dir(st) {
+        return Err(Error::UnsafePath {
+            path: dir.shown(name),
+            reason: "is not a directory where the snapshot has one; restore the directory itself"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
 /// Swaps each of `tops` from `staging` (laid out as the store) into the
 /// live store directory `live`. For each, the directories above it are
 /// opened one by one from `live`; the first that does not exist live is
@@ -104,25 +147,12 @@ pub(crate) fn swap_paths(live: &DirFd, staging: &DirFd, tops: &[RawPath]) -> Res
                     break;
                 }
                 Err(e) => return Err(Error::io("stat", live_dir.shown(name), e)),
-                Ok(st) if dirfd::is_symlink(&st) => {
-                    return Err(Error::UnsafePath {
-                        path: live_dir.shown(name),
-                        reason: "is a symlink where the snapshot has a directory".into(),
-                    })
-                }
-                Ok(st) if !dirfd::is_dir(&st) => {
-                    return Err(Error::UnsafePath {
-                        path: live_dir.shown(name),
-                        reason: "is not a directory where the snapshot has one; restore the directory itself (--path up to it)".into(),
-                    })
-                }
-                // Opened with O_NOFOLLOW: a link swapped in since the stat
-                // is refused here, not followed.
-                Ok(_) => {
-                    live_dir = live_dir.open_dir(name)?;
-                    staged_dir = staged_dir.open_dir(name)?;
-                }
+                Ok(st) => refuse_non_dir(&live_dir, name, &st)?,
             }
+            // Opened with O_NOFOLLOW: a link swapped in since the stat is
+            // refused here, not followed.
+            live_dir = live_dir.open_dir(name)?;
+            staged_dir = staged_dir.open_dir(name)?;
         }
         match live_dir.stat(unit) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -150,6 +150,10 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
                 Shape::Dir if job.target.exists() => Some(job.target.open_or_create_dir()?.0),
                 _ => None,
             };
+            // Restoring some paths: none may lead through a link.
+            if let (Some(dir), Some(p)) = (&held, &job.partial) {
+                partial::check_live(dir, &p.tops)?;
+            }
             let probe = match &held {
                 Some(dir) => dir.fd_path(""),
                 None => job.target.library_path(),
