@@ -19,6 +19,7 @@ mod prune;
 mod repair;
 mod required_option;
 mod restore;
+mod rough_edges;
 mod safety_net;
 mod space;
 mod sqlite_mode;
