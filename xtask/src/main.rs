@@ -16,7 +16,7 @@ tasks:
   drill [--keep]                  build cairn and run the canonical restore drill end to end
                                   (snapshot, mutate, stop, restore, verify, drill, prune);
                                   --keep keeps the scratch directory and prints its path
-  man                             write the man page to target/man/cairn.1
+  man                             write the man pages to target/man/ (cairn.1, cairn-<command>.1)
   bench [--size small|default|large] [--runs N] [--cairn PATH]
                                   time cairn against cp -a (and sqlite3/restic/borg when
                                   installed) on a cached fixture; writes docs/performance.md
