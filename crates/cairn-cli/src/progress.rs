@@ -15,11 +15,16 @@ pub fn install(quiet: bool, json: bool) {
     }
     cairn_engine::progress::install(Box::new(Bar {
         bar: Mutex::new(None),
+        counts_verification: std::sync::atomic::AtomicBool::new(true),
     }));
 }
 
 struct Bar {
     bar: Mutex<Option<ProgressBar>>,
+    /// The phase counts its own verification hashing as progress (validate,
+    /// repair); a snapshot does not: its bar counts the bytes of the
+    /// snapshot, once each, against a total learnt from its walk.
+    counts_verification: std::sync::atomic::AtomicBool,
 }
 
 impl ProgressSink for Bar {
@@ -41,6 +46,8 @@ impl ProgressSink for Bar {
             ),
         };
         bar.set_prefix(phase.to_owned());
+        self.counts_verification
+            .store(phase != "snapshot", std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut slot) = self.bar.lock() {
             if let Some(old) = slot.replace(bar) {
                 old.finish_and_clear();
@@ -52,7 +59,31 @@ impl ProgressSink for Bar {
         if let Ok(slot) = self.bar.lock() {
             if let Some(bar) = slot.as_ref() {
                 bar.inc(bytes);
+                // A file that grew after the walk saw it: the total
+                // follows, so the count never reads past it.
+                if let Some(len) = bar.length() {
+                    if bar.position() > len {
+                        bar.set_length(bar.position());
+                    }
+                }
             }
+        }
+    }
+
+    fn grow(&self, bytes: u64) {
+        if let Ok(slot) = self.bar.lock() {
+            if let Some(bar) = slot.as_ref() {
+                bar.inc_length(bytes);
+            }
+        }
+    }
+
+    fn verified(&self, bytes: u64) {
+        if self
+            .counts_verification
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.advance(bytes);
         }
     }
 

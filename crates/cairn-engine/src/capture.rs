@@ -215,6 +215,7 @@ impl<'a> CaptureCtx<'a> {
     }
 
     fn enqueue(&mut self, src: Source, rel: RawPath, meta: &Metadata) -> Result<()> {
+        crate::progress::grow(meta.len());
         // The second name of an inode is recorded as a hard link of the
         // first, and the snapshot holds one copy.
         let link_of = if meta.nlink() > 1 {
@@ -326,6 +327,7 @@ impl<'a> CaptureCtx<'a> {
     fn copy_one(&self, q: &Queued) -> Result<Option<(Copied, Vec<Xattr>)>> {
         let dst = self.dest_path(&q.rel);
         if let Some(copied) = self.link_from_parent(&q.rel, &q.meta, &dst) {
+            crate::progress::advance(copied.size);
             // Same inode, same ctime: the same attributes as then.
             return Ok(Some((copied, self.parent_xattrs(&q.rel))));
         }
@@ -396,7 +398,6 @@ impl<'a> CaptureCtx<'a> {
             return None;
         }
         fs::hard_link(&old_path, dst).ok()?;
-        crate::progress::advance(meta.len());
         Some(Copied {
             size: meta.len(),
             sha256: old.sha256,
@@ -418,6 +419,7 @@ impl<'a> CaptureCtx<'a> {
     pub fn add_written_file(&mut self, rel: impl AsRef<Path>, meta: &Metadata) -> Result<()> {
         let rel = RawPath::from(rel.as_ref());
         let dst = self.dest_path(&rel);
+        crate::progress::grow(fs::symlink_metadata(&dst).map(|m| m.len()).unwrap_or(0));
         let (size, sha256) = fsutil::hash_file(&dst)?;
         fsutil::make_read_only(&dst)?;
         self.entries.push(Entry {
@@ -438,6 +440,9 @@ impl<'a> CaptureCtx<'a> {
         let dst = self.dest_path(&rel);
         match self.link_from_parent(&rel, meta, &dst) {
             Some(copied) => {
+                // Counted once known to be part of the snapshot: total first.
+                crate::progress::grow(copied.size);
+                crate::progress::advance(copied.size);
                 self.reused_bytes += copied.size;
                 let xattrs = self.parent_xattrs(&rel);
                 self.entries.push(Entry {

@@ -14,6 +14,14 @@ pub trait ProgressSink: Send + Sync {
     fn begin(&self, phase: &str, total: Option<u64>);
     /// `bytes` more were read, copied or hashed.
     fn advance(&self, bytes: u64);
+    /// The phase's total grew by `bytes` (a snapshot's total is learnt as
+    /// its walk queues files, ahead of their copies).
+    fn grow(&self, _bytes: u64) {}
+    /// `bytes` more were hashed to verify what was already counted (a
+    /// snapshot validating its own copies); by default, progress like any.
+    fn verified(&self, bytes: u64) {
+        self.advance(bytes);
+    }
     /// The phase ended.
     fn finish(&self);
 }
@@ -33,8 +41,32 @@ pub(crate) fn begin(phase: &str, total: Option<u64>) {
 
 pub(crate) fn advance(bytes: u64) {
     if let Some(s) = SINK.get() {
-        s.advance(bytes);
+        if VERIFYING.get() {
+            s.verified(bytes);
+        } else {
+            s.advance(bytes);
+        }
     }
+}
+
+pub(crate) fn grow(bytes: u64) {
+    if let Some(s) = SINK.get() {
+        s.grow(bytes);
+    }
+}
+
+thread_local! {
+    /// Set while this thread hashes to verify (see [`verifying`]).
+    static VERIFYING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the bytes it reports counted as verification, not as new
+/// progress: a snapshot's own validation re-reads what its copy counted.
+pub(crate) fn verifying<T>(f: impl FnOnce() -> T) -> T {
+    let before = VERIFYING.replace(true);
+    let out = f();
+    VERIFYING.set(before);
+    out
 }
 
 pub(crate) fn finish() {

@@ -340,7 +340,8 @@ fn build_snapshot(
     }
     drop(latest);
 
-    crate::progress::begin("snapshot", None);
+    // A total that grows as the walks queue files (`progress::grow`).
+    crate::progress::begin("snapshot", Some(0));
     let slots: Vec<usize> = jobs.iter().map(|job| job.slot).collect();
     let captured = crate::parallel::each_on_its_own_thread(
         jobs,

@@ -557,7 +557,7 @@ fn hash_all(root: &Path, store: &str, entries: &[&Entry]) -> Vec<Problem> {
 
 fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
     let path = root.join(&entry.path);
-    match fsutil::hash_file(&path) {
+    match crate::progress::verifying(|| fsutil::hash_file(&path)) {
         Ok((_, sha)) if Some(sha) == entry.sha256 => None,
         Ok((_, sha)) => Some(Problem::checksum_mismatch(
             store,
