@@ -18,6 +18,18 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct FileLock {
     // Held for its Drop: closing the descriptor releases the lock.
     _file: File,
+    /// The file holds this run's holder record, cleared on release: a
+    /// record left behind is a crashed run's, and reads as stale.
+    recorded: bool,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        if self.recorded {
+            // Still held here; the lock goes when the file closes.
+            let _ = self._file.set_len(0);
+        }
+    }
 }
 
 impl FileLock {
@@ -37,10 +49,10 @@ impl FileLock {
     /// notice says so (`progress::notice`).
     pub fn acquire_recorded(path: &Path, wait: Duration) -> Result<FileLock> {
         let file = FileLock::open_own(path)?;
-        let lock = FileLock::wait_for(file, path, wait, true)?;
+        let mut lock = FileLock::wait_for(file, path, wait, true)?;
         // Advisory: a record that cannot be written costs only the name
         // of the holder in another run's message.
-        let _ = holder::write(&lock._file);
+        lock.recorded = holder::write(&lock._file).is_ok();
         Ok(lock)
     }
 
@@ -92,7 +104,12 @@ impl FileLock {
             // Waiting for another run is a safe point to stop at.
             crate::cancel::check()?;
             match file.try_lock() {
-                Ok(()) => return Ok(FileLock { _file: file }),
+                Ok(()) => {
+                    return Ok(FileLock {
+                        _file: file,
+                        recorded: false,
+                    })
+                }
                 Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
                     if !told && recorded {
                         told = true;
@@ -265,12 +282,15 @@ mod holder_tests {
             );
             drop(held);
         }
-        // Free again: taken, and the record rewritten whole.
-        let _lock = FileLock::acquire_recorded(&path, Duration::ZERO).unwrap();
+        // Free again: taken, and the record rewritten whole; released,
+        // the record goes with it.
+        let lock = FileLock::acquire_recorded(&path, Duration::ZERO).unwrap();
         let record = std::fs::read_to_string(&path).unwrap();
         assert!(
             record.starts_with(&format!("pid {}\n", std::process::id())),
             "{record}"
         );
+        drop(lock);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 }
