@@ -9,7 +9,7 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done, and everything checked was sound
   1  ran, and something checked was not sound (invalid snapshot, failed drill, restore rolled back,
-     damage repair could not fix)
+     damage repair could not fix, cat of a copy that does not match its manifest)
   2  bad usage or bad config (the message names the flag, key or file)
   3  refused by a safety gate before anything was touched (no --confirm-service-stopped,
      snapshot invalid before restore, service still running, repository busy)
