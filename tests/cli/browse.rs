@@ -400,3 +400,44 @@ fn as_root_a_repository_others_can_write_is_refused() {
         .into();
     assert_eq!(ok.code, 0, "{}", ok.stderr);
 }
+
+#[test]
+#[ignore = "needs root (to build a repository another user owns) and setpriv (util-linux)"]
+fn a_user_is_refused_a_repository_owned_by_someone_else_but_root() {
+    support::require_root();
+    support::require_program("setpriv", "--version", "util-linux");
+    let env = Env::new();
+    env.snapshot(&[]);
+    let repo = env.path("backups");
+    // Readable by all, so only the owner rule can refuse it.
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&env.root)
+        .status()
+        .unwrap();
+    let as_nobody = |owner: &str| -> Run {
+        let status = Command::new("chown")
+            .args(["-R", owner])
+            .arg(&repo)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", CAIRN])
+            .args(["--repo", repo.to_str().unwrap(), "list"])
+            .output()
+            .unwrap()
+            .into()
+    };
+    let foreign = as_nobody("12345:12345");
+    assert_eq!(foreign.code, 3, "{}", foreign.stderr);
+    assert!(
+        foreign
+            .stderr
+            .contains("belongs to uid 12345, neither root nor you"),
+        "{}",
+        foreign.stderr
+    );
+    let own = as_nobody("65534:65534");
+    assert_eq!(own.code, 0, "{}", own.stderr);
+}
