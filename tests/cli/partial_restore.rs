@@ -68,11 +68,19 @@ fn one_file_restored_in_place_leaves_the_rest_of_the_store_and_the_other_stores_
     let refused = env.cairn(&["restore", &id, "--path", "chroma/seg-0001/header.bin"]);
     assert_eq!(refused.code, 3, "{}", refused.stderr);
     assert_eq!(read(&env, HEADER), b"header broken by hand");
-    // The hint names the real snapshot, never a placeholder.
+    // The hint never suggests the whole restore the paths narrowed, and
+    // never prints a placeholder.
     assert!(
         refused
             .stderr
-            .contains(&format!("cairn restore {id} --confirm-service-stopped")),
+            .contains("rerun the same command with --confirm-service-stopped added"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused
+            .stderr
+            .contains(&format!("cairn restore {id} --confirm")),
         "{}",
         refused.stderr
     );

@@ -218,3 +218,28 @@ fn completions_help_lists_the_shells_and_the_readme_installs_locked() {
         "{install:?}"
     );
 }
+
+#[test]
+fn a_refused_live_restore_hints_the_command_with_the_real_id() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    for (args, shown) in [
+        (vec!["restore", id.as_str()], id.as_str()),
+        (vec!["restore", "--latest"], "--latest"),
+    ] {
+        let run = env.cairn(&args);
+        assert_eq!(run.code, 3, "{}", run.stderr);
+        let hint = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("hint:"))
+            .unwrap_or_else(|| panic!("no hint: {}", run.stderr));
+        assert!(
+            hint.contains(&format!(
+                "`cairn restore {shown} --confirm-service-stopped`"
+            )),
+            "{hint}"
+        );
+        assert!(!hint.contains('<'), "a placeholder in {hint}");
+    }
+}

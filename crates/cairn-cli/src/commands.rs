@@ -138,6 +138,11 @@ fn load_config(cli: &Cli) -> Result<Config> {
 /// `--latest`), for hints that spell out a command.
 pub(crate) fn snapshot_named(command: &Command) -> Option<String> {
     let (id, latest) = match command {
+        // A hint spelling out `cairn restore ID --confirm-service-stopped`
+        // must not widen a restore that chose paths or stores.
+        Command::Restore(a) if !a.paths.is_empty() || !a.only.is_empty() || !a.skip.is_empty() => {
+            return None
+        }
         Command::Restore(a) => (a.id.as_ref(), a.latest),
         Command::Show(a) | Command::Pin(a) | Command::Unpin(a) => (a.id.as_ref(), a.latest),
         _ => return None,

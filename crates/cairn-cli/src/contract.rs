@@ -122,7 +122,7 @@ pub fn hint_for(e: &Error, snapshot: Option<&str>) -> Option<String> {
             "stop the service that writes these stores (e.g. with systemctl stop or docker compose stop), then rerun {}; or restore elsewhere with --to DIR",
             match snapshot {
                 Some(id) => format!("`cairn restore {id} --confirm-service-stopped`"),
-                None => "with --confirm-service-stopped".to_owned(),
+                None => "the same command with --confirm-service-stopped added".to_owned(),
             }
         ),
         Error::UnsafePath { .. } => "a store path must not pass through a symlink that the service's user (or anyone but root and you) could have planted; point the config at the real path, or set `follow_symlink = true` on the store if the link and its target are root's or yours".to_owned(),
