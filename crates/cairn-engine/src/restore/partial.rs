@@ -169,3 +169,47 @@ pub(crate) fn swap_paths(live: &DirFd, staging: &DirFd, tops: &[RawPath]) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The swap's own check, for a link planted after the plan's: a
+    /// directory on the way swapped for a symlink between the plan and
+    /// the swap is refused, and nothing is written through it.
+    #[test]
+    fn a_link_planted_after_the_plan_is_refused_by_the_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let staging = dir.path().join("staging");
+        let elsewhere = dir.path().join("elsewhere");
+        for d in [&live.join("a"), &staging.join("a"), &elsewhere] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(staging.join("a/f"), b"restored").unwrap();
+        std::fs::write(live.join("a/f"), b"live").unwrap();
+        let (live_fd, staging_fd) = (
+            DirFd::open_trusted(&live).unwrap(),
+            DirFd::open_trusted(&staging).unwrap(),
+        );
+        let tops = vec![RawPath::from("a/f")];
+        check_live(&live_fd, &tops).unwrap();
+
+        std::fs::rename(live.join("a"), dir.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, live.join("a")).unwrap();
+        let err = swap_paths(&live_fd, &staging_fd, &tops).unwrap_err();
+        assert!(matches!(err, Error::UnsafePath { .. }), "{err}");
+        assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+        assert_eq!(std::fs::read(staging.join("a/f")).unwrap(), b"restored");
+
+        // Put back, the same swap goes through, exchanging the file only.
+        std::fs::remove_file(live.join("a")).unwrap();
+        std::fs::rename(dir.path().join("moved"), live.join("a")).unwrap();
+        swap_paths(&live_fd, &staging_fd, &tops).unwrap();
+        assert_eq!(std::fs::read(live.join("a/f")).unwrap(), b"restored");
+        assert!(
+            !staging.join("a/f").exists(),
+            "the old file went with staging"
+        );
+    }
+}
