@@ -17,6 +17,7 @@ mod prune;
 mod repair;
 mod required_option;
 mod restore;
+mod retention;
 mod safety_net;
 mod sqlite_mode;
 mod trust;

@@ -63,6 +63,12 @@ pub enum Command {
     /// Restore a snapshot into the live paths (or elsewhere with --to)
     Restore(RestoreArgs),
     /// Apply the retention policy (a dry run unless --confirm)
+    ///
+    /// `[retention]` keys: keep_daily, keep_weekly (a missed Sunday: that
+    /// week's newest), keep_monthly (a missed 1st: that month's oldest),
+    /// keep_last, keep_within ("14d"; units h, d, w, m, y; counted from the
+    /// newest snapshot), keep_tag (["release"]), keep_pre_restore_days.
+    /// Every kept snapshot lists its reasons.
     Prune {
         /// Delete what the plan says (without it, only print the plan)
         #[arg(long)]

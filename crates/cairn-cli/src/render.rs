@@ -456,9 +456,24 @@ pub fn restore_plan(plan: &RestorePlan<'_>) -> String {
 
 pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
     let mut s = format!(
-        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned, plus keep_pre_restore_days={}\n",
+        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned, plus keep_pre_restore_days={}",
         policy.keep_daily, policy.keep_weekly, policy.keep_monthly, policy.keep_pre_restore_days
     );
+    if policy.keep_last > 0 {
+        let _ = write!(s, ", keep_last={}", policy.keep_last);
+    }
+    if let Some(span) = &policy.keep_within {
+        let _ = write!(s, ", keep_within={span}");
+    }
+    if !policy.keep_tag.is_empty() {
+        let tags: Vec<String> = policy
+            .keep_tag
+            .iter()
+            .map(|t| clean(t).into_owned())
+            .collect();
+        let _ = write!(s, ", keep_tag={}", tags.join(","));
+    }
+    s.push('\n');
     for k in &plan.keep {
         let reasons: Vec<String> = k.reasons.iter().map(|r| r.name().to_owned()).collect();
         let _ = writeln!(s, "  keep    {}  {}", k.id, reasons.join(", "));

@@ -28,12 +28,20 @@ pub struct Config {
     pub lock_wait: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    /// The newest N snapshots that take calendar slots, whatever their days.
+    pub keep_last: u32,
+    /// Every snapshot younger than this span before the newest one
+    /// (`"14d"`, `"1y6m"`; units h, d, w, m, y).
+    #[serde(deserialize_with = "crate::retention_span::deserialize_keep_within")]
+    pub keep_within: Option<crate::retention_span::Span>,
+    /// Every snapshot carrying one of these tags.
+    pub keep_tag: Vec<String>,
     /// Days a pre-restore snapshot, and the snapshot it was taken before
     /// restoring, are kept whatever the calendar says: the first is the
     /// way back from the restore, the second what was restored.
@@ -47,6 +55,9 @@ impl Default for Retention {
             keep_weekly: 4,
             keep_monthly: 6,
             keep_pre_restore_days: 7,
+            keep_last: 0,
+            keep_within: None,
+            keep_tag: Vec::new(),
         }
     }
 }
