@@ -9,6 +9,7 @@ mod core;
 mod drill;
 mod escaping;
 mod future;
+mod monitoring;
 mod options;
 mod output;
 mod overlap;

@@ -23,6 +23,13 @@ Exit codes:
     name = "cairn",
     version,
     about = "Consistent, checksummed backups of a service's SQLite, JSON and directory stores; safe restores; retention; restore drills.",
+    long_about = "Consistent, checksummed backups of a service's SQLite, JSON and directory stores; safe restores; retention; restore drills.\n\n\
+        Monitoring (cairn.toml [monitoring]): ping_url is pinged at <url>/start, <url> on success and <url>/fail on failure \
+        for ping_commands (default snapshot, push, drill, validate, prune), each bounded by ping_timeout_seconds (default 5); \
+        textfile is a Prometheus textfile (cairn_last_success_timestamp_seconds{command,store}, cairn_snapshot_bytes{store}, \
+        cairn_drill_ok, cairn_drill_restore_seconds, cairn_snapshot_age_seconds, cairn_validate_problems); on_success and \
+        on_failure are argv hooks run after every command with CAIRN_COMMAND, CAIRN_RESULT, CAIRN_EXIT_CODE, CAIRN_MESSAGE, \
+        CAIRN_SNAPSHOT_ID, killed after hook_timeout_seconds (default 60). None of it changes the exit code.",
     after_help = EXIT_CODES,
     propagate_version = true
 )]

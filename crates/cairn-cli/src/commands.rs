@@ -30,7 +30,7 @@ pub fn stop_on_signals() {
     STOP_ON_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-pub fn dispatch(cli: &Cli) -> Result<Output> {
+pub fn dispatch(cli: &Cli, command_name: &str) -> Result<Output> {
     let registry = Registry::from_inventory()?;
     // Commands that need no config first: they work on a fresh machine.
     match &cli.command {
@@ -40,6 +40,16 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
         _ => {}
     }
     let cfg = Config::load(&Config::locate(cli.config.as_deref())?)?;
+    // `[monitoring]` sees every command that has a config, however it ends.
+    let monitor = crate::monitor::Monitor::start(&cfg, command_name, cli.quiet);
+    // A copy (a few paths and strings) so the command's code below reads
+    // as before: it owns its `cfg`.
+    let result = dispatch_with_config(cli, cfg.clone(), registry);
+    monitor.finish(&cfg, &result);
+    result
+}
+
+fn dispatch_with_config(cli: &Cli, cfg: Config, registry: Registry) -> Result<Output> {
     // Every store's handler, built once for the whole command: a bad kind
     // or option fails here, before any hook runs or file is touched.
     let stores = Stores::build(&cfg, registry)?;

@@ -7,6 +7,7 @@ mod clock;
 mod commands;
 mod contract;
 mod json;
+mod monitor;
 mod progress;
 mod render;
 mod starter;
@@ -16,7 +17,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use cairn_engine::Error;
-use clap::Parser;
 
 pub use cli::{Cli, EXIT_CODES};
 
@@ -66,8 +66,17 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    // Parsed through ArgMatches to learn the subcommand's name as clap
+    // has it: `[monitoring]` is keyed by it, for every command there is.
+    let parsed = {
+        use clap::{CommandFactory, FromArgMatches};
+        Cli::command().try_get_matches_from(args).and_then(|m| {
+            let name = m.subcommand_name().unwrap_or_default().to_owned();
+            Cli::from_arg_matches(&m).map(|cli| (cli, name))
+        })
+    };
+    let (cli, command_name) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             use clap::error::ErrorKind;
             let to_stdout = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
@@ -104,7 +113,7 @@ pub fn run(
             .with_max_level(tracing::Level::INFO)
             .try_init();
     }
-    let result = commands::dispatch(&cli);
+    let result = commands::dispatch(&cli, &command_name);
     match result {
         Ok(output) => {
             if cli.json {

@@ -26,6 +26,8 @@ pub struct Config {
     pub stores: Vec<StoreConfig>,
     /// How long a run waits for the repository lock before giving up.
     pub lock_wait: Duration,
+    /// `[monitoring]`: pings, the Prometheus textfile, success/failure hooks.
+    pub monitoring: crate::monitoring::Monitoring,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -177,6 +179,8 @@ struct RawConfig {
     hooks: Hooks,
     #[serde(default)]
     lock_wait_seconds: Option<u64>,
+    #[serde(default)]
+    monitoring: crate::monitoring::RawMonitoring,
     #[serde(default, rename = "store")]
     stores: Vec<RawStore>,
 }
@@ -241,6 +245,8 @@ impl Config {
             for (hook, argv) in [
                 ("before_snapshot", &cfg.hooks.before_snapshot),
                 ("after_snapshot", &cfg.hooks.after_snapshot),
+                ("on_success", &cfg.monitoring.on_success),
+                ("on_failure", &cfg.monitoring.on_failure),
             ] {
                 let Some(program) = argv.as_ref().and_then(|a| a.first()) else {
                     continue;
@@ -311,7 +317,9 @@ impl Config {
             });
         }
 
+        let monitoring = crate::monitoring::Monitoring::from_raw(raw.monitoring, &file, &base)?;
         let cfg = Config {
+            monitoring,
             repository: resolve(&base, Path::new(&raw.repository)),
             retention: raw.retention,
             hooks: raw.hooks,
