@@ -7,6 +7,7 @@ mod support;
 
 mod core;
 mod drill;
+mod drill_checks;
 mod escaping;
 mod future;
 mod monitoring;

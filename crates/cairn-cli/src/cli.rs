@@ -95,6 +95,11 @@ pub enum Command {
         id: String,
     },
     /// Restore into a scratch directory, run every check, report timings; touches nothing live
+    ///
+    /// Checks: every file against the manifest, each kind's own (SQLite integrity_check and row
+    /// counts), a sqlite store's drill_checks (read-only queries, `expect = "…"` or `expect_live =
+    /// true`), then a store's drill_command (argv, no shell; `{path}` and $CAIRN_DRILL_PATH are the
+    /// restored copy). Exits 0 only when every check passed.
     Drill(DrillArgs),
     /// Rewrite damaged snapshot files from the live source or another intact copy, then re-verify
     ///

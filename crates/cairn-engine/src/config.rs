@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::trust;
 
 pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 10;
+pub const DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS: u64 = 600;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,6 +84,10 @@ pub struct StoreConfig {
     /// path that is not in a directory only root or the invoker can change
     /// (the link and its target must still be root's or the invoker's).
     pub follow_symlink: bool,
+    /// Run by `cairn drill` on the restored copy (argv, no shell; `{path}`
+    /// in an argument, and `CAIRN_DRILL_PATH`, are the copy's path).
+    pub drill_command: Option<Vec<String>>,
+    pub drill_command_timeout: Duration,
     /// Every key that is not a common key, for the plug-in to interpret.
     pub options: toml::Table,
     /// The config file, so plug-in errors can name it.
@@ -101,6 +106,8 @@ impl StoreConfig {
             path: PathBuf::from(&record.source),
             optional: false,
             follow_symlink: false,
+            drill_command: None,
+            drill_command_timeout: Duration::from_secs(DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS),
             options: record.options.clone(),
             origin: PathBuf::from(format!("<manifest of store {}>", record.name)),
         }
@@ -194,6 +201,10 @@ struct RawStore {
     optional: bool,
     #[serde(default)]
     follow_symlink: bool,
+    #[serde(default)]
+    drill_command: Option<Vec<String>>,
+    #[serde(default)]
+    drill_command_timeout_seconds: Option<u64>,
     #[serde(flatten)]
     options: toml::Table,
 }
@@ -247,7 +258,13 @@ impl Config {
                 ("after_snapshot", &cfg.hooks.after_snapshot),
                 ("on_success", &cfg.monitoring.on_success),
                 ("on_failure", &cfg.monitoring.on_failure),
-            ] {
+            ]
+            .into_iter()
+            .chain(
+                cfg.stores
+                    .iter()
+                    .map(|s| ("drill_command", &s.drill_command)),
+            ) {
                 let Some(program) = argv.as_ref().and_then(|a| a.first()) else {
                     continue;
                 };
@@ -306,7 +323,31 @@ impl Config {
                     format!("store {:?}: `path` must not be empty", s.name),
                 ));
             }
+            if s.drill_command.as_ref().is_some_and(Vec::is_empty) {
+                return Err(Error::config(
+                    &file,
+                    format!(
+                        "store {:?}: `drill_command` must be a non-empty argv array, e.g. [\"/usr/local/bin/check\", \"{{path}}\"]",
+                        s.name
+                    ),
+                ));
+            }
+            let drill_command_timeout = match s.drill_command_timeout_seconds {
+                None => DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS,
+                Some(n @ 1..=86_400) => n,
+                Some(n) => {
+                    return Err(Error::config(
+                        &file,
+                        format!(
+                        "store {:?}: `drill_command_timeout_seconds` must be 1 to 86400, not {n}",
+                        s.name
+                    ),
+                    ))
+                }
+            };
             stores.push(StoreConfig {
+                drill_command: s.drill_command,
+                drill_command_timeout: Duration::from_secs(drill_command_timeout),
                 path: resolve(&base, Path::new(&s.path)),
                 name: s.name,
                 kind: s.kind,
