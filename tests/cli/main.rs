@@ -10,6 +10,7 @@ mod drill;
 mod drill_checks;
 mod escaping;
 mod future;
+mod legacy;
 mod monitoring;
 mod options;
 mod output;

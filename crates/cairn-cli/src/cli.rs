@@ -114,6 +114,19 @@ pub enum Command {
     /// snapshot checked is sound, 1 when something remains. Touches nothing
     /// live.
     Repair(RepairArgs),
+    /// Adopt the reference system's snapshots (DIR/snapshots/<ID>/): a dry run unless --confirm
+    ///
+    /// Each DIR/snapshots/<YYYYMMDDTHHMMSSZ>/ with backup-metadata.json, db/<file>,
+    /// config/<registry file> and an optional chroma/ becomes a Cairn snapshot with the same id,
+    /// created_at from the metadata and tag `imported`: db/ goes into the config's sqlite store,
+    /// config/ into its registry-json store, chroma/ into its chroma-dir store. Every byte is read
+    /// and hashed into a manifest, each store validated, and the snapshot published by one rename.
+    /// A damaged or partial one (missing db, unreadable metadata, SQLite integrity failure, a file
+    /// that changed since the metadata) is reported, and imported only with --include-damaged
+    /// (tagged import-damaged). An id already in the repository is skipped. Nothing under DIR is
+    /// followed through a symlink or written. A dry run builds and validates each in tmp/, then
+    /// removes it. Exits 1 when any was damaged.
+    ImportLegacy(ImportLegacyArgs),
     /// List the registered store plug-ins and their options
     Stores,
     /// Write a commented starter cairn.toml
@@ -226,4 +239,17 @@ pub struct DrillArgs {
     /// Where to make the scratch directory (needs room for one full copy)
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportLegacyArgs {
+    /// The reference system's backup directory (the one holding snapshots/)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Import (without it, only report what would be imported)
+    #[arg(long)]
+    pub confirm: bool,
+    /// Import damaged or partial snapshots too, tagged import-damaged
+    #[arg(long)]
+    pub include_damaged: bool,
 }

@@ -65,6 +65,7 @@ fn dispatch_with_config(cli: &Cli, cfg: Config, registry: Registry) -> Result<Ou
                 | Command::Prune { .. }
                 | Command::Drill(_)
                 | Command::Repair(_)
+                | Command::ImportLegacy(_)
         )
     {
         cairn_engine::cancel::install()?;
@@ -84,6 +85,9 @@ fn dispatch_with_config(cli: &Cli, cfg: Config, registry: Registry) -> Result<Ou
         Command::Unpin { id } => pin(&cfg, id, false),
         Command::Drill(args) => drill_cmd(&cfg, &stores, args),
         Command::Repair(args) => repair_cmd(&cfg, &stores, args),
+        Command::ImportLegacy(args) => {
+            crate::import::run(&cfg, &args.dir, args.confirm, args.include_damaged)
+        }
         Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
             unreachable!("handled above")
         }

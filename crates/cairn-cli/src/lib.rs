@@ -6,6 +6,7 @@ mod cli;
 mod clock;
 mod commands;
 mod contract;
+mod import;
 mod json;
 mod monitor;
 mod progress;

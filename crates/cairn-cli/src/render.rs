@@ -665,6 +665,84 @@ pub fn repair(o: &RepairOutcome) -> String {
     s
 }
 
+/// `cairn import-legacy`.
+pub fn import_legacy(r: &cairn_engine::legacy::ImportReport) -> String {
+    use cairn_engine::legacy::Outcome;
+    let mut s = format!(
+        "import-legacy {}{}\n",
+        clean(&r.dir.display().to_string()),
+        if r.dry_run {
+            " (dry run: each snapshot built and validated, then removed)"
+        } else {
+            ""
+        }
+    );
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for snap in &r.snapshots {
+        let label = match snap.outcome {
+            Outcome::WouldImport => "would import",
+            Outcome::WouldImportDamaged => "DAMAGED",
+            Outcome::Imported => "imported",
+            Outcome::ImportedDamaged => "imported (DAMAGED)",
+            Outcome::Damaged => "DAMAGED",
+            Outcome::Exists => "exists",
+            Outcome::NotASnapshot => "left alone",
+        };
+        *counts.entry(label).or_default() += 1;
+        let stores: Vec<String> = snap
+            .parts
+            .iter()
+            .filter_map(|p| {
+                p.store
+                    .as_ref()
+                    .map(|st| format!("{} <- {}", clean(st), clean(&p.path.to_string_lossy())))
+            })
+            .collect();
+        let _ = write!(s, "  {label:<18} {}", clean(&snap.name.to_string_lossy()));
+        if !stores.is_empty() && !matches!(snap.outcome, Outcome::Exists | Outcome::NotASnapshot) {
+            let _ = write!(
+                s,
+                "  {}  {}",
+                stores.join(", "),
+                cairn_engine::fsutil::human_bytes(snap.bytes)
+            );
+        }
+        s.push('\n');
+        for p in &snap.problems {
+            let _ = writeln!(s, "      {}", clean(p));
+        }
+        for p in &snap.validation {
+            let _ = writeln!(s, "      {}", clean(&p.to_string()));
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let damaged = r
+        .snapshots
+        .iter()
+        .any(|x| matches!(x.outcome, Outcome::Damaged | Outcome::WouldImportDamaged));
+    let _ = writeln!(
+        s,
+        "{}: {}{}{}",
+        if r.dry_run { "dry run" } else { "imported" },
+        if summary.is_empty() {
+            "no snapshots found".to_owned()
+        } else {
+            summary.join(", ")
+        },
+        if damaged && !r.include_damaged {
+            "; damaged ones are imported only with --include-damaged (tagged import-damaged)"
+        } else {
+            ""
+        },
+        if r.dry_run {
+            " (run with --confirm to import)"
+        } else {
+            ""
+        }
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

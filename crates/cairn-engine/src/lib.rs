@@ -24,6 +24,7 @@ pub mod tree;
 pub mod cancel;
 pub mod drill;
 pub mod id;
+pub mod legacy;
 pub mod monitoring;
 pub mod progress;
 pub mod prune;
