@@ -409,3 +409,55 @@ fn bad_monitoring_keys_are_config_errors_naming_them() {
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains("secret"), "{}", run.stderr);
 }
+
+#[test]
+#[ignore = "needs root"]
+fn as_root_monitoring_hooks_and_drill_commands_another_user_owns_are_refused() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    support::require_root();
+    const NOBODY: u32 = 65534;
+    let env = Env::new();
+    let marker = env.path("hook-ran");
+    let hook = env.path("hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\ntouch \"$1\"\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&hook, Some(NOBODY), None).unwrap();
+    let argv = format!(
+        "[{:?}, {:?}]",
+        hook.to_str().unwrap(),
+        marker.to_str().unwrap()
+    );
+    for (config, key) in [
+        (
+            format!("{CONFIG}\n[monitoring]\non_success = {argv}\n"),
+            "on_success",
+        ),
+        (
+            format!("{CONFIG}\n[monitoring]\non_failure = {argv}\n"),
+            "on_failure",
+        ),
+        (
+            CONFIG.replacen(
+                "path = \"data/atocore.db\"",
+                &format!("path = \"data/atocore.db\"\ndrill_command = {argv}"),
+                1,
+            ),
+            "drill_command",
+        ),
+    ] {
+        env.write_config(&config);
+        let run = env.cairn(&["list"]);
+        assert_eq!(run.code, 2, "{key}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(key) && run.stderr.contains(&format!("owner uid {NOBODY}")),
+            "{key}: {}",
+            run.stderr
+        );
+        assert!(!marker.exists(), "{key}: the hook ran");
+    }
+    // Root's own hook runs.
+    chown(&hook, Some(0), None).unwrap();
+    env.write_config(&format!("{CONFIG}\n[monitoring]\non_success = {argv}\n"));
+    assert_eq!(env.cairn(&["list"]).code, 0);
+    assert!(marker.exists(), "the trusted hook did not run");
+}

@@ -124,8 +124,9 @@ pub enum Command {
     /// A damaged or partial one (missing db, unreadable metadata, SQLite integrity failure, a file
     /// that changed since the metadata) is reported, and imported only with --include-damaged
     /// (tagged import-damaged). An id already in the repository is skipped. Nothing under DIR is
-    /// followed through a symlink or written. A dry run builds and validates each in tmp/, then
-    /// removes it. Exits 1 when any was damaged.
+    /// followed through a symlink, and the database is read from a private copy (nothing is
+    /// written beside it). A dry run builds and validates each in tmp/, then removes it. Exits 1
+    /// when any was damaged.
     ImportLegacy(ImportLegacyArgs),
     /// List the registered store plug-ins and their options
     Stores,
