@@ -269,6 +269,7 @@ fn the_textfile_parses_and_carries_the_last_drills_result() {
     let scratch = tempfile::tempdir().unwrap();
     let drill = env.cairn(&["drill", "--scratch", scratch.path().to_str().unwrap()]);
     assert_eq!(drill.code, 0, "{}", drill.stderr);
+    assert_eq!(env.cairn(&["validate", "--latest"]).code, 0);
 
     let metrics = parse_prometheus(&std::fs::read_to_string(&prom).unwrap());
     assert_eq!(get(&metrics, "cairn_drill_ok", &[]), Some(1.0));
@@ -294,6 +295,13 @@ fn the_textfile_parses_and_carries_the_last_drills_result() {
         &metrics,
         "cairn_last_success_timestamp_seconds",
         &[("command", "drill"), ("store", "chroma")],
+    )
+    .is_some());
+    assert_eq!(get(&metrics, "cairn_validate_problems", &[]), Some(0.0));
+    assert!(get(
+        &metrics,
+        "cairn_last_success_timestamp_seconds",
+        &[("command", "validate"), ("store", "")],
     )
     .is_some());
     let mode =

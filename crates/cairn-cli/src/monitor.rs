@@ -200,21 +200,28 @@ fn now_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64().floor())
 }
 
-/// The stores a command's document says it covered; every configured
-/// store when it does not say.
-fn stores_covered(cfg: &Config, doc: &Value) -> Vec<String> {
-    let named: Vec<String> = doc["stores"]
+/// The stores a command's document says it covered: a snapshot's
+/// `stores`, a drill's checks' stores. Empty for a command about the
+/// repository as a whole (prune, validate).
+fn stores_covered(doc: &Value) -> Vec<String> {
+    let mut named: Vec<String> = doc["stores"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|s| s["name"].as_str().or(s.as_str()))
+        .filter_map(|s| s["name"].as_str())
+        .chain(
+            doc["checks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["store"].as_str()),
+        )
+        .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    if named.is_empty() {
-        cfg.stores.iter().map(|s| s.name.clone()).collect()
-    } else {
-        named
-    }
+    named.sort();
+    named.dedup();
+    named
 }
 
 /// The metrics a finished command sets. Only monitored commands (those
@@ -225,7 +232,7 @@ fn samples(command: &str, cfg: &Config, result: &Result<Output>, exit_code: u8) 
     let doc = result.as_ref().map(|o| &o.json).ok();
     if exit_code == contract::OK && cfg.monitoring.ping_commands.iter().any(|c| c == command) {
         let now = now_seconds();
-        let stores = doc.map(|d| stores_covered(cfg, d)).unwrap_or_default();
+        let stores = doc.map(stores_covered).unwrap_or_default();
         let stores = if stores.is_empty() {
             vec![String::new()]
         } else {
