@@ -470,3 +470,29 @@ fn a_missing_dir_is_an_error_naming_it() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("empty/snapshots"), "{}", run.stderr);
 }
+
+#[test]
+fn an_import_that_fails_midway_leaves_nothing_that_looks_complete() {
+    let env = Env::new();
+    let legacy = env.path("legacy");
+    legacy_snapshot(
+        &env,
+        &legacy,
+        "20260406T180000Z",
+        "2026-04-06T18:00:00+00:00",
+    );
+    // The disk fills while the chroma tree is copied.
+    let run = env.cairn_env(
+        &["import-legacy", "legacy", "--confirm"],
+        &[("CAIRN_FAILPOINT", "write:data_level0.bin")],
+    );
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("data_level0.bin"), "{}", run.stderr);
+    assert!(env.listed_ids().is_empty());
+    assert!(support::dir_names(&env.path("backups/snapshots")).is_empty());
+    assert!(support::dir_names(&env.path("backups/tmp")).is_empty());
+    // Once there is room, it imports.
+    let (code, doc) = import(&env, &["--confirm"]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(env.listed_ids(), vec!["20260406T180000Z"]);
+}

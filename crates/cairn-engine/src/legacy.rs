@@ -305,12 +305,25 @@ fn import_one(
     let _ = crate::fsutil::remove_any(&staging);
     match result {
         Ok(()) => Ok(out),
-        Err(e) if matches!(e.cause(), Error::Interrupted { .. }) => Err(e),
-        Err(e) => {
+        // What is wrong with the legacy files is this snapshot's problem;
+        // anything else (a full disk, a signal) stops the import, the
+        // build already removed.
+        Err(e)
+            if matches!(
+                e.cause(),
+                Error::Source { .. }
+                    | Error::SourceType { .. }
+                    | Error::SourceMissing { .. }
+                    | Error::SourceRejected { .. }
+                    | Error::UnsafePath { .. }
+                    | Error::NotRegularFile { .. }
+            ) =>
+        {
             out.problems.push(format!("could not be read: {e}"));
             out.outcome = Outcome::Damaged;
             Ok(out)
         }
+        Err(e) => Err(e),
     }
 }
 
