@@ -33,6 +33,13 @@ pub const VERSION: &str = concat!(
     name = "cairn",
     version = VERSION,
     about = "Consistent, checksummed backups of a service's SQLite, JSON and directory stores; safe restores; retention; restore drills.",
+    long_about = "Consistent, checksummed backups of a service's SQLite, JSON and directory stores; safe restores; retention; restore drills.\n\n\
+        Monitoring (cairn.toml [monitoring]): ping_url is pinged at <url>/start, <url> on success and <url>/fail on failure \
+        for ping_commands (default snapshot, push, drill, validate, prune), each bounded by ping_timeout_seconds (default 5); \
+        textfile is a Prometheus textfile (cairn_last_success_timestamp_seconds{command,store}, cairn_snapshot_bytes{store}, \
+        cairn_drill_ok, cairn_drill_restore_seconds, cairn_snapshot_age_seconds, cairn_validate_problems); on_success and \
+        on_failure are argv hooks run after every command with CAIRN_COMMAND, CAIRN_RESULT, CAIRN_EXIT_CODE, CAIRN_MESSAGE, \
+        CAIRN_SNAPSHOT_ID, killed after hook_timeout_seconds (default 60). None of it changes the exit code.",
     after_help = EXIT_CODES,
     propagate_version = true
 )]
@@ -100,6 +107,12 @@ pub enum Command {
     /// Restore a snapshot into the live paths (or elsewhere with --to)
     Restore(RestoreArgs),
     /// Apply the retention policy (a dry run unless --confirm)
+    ///
+    /// `[retention]` keys: keep_daily, keep_weekly (a missed Sunday: that
+    /// week's newest), keep_monthly (a missed 1st: that month's oldest),
+    /// keep_last, keep_within ("14d"; units h, d, w, m, y; counted from the
+    /// newest snapshot), keep_tag (["release"]), keep_pre_restore_days.
+    /// Every kept snapshot lists its reasons.
     Prune {
         /// Delete what the plan says (without it, only print the plan)
         #[arg(long)]
@@ -113,6 +126,11 @@ pub enum Command {
     /// Make a pinned snapshot prunable again
     Unpin(IdArgs),
     /// Restore into a scratch directory, run every check, report timings; touches nothing live
+    ///
+    /// Checks: every file against the manifest, each kind's own (SQLite integrity_check and row
+    /// counts), a sqlite store's drill_checks (read-only queries, `expect = "…"` or `expect_live =
+    /// true`), then a store's drill_command (argv, no shell; `{path}` and $CAIRN_DRILL_PATH are the
+    /// restored copy). Exits 0 only when every check passed.
     Drill(DrillArgs),
     /// Rewrite damaged snapshot files from the live source or another intact copy, then re-verify
     ///
@@ -127,6 +145,20 @@ pub enum Command {
     /// snapshot checked is sound, 1 when something remains. Touches nothing
     /// live.
     Repair(RepairArgs),
+    /// Adopt the reference system's snapshots (DIR/snapshots/<ID>/): a dry run unless --confirm
+    ///
+    /// Each DIR/snapshots/<YYYYMMDDTHHMMSSZ>/ with backup-metadata.json, db/<file>,
+    /// config/<registry file> and an optional chroma/ becomes a Cairn snapshot with the same id,
+    /// created_at from the metadata and tag `imported`: db/ goes into the config's sqlite store,
+    /// config/ into its registry-json store, chroma/ into its chroma-dir store. Every byte is read
+    /// and hashed into a manifest, each store validated, and the snapshot published by one rename.
+    /// A damaged or partial one (missing db, unreadable metadata, SQLite integrity failure, a file
+    /// that changed since the metadata) is reported, and imported only with --include-damaged
+    /// (tagged import-damaged). An id already in the repository is skipped. Nothing under DIR is
+    /// followed through a symlink, and the database is read from a private copy (nothing is
+    /// written beside it). A dry run builds and validates each in tmp/, then removes it. Exits 1
+    /// when any was damaged.
+    ImportLegacy(ImportLegacyArgs),
     /// List the registered store plug-ins and their options
     Stores,
     /// Write a commented starter cairn.toml (mode 0600)
@@ -287,4 +319,17 @@ pub struct DiffArgs {
     /// Only these stores (comma-separated names)
     #[arg(long, value_delimiter = ',', value_name = "A,B")]
     pub stores: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportLegacyArgs {
+    /// The reference system's backup directory (the one holding snapshots/)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Import (without it, only report what would be imported)
+    #[arg(long)]
+    pub confirm: bool,
+    /// Import damaged or partial snapshots too, tagged import-damaged
+    #[arg(long)]
+    pub include_damaged: bool,
 }

@@ -33,7 +33,7 @@ pub fn stop_on_signals() {
     STOP_ON_SIGNALS.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-pub fn dispatch(cli: &Cli, out: &mut dyn Write) -> Result<Output> {
+pub fn dispatch(cli: &Cli, command_name: &str, out: &mut dyn Write) -> Result<Output> {
     let registry = Registry::from_inventory()?;
     // Commands that need no config first: they work on a fresh machine.
     match &cli.command {
@@ -48,6 +48,21 @@ pub fn dispatch(cli: &Cli, out: &mut dyn Write) -> Result<Output> {
         });
     }
     let cfg = load_config(cli)?;
+    // `[monitoring]` sees every command that has a config, however it ends.
+    let monitor = crate::monitor::Monitor::start(&cfg, command_name, cli.quiet);
+    // A copy (a few paths and strings) so the command's code below reads
+    // as before: it owns its `cfg`.
+    let result = dispatch_with_config(cli, cfg.clone(), registry, out);
+    monitor.finish(&cfg, &result);
+    result
+}
+
+fn dispatch_with_config(
+    cli: &Cli,
+    cfg: Config,
+    registry: Registry,
+    out: &mut dyn Write,
+) -> Result<Output> {
     // Every store's handler, built once for the whole command: a bad kind
     // or option fails here, before any hook runs or file is touched.
     let stores = Stores::build(&cfg, registry)?;
@@ -63,6 +78,7 @@ pub fn dispatch(cli: &Cli, out: &mut dyn Write) -> Result<Output> {
                 | Command::Prune { .. }
                 | Command::Drill(_)
                 | Command::Repair(_)
+                | Command::ImportLegacy(_)
         )
     {
         cairn_engine::cancel::install()?;
@@ -86,6 +102,9 @@ pub fn dispatch(cli: &Cli, out: &mut dyn Write) -> Result<Output> {
         Command::Unpin(which) => pin(&cfg, which, false),
         Command::Drill(args) => drill_cmd(&cfg, &stores, args),
         Command::Repair(args) => repair_cmd(&cfg, &stores, args),
+        Command::ImportLegacy(args) => {
+            crate::import::run(&cfg, &args.dir, args.confirm, args.include_damaged)
+        }
         Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
             unreachable!("handled above")
         }

@@ -382,3 +382,36 @@ pub fn stats(space: &Space) -> Value {
         },
     })
 }
+/// `cairn import-legacy`.
+pub fn import_legacy(r: &cairn_engine::legacy::ImportReport) -> Value {
+    json!({
+        "dir": r.dir.display().to_string(),
+        "dry_run": r.dry_run,
+        "include_damaged": r.include_damaged,
+        "snapshots": r.snapshots.iter().map(|s| json!({
+            "name": s.name.to_string_lossy(),
+            "id": s.id,
+            "created_at": s.created_at,
+            "outcome": outcome_name(s.outcome),
+            "problems": s.problems,
+            "parts": s.parts.iter().map(|p| json!({
+                "path": p.path.to_string_lossy(),
+                "store": p.store,
+            })).collect::<Vec<_>>(),
+            "validation_errors": s.validation.iter().map(problem).collect::<Vec<_>>(),
+            "bytes": s.bytes,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn outcome_name(o: cairn_engine::legacy::Outcome) -> &'static str {
+    match o {
+        cairn_engine::legacy::Outcome::WouldImport => "would_import",
+        cairn_engine::legacy::Outcome::WouldImportDamaged => "would_import_damaged",
+        cairn_engine::legacy::Outcome::Imported => "imported",
+        cairn_engine::legacy::Outcome::ImportedDamaged => "imported_damaged",
+        cairn_engine::legacy::Outcome::Damaged => "damaged",
+        cairn_engine::legacy::Outcome::Exists => "exists",
+        cairn_engine::legacy::Outcome::NotASnapshot => "not_a_snapshot",
+    }
+}

@@ -9,7 +9,9 @@ mod clock;
 mod commands;
 mod contract;
 mod diff;
+mod import;
 mod json;
+mod monitor;
 mod progress;
 mod render;
 mod starter;
@@ -20,7 +22,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use cairn_engine::Error;
-use clap::Parser;
 
 pub use cli::{Cli, EXIT_CODES, VERSION};
 
@@ -70,8 +71,17 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
+    // Parsed through ArgMatches to learn the subcommand's name as clap
+    // has it: `[monitoring]` is keyed by it, for every command there is.
+    let parsed = {
+        use clap::{CommandFactory, FromArgMatches};
+        Cli::command().try_get_matches_from(args).and_then(|m| {
+            let name = m.subcommand_name().unwrap_or_default().to_owned();
+            Cli::from_arg_matches(&m).map(|cli| (cli, name))
+        })
+    };
+    let (cli, command_name) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             use clap::error::ErrorKind;
             let to_stdout = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
@@ -115,7 +125,7 @@ pub fn run(
             .with_max_level(tracing::Level::INFO)
             .try_init();
     }
-    let result = commands::dispatch(&cli, out);
+    let result = commands::dispatch(&cli, &command_name, out);
     match result {
         Ok(output) => {
             if cli.json {

@@ -479,9 +479,24 @@ pub fn restore_plan(plan: &RestorePlan<'_>) -> String {
 
 pub fn prune(plan: &PrunePlan, policy: &Retention) -> String {
     let mut s = format!(
-        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned, plus keep_pre_restore_days={}\n",
+        "retention: keep_daily={} keep_weekly={} keep_monthly={} (UTC days), plus pinned, plus keep_pre_restore_days={}",
         policy.keep_daily, policy.keep_weekly, policy.keep_monthly, policy.keep_pre_restore_days
     );
+    if policy.keep_last > 0 {
+        let _ = write!(s, ", keep_last={}", policy.keep_last);
+    }
+    if let Some(span) = &policy.keep_within {
+        let _ = write!(s, ", keep_within={span}");
+    }
+    if !policy.keep_tag.is_empty() {
+        let tags: Vec<String> = policy
+            .keep_tag
+            .iter()
+            .map(|t| clean(t).into_owned())
+            .collect();
+        let _ = write!(s, ", keep_tag={}", tags.join(","));
+    }
+    s.push('\n');
     for k in &plan.keep {
         let reasons: Vec<String> = k.reasons.iter().map(|r| r.name().to_owned()).collect();
         let _ = writeln!(s, "  keep    {}  {}", k.id, reasons.join(", "));
@@ -828,6 +843,84 @@ pub fn diff(d: &cairn_engine::diff::Diff) -> String {
                 "{} added, {} removed, {} changed",
                 totals.0, totals.1, totals.2
             )
+        }
+    );
+    s
+}
+
+/// `cairn import-legacy`.
+pub fn import_legacy(r: &cairn_engine::legacy::ImportReport) -> String {
+    use cairn_engine::legacy::Outcome;
+    let mut s = format!(
+        "import-legacy {}{}\n",
+        clean(&r.dir.display().to_string()),
+        if r.dry_run {
+            " (dry run: each snapshot built and validated, then removed)"
+        } else {
+            ""
+        }
+    );
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for snap in &r.snapshots {
+        let label = match snap.outcome {
+            Outcome::WouldImport => "would import",
+            Outcome::WouldImportDamaged => "DAMAGED",
+            Outcome::Imported => "imported",
+            Outcome::ImportedDamaged => "imported (DAMAGED)",
+            Outcome::Damaged => "DAMAGED",
+            Outcome::Exists => "exists",
+            Outcome::NotASnapshot => "left alone",
+        };
+        *counts.entry(label).or_default() += 1;
+        let stores: Vec<String> = snap
+            .parts
+            .iter()
+            .filter_map(|p| {
+                p.store
+                    .as_ref()
+                    .map(|st| format!("{} <- {}", clean(st), clean(&p.path.to_string_lossy())))
+            })
+            .collect();
+        let _ = write!(s, "  {label:<18} {}", clean(&snap.name.to_string_lossy()));
+        if !stores.is_empty() && !matches!(snap.outcome, Outcome::Exists | Outcome::NotASnapshot) {
+            let _ = write!(
+                s,
+                "  {}  {}",
+                stores.join(", "),
+                cairn_engine::fsutil::human_bytes(snap.bytes)
+            );
+        }
+        s.push('\n');
+        for p in &snap.problems {
+            let _ = writeln!(s, "      {}", clean(p));
+        }
+        for p in &snap.validation {
+            let _ = writeln!(s, "      {}", clean(&p.to_string()));
+        }
+    }
+    let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let damaged = r
+        .snapshots
+        .iter()
+        .any(|x| matches!(x.outcome, Outcome::Damaged | Outcome::WouldImportDamaged));
+    let _ = writeln!(
+        s,
+        "{}: {}{}{}",
+        if r.dry_run { "dry run" } else { "imported" },
+        if summary.is_empty() {
+            "no snapshots found".to_owned()
+        } else {
+            summary.join(", ")
+        },
+        if damaged && !r.include_damaged {
+            "; damaged ones are imported only with --include-damaged (tagged import-damaged)"
+        } else {
+            ""
+        },
+        if r.dry_run {
+            " (run with --confirm to import)"
+        } else {
+            ""
         }
     );
     s

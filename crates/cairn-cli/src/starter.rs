@@ -20,9 +20,12 @@ repository = "backups"
 
 [retention]           # UTC days; `cairn prune` is a dry run unless --confirm
 keep_daily = 7        # newest snapshot of each of the 7 newest days that have one
-keep_weekly = 4       # plus Sunday snapshots of the 4 newest such Sundays
-keep_monthly = 6      # plus 1st-of-month snapshots of the 6 newest such days
+keep_weekly = 4       # plus Sunday snapshots of the 4 newest such Sundays (a missed Sunday: that week's newest)
+keep_monthly = 6      # plus 1st-of-month snapshots of the 6 newest such days (a missed 1st: that month's oldest)
 keep_pre_restore_days = 7   # a restore's pre-restore snapshot, and what it restored
+# keep_last = 3       # the 3 newest snapshots, whatever their days
+# keep_within = "14d" # every snapshot within 14 days of the newest (units h, d, w, m, y)
+# keep_tag = ["release"]    # every snapshot with one of these tags
 
 # [hooks]             # argv arrays, run without a shell
 # before_snapshot = ["systemctl", "stop", "my-service"]

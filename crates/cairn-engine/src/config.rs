@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::trust;
 
 pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 10;
+pub const DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS: u64 = 600;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,14 +27,24 @@ pub struct Config {
     pub stores: Vec<StoreConfig>,
     /// How long a run waits for the repository lock before giving up.
     pub lock_wait: Duration,
+    /// `[monitoring]`: pings, the Prometheus textfile, success/failure hooks.
+    pub monitoring: crate::monitoring::Monitoring,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
     pub keep_daily: u32,
     pub keep_weekly: u32,
     pub keep_monthly: u32,
+    /// The newest N snapshots that take calendar slots, whatever their days.
+    pub keep_last: u32,
+    /// Every snapshot younger than this span before the newest one
+    /// (`"14d"`, `"1y6m"`; units h, d, w, m, y).
+    #[serde(deserialize_with = "crate::retention_span::deserialize_keep_within")]
+    pub keep_within: Option<crate::retention_span::Span>,
+    /// Every snapshot carrying one of these tags.
+    pub keep_tag: Vec<String>,
     /// Days a pre-restore snapshot, and the snapshot it was taken before
     /// restoring, are kept whatever the calendar says: the first is the
     /// way back from the restore, the second what was restored.
@@ -47,6 +58,9 @@ impl Default for Retention {
             keep_weekly: 4,
             keep_monthly: 6,
             keep_pre_restore_days: 7,
+            keep_last: 0,
+            keep_within: None,
+            keep_tag: Vec::new(),
         }
     }
 }
@@ -70,6 +84,10 @@ pub struct StoreConfig {
     /// path that is not in a directory only root or the invoker can change
     /// (the link and its target must still be root's or the invoker's).
     pub follow_symlink: bool,
+    /// Run by `cairn drill` on the restored copy (argv, no shell; `{path}`
+    /// in an argument, and `CAIRN_DRILL_PATH`, are the copy's path).
+    pub drill_command: Option<Vec<String>>,
+    pub drill_command_timeout: Duration,
     /// Every key that is not a common key, for the plug-in to interpret.
     pub options: toml::Table,
     /// The config file, so plug-in errors can name it.
@@ -88,6 +106,8 @@ impl StoreConfig {
             path: PathBuf::from(&record.source),
             optional: false,
             follow_symlink: false,
+            drill_command: None,
+            drill_command_timeout: Duration::from_secs(DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS),
             options: record.options.clone(),
             origin: PathBuf::from(format!("<manifest of store {}>", record.name)),
         }
@@ -166,6 +186,8 @@ struct RawConfig {
     hooks: Hooks,
     #[serde(default)]
     lock_wait_seconds: Option<u64>,
+    #[serde(default)]
+    monitoring: crate::monitoring::RawMonitoring,
     #[serde(default, rename = "store")]
     stores: Vec<RawStore>,
 }
@@ -179,6 +201,10 @@ struct RawStore {
     optional: bool,
     #[serde(default)]
     follow_symlink: bool,
+    #[serde(default)]
+    drill_command: Option<Vec<String>>,
+    #[serde(default)]
+    drill_command_timeout_seconds: Option<u64>,
     #[serde(flatten)]
     options: toml::Table,
 }
@@ -230,7 +256,15 @@ impl Config {
             for (hook, argv) in [
                 ("before_snapshot", &cfg.hooks.before_snapshot),
                 ("after_snapshot", &cfg.hooks.after_snapshot),
-            ] {
+                ("on_success", &cfg.monitoring.on_success),
+                ("on_failure", &cfg.monitoring.on_failure),
+            ]
+            .into_iter()
+            .chain(
+                cfg.stores
+                    .iter()
+                    .map(|s| ("drill_command", &s.drill_command)),
+            ) {
                 let Some(program) = argv.as_ref().and_then(|a| a.first()) else {
                     continue;
                 };
@@ -289,7 +323,31 @@ impl Config {
                     format!("store {:?}: `path` must not be empty", s.name),
                 ));
             }
+            if s.drill_command.as_ref().is_some_and(Vec::is_empty) {
+                return Err(Error::config(
+                    &file,
+                    format!(
+                        "store {:?}: `drill_command` must be a non-empty argv array, e.g. [\"/usr/local/bin/check\", \"{{path}}\"]",
+                        s.name
+                    ),
+                ));
+            }
+            let drill_command_timeout = match s.drill_command_timeout_seconds {
+                None => DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS,
+                Some(n @ 1..=86_400) => n,
+                Some(n) => {
+                    return Err(Error::config(
+                        &file,
+                        format!(
+                        "store {:?}: `drill_command_timeout_seconds` must be 1 to 86400, not {n}",
+                        s.name
+                    ),
+                    ))
+                }
+            };
             stores.push(StoreConfig {
+                drill_command: s.drill_command,
+                drill_command_timeout: Duration::from_secs(drill_command_timeout),
                 path: resolve(&base, Path::new(&s.path)),
                 name: s.name,
                 kind: s.kind,
@@ -300,7 +358,9 @@ impl Config {
             });
         }
 
+        let monitoring = crate::monitoring::Monitoring::from_raw(raw.monitoring, &file, &base)?;
         let cfg = Config {
+            monitoring,
             repository: resolve(&base, Path::new(&raw.repository)),
             retention: raw.retention,
             hooks: raw.hooks,
@@ -359,6 +419,7 @@ impl Config {
             repository,
             retention: Retention::default(),
             hooks: Hooks::default(),
+            monitoring: crate::monitoring::Monitoring::default(),
             stores: Vec::new(),
             lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECONDS),
         })

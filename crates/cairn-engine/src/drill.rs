@@ -115,7 +115,7 @@ pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillRepo
             });
             report
                 .checks
-                .extend(check_restored(stores, &manifest, &scratch));
+                .extend(check_restored(cfg, stores, &manifest, &scratch));
         }
         (Ok(outcome), _) => report.checks.push(DrillCheck {
             store: String::new(),
@@ -153,10 +153,21 @@ pub fn run(cfg: &Config, stores: &Stores, req: DrillRequest) -> Result<DrillRepo
 /// Every store's checks at once, one thread each; within a store, the
 /// files' hashes and the kind's own checks (SQLite integrity_check and row
 /// counts) also run side by side. Reported in manifest order.
-fn check_restored(stores: &Stores, manifest: &Manifest, scratch: &Path) -> Vec<DrillCheck> {
+fn check_restored(
+    cfg: &Config,
+    stores: &Stores,
+    manifest: &Manifest,
+    scratch: &Path,
+) -> Vec<DrillCheck> {
     crate::parallel::each_on_its_own_thread(
         manifest.stores.iter().collect(),
-        |record| check_store(stores, record, scratch),
+        |record| {
+            let mut checks = check_store(stores, record, scratch);
+            if let Some(store) = cfg.store(&record.name) {
+                checks.extend(drill_command(store, record, &manifest.id, scratch));
+            }
+            checks
+        },
         |i| {
             vec![DrillCheck {
                 store: manifest.stores[i].name.clone(),
@@ -197,6 +208,46 @@ fn check_store(stores: &Stores, record: &StoreRecord, scratch: &Path) -> Vec<Dri
     let mut checks = vec![files];
     checks.extend(kind);
     checks
+}
+
+/// The store's `drill_command`, on the restored copy: `{path}` in an
+/// argument and `CAIRN_DRILL_PATH` are the restored file (a file store) or
+/// directory. The copy is the drill's own scratch copy, so nothing the
+/// command does reaches the snapshot or the live store.
+fn drill_command(
+    store: &crate::config::StoreConfig,
+    record: &StoreRecord,
+    id: &str,
+    scratch: &Path,
+) -> Option<DrillCheck> {
+    let argv = store.drill_command.as_ref()?;
+    if record.status == StoreStatus::Absent {
+        return None;
+    }
+    let root = scratch.join(&record.name);
+    let path = match (record.shape, record.entries.first()) {
+        (crate::manifest::Shape::File, Some(entry)) => root.join(&entry.path),
+        _ => root,
+    };
+    let shown = path.to_string_lossy().into_owned();
+    let argv: Vec<String> = argv.iter().map(|a| a.replace("{path}", &shown)).collect();
+    let env = [
+        ("CAIRN_DRILL_PATH".to_owned(), shown.clone()),
+        ("CAIRN_STORE".to_owned(), record.name.clone()),
+        ("CAIRN_STORE_KIND".to_owned(), record.kind.clone()),
+        ("CAIRN_SNAPSHOT_ID".to_owned(), id.to_owned()),
+    ];
+    let result =
+        crate::hooks::run_bounded("drill_command", &argv, &env, store.drill_command_timeout);
+    Some(DrillCheck {
+        store: record.name.clone(),
+        check: "drill_command".into(),
+        ok: result.is_ok(),
+        detail: match result {
+            Ok(()) => format!("{} exited 0", argv.join(" ")),
+            Err(e) => e.to_string(),
+        },
+    })
 }
 
 /// Every restored file against the manifest, every byte hashed, and its

@@ -79,7 +79,7 @@ pub enum Error {
     #[error("invalid tag {tag:?}: a tag is 1-128 printable characters without commas")]
     BadTag { tag: String },
 
-    #[error("the retention policy keeps nothing (keep_daily, keep_weekly and keep_monthly are all 0 and no snapshot is pinned)")]
+    #[error("the retention policy keeps nothing (keep_daily, keep_weekly, keep_monthly and keep_last are all 0, no keep_within, no snapshot has a keep_tag tag, and none is pinned)")]
     EmptyPolicy,
 
     /// A live restore of a store the snapshot has but the config lacks.

@@ -50,3 +50,48 @@ pub(crate) fn exit_description(status: std::process::ExitStatus) -> String {
         (None, None) => format!("ended abnormally ({status})"),
     }
 }
+
+/// Runs `argv` like [`run`], with `env` added to the environment, and
+/// kills it when it outlives `timeout` (a hung notifier must not hold a
+/// nightly run forever). Used by `[monitoring]`'s `on_success` and
+/// `on_failure`, and by a store's `drill_command`.
+pub fn run_bounded(
+    hook: &'static str,
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let shown = argv.join(" ");
+    let fail = |message: String| Error::Hook {
+        hook,
+        argv: shown.clone(),
+        message,
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return Err(fail("empty command".into()));
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr()))
+        .spawn()
+        .map_err(|e| fail(format!("could not start: {e}")))?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(fail(exit_description(status))),
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "still running after {}s; killed",
+                    timeout.as_secs()
+                )));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) => return Err(fail(format!("could not wait for it: {e}"))),
+        }
+    }
+}

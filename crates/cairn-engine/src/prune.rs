@@ -9,6 +9,9 @@
 //! - weekly: the newest snapshot of each of the `keep_weekly` newest Sundays
 //!   that have a snapshot and none kept yet;
 //! - monthly: likewise for the `keep_monthly` newest 1sts of a month;
+//! - with fallbacks so that a missed Sunday or 1st leaves no hole, and
+//!   `keep_last`, `keep_within`, `keep_tag` as restic has them (see
+//!   [`decide`] for the exact rule);
 //! - pinned: always kept.
 //!
 //! Everything else with a parseable id is deleted. A name under
@@ -60,6 +63,12 @@ pub enum Reason {
     Restored,
     /// Dated in the future (see [`crate::id::FUTURE_TOLERANCE`]).
     Future,
+    /// Among the `keep_last` newest.
+    Last,
+    /// Within `keep_within` of the newest snapshot.
+    Within,
+    /// Carries a tag in `keep_tag`.
+    Tag,
 }
 
 impl Reason {
@@ -74,6 +83,9 @@ impl Reason {
             Reason::PreRestore => "pre_restore",
             Reason::Restored => "restored",
             Reason::Future => "future",
+            Reason::Last => "last",
+            Reason::Within => "within",
+            Reason::Tag => "tag",
         }
     }
 }
@@ -106,12 +118,30 @@ pub struct PrunePlan {
 
 /// The pure rule: which of `ids` to keep, with reasons. `ids` may come in
 /// any order; the result does not depend on it.
+///
+/// Each day is represented by its newest snapshot. Daily takes the
+/// `keep_daily` newest days. Weekly and monthly then take, newest first,
+/// the `keep_weekly` / `keep_monthly` newest candidates whose day no tier
+/// has kept yet:
+/// - a Sunday, or a 1st of a month, as in the reference system;
+/// - and, so that one missed Sunday or 1st leaves no hole, within the
+///   `keep_weekly` newest calendar weeks (ISO, Monday to Sunday) counted
+///   back from the newest snapshot's week: the newest day of a week that
+///   has no Sunday; within the `keep_monthly` newest calendar months: the
+///   oldest day of a month that has no 1st and none of whose snapshots
+///   daily or weekly kept.
+///
+/// The window keeps the reference's meaning for old, sparse history (an
+/// isolated Thursday two months back is no weekly), and the "none kept
+/// yet" keeps a month that daily already holds from keeping its oldest
+/// day as well. `keep_last` keeps the newest N, `keep_within` everything
+/// within that span before the newest; pinned are always kept.
 pub fn decide(
     ids: &[SnapshotId],
     pinned: &BTreeSet<SnapshotId>,
     policy: &Retention,
 ) -> BTreeMap<SnapshotId, Vec<Reason>> {
-    // Newest snapshot of each day, days newest first.
+    // Newest snapshot of each day, days oldest first.
     let mut newest_of_day: BTreeMap<NaiveDate, &SnapshotId> = BTreeMap::new();
     for id in ids {
         let day = id.stamp().date_naive();
@@ -120,42 +150,127 @@ pub fn decide(
             *slot = id;
         }
     }
-    let days_newest_first: Vec<(NaiveDate, &SnapshotId)> = newest_of_day
-        .iter()
-        .rev()
-        .map(|(d, id)| (*d, *id))
-        .collect();
+    let days: Vec<NaiveDate> = newest_of_day.keys().copied().collect();
 
     let mut kept: BTreeMap<SnapshotId, Vec<Reason>> = BTreeMap::new();
     let mut covered_days: BTreeSet<NaiveDate> = BTreeSet::new();
 
-    for (day, id) in days_newest_first.iter().take(policy.keep_daily as usize) {
-        kept.entry((*id).clone()).or_default().push(Reason::Daily);
+    for day in days.iter().rev().take(policy.keep_daily as usize) {
+        kept.entry(newest_of_day[day].clone())
+            .or_default()
+            .push(Reason::Daily);
         covered_days.insert(*day);
     }
-    type Qualifies = fn(NaiveDate) -> bool;
-    let tiers: [(Reason, u32, Qualifies); 2] = [
-        (Reason::Weekly, policy.keep_weekly, |d| {
-            d.weekday() == Weekday::Sun
-        }),
-        (Reason::Monthly, policy.keep_monthly, |d| d.day() == 1),
-    ];
-    for (reason, count, qualifies) in tiers {
-        let picks: Vec<(NaiveDate, &SnapshotId)> = days_newest_first
+
+    if let Some(&newest) = days.last() {
+        // Weekly.
+        let newest_week = week_start(newest);
+        let week_window = weeks_back(newest_week, policy.keep_weekly);
+        let weekly: Vec<NaiveDate> = days
             .iter()
-            .filter(|(day, _)| qualifies(*day) && !covered_days.contains(day))
-            .take(count as usize)
-            .copied()
+            .enumerate()
+            .filter(|&(i, d)| {
+                let newest_of_week = days
+                    .get(i + 1)
+                    .is_none_or(|next| week_start(*next) != week_start(*d));
+                d.weekday() == Weekday::Sun
+                    || (newest_of_week && week_window.is_some_and(|w| week_start(*d) >= w))
+            })
+            .map(|(_, d)| *d)
             .collect();
-        for (day, id) in picks {
-            kept.entry(id.clone()).or_default().push(reason);
+        for day in pick(&weekly, &covered_days, policy.keep_weekly) {
+            kept.entry(newest_of_day[&day].clone())
+                .or_default()
+                .push(Reason::Weekly);
+            covered_days.insert(day);
+        }
+
+        // Monthly.
+        let month_window = months_back(month_start(newest), policy.keep_monthly);
+        let monthly: Vec<NaiveDate> = days
+            .iter()
+            .enumerate()
+            .filter(|&(i, d)| {
+                if d.day() == 1 {
+                    return true;
+                }
+                let month = month_start(*d);
+                let oldest_of_month = i == 0 || month_start(days[i - 1]) != month;
+                let month_held = covered_days.iter().any(|c| month_start(*c) == month);
+                oldest_of_month && !month_held && month_window.is_some_and(|w| month >= w)
+            })
+            .map(|(_, d)| *d)
+            .collect();
+        for day in pick(&monthly, &covered_days, policy.keep_monthly) {
+            kept.entry(newest_of_day[&day].clone())
+                .or_default()
+                .push(Reason::Monthly);
             covered_days.insert(day);
         }
     }
+
+    let mut newest_first: Vec<&SnapshotId> = ids.iter().collect();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    newest_first.dedup();
+    for id in newest_first.iter().take(policy.keep_last as usize) {
+        kept.entry((*id).clone()).or_default().push(Reason::Last);
+    }
+    if let (Some(span), Some(newest)) = (&policy.keep_within, newest_first.first()) {
+        let since = span.before(newest.stamp());
+        for id in &newest_first {
+            if since.is_none_or(|since| id.stamp() >= since) {
+                kept.entry((*id).clone()).or_default().push(Reason::Within);
+            }
+        }
+    }
     for id in ids.iter().filter(|id| pinned.contains(id)) {
-        kept.entry(id.clone()).or_default().push(Reason::Pinned);
+        let reasons = kept.entry(id.clone()).or_default();
+        if !reasons.contains(&Reason::Pinned) {
+            reasons.push(Reason::Pinned);
+        }
     }
     kept
+}
+
+/// The newest `count` of `candidates` (days, oldest first) not already covered.
+fn pick(candidates: &[NaiveDate], covered: &BTreeSet<NaiveDate>, count: u32) -> Vec<NaiveDate> {
+    candidates
+        .iter()
+        .rev()
+        .filter(|d| !covered.contains(d))
+        .take(count as usize)
+        .copied()
+        .collect()
+}
+
+/// The Monday of `day`'s ISO week.
+fn week_start(day: NaiveDate) -> NaiveDate {
+    day - chrono::Days::new(u64::from(day.weekday().num_days_from_monday()))
+}
+
+/// The Monday `count - 1` weeks before `newest` (the oldest week of a
+/// window of `count`); `None` for an empty window.
+fn weeks_back(newest: NaiveDate, count: u32) -> Option<NaiveDate> {
+    let back = u64::from(count.checked_sub(1)?) * 7;
+    Some(
+        newest
+            .checked_sub_days(chrono::Days::new(back))
+            .unwrap_or(NaiveDate::MIN),
+    )
+}
+
+fn month_start(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
+}
+
+/// The 1st of the month `count - 1` months before `newest`.
+fn months_back(newest: NaiveDate, count: u32) -> Option<NaiveDate> {
+    let back = count.checked_sub(1)?;
+    Some(
+        newest
+            .checked_sub_months(chrono::Months::new(back))
+            .unwrap_or(NaiveDate::MIN),
+    )
 }
 
 /// The whole rule for readable snapshots: [`decide`] over the calendar
@@ -212,29 +327,41 @@ pub fn plan(repo: &Repository, policy: &Retention, allow_empty_policy: bool) -> 
         .filter(|id| repo.is_pinned(id))
         .cloned()
         .collect();
-    if policy.keep_daily == 0
-        && policy.keep_weekly == 0
-        && policy.keep_monthly == 0
-        && pinned.is_empty()
-        && !allow_empty_policy
-    {
-        return Err(Error::EmptyPolicy);
-    }
     let mut sound = Vec::new();
     let mut damaged = Vec::new();
     let mut restore_of = BTreeMap::new();
+    let mut tagged = Vec::new();
     for id in &listing.ids {
         match Manifest::read_from(&repo.snapshot_dir(id), id.as_str()) {
             Ok(manifest) => {
                 if let Some(of) = &manifest.restore_of {
                     restore_of.insert(id.clone(), SnapshotId::parse(of).ok());
                 }
+                if manifest.tags.iter().any(|t| policy.keep_tag.contains(t)) {
+                    tagged.push(id.clone());
+                }
                 sound.push(id.clone());
             }
             Err(_) => damaged.push(id.clone()),
         }
     }
+    // `keep_tag` alone keeps something only when a snapshot has the tag.
+    if policy.keep_daily == 0
+        && policy.keep_weekly == 0
+        && policy.keep_monthly == 0
+        && policy.keep_last == 0
+        && policy.keep_within.is_none()
+        && tagged.is_empty()
+        && pinned.is_empty()
+        && !allow_empty_policy
+    {
+        return Err(Error::EmptyPolicy);
+    }
     let mut kept = decide_at(&sound, &restore_of, &pinned, policy, Utc::now());
+    // A tag is the operator's word: kept whatever else is true of it.
+    for id in tagged {
+        kept.entry(id).or_default().push(Reason::Tag);
+    }
     for id in damaged {
         let reasons = kept.entry(id.clone()).or_default();
         reasons.push(Reason::Damaged);
@@ -369,6 +496,96 @@ mod tests {
         assert_eq!(kept[&id("20251201T120000Z")], vec![Reason::Monthly]);
     }
 
+    fn kept_days(kept: &BTreeMap<SnapshotId, Vec<Reason>>, reason: Reason) -> Vec<String> {
+        kept.iter()
+            .filter(|(_, r)| r.contains(&reason))
+            .map(|(id, _)| id.as_str()[..8].to_owned())
+            .collect()
+    }
+
+    fn nightly(from: &str, to: &str, missing: &[&str]) -> Vec<SnapshotId> {
+        let mut day = NaiveDate::parse_from_str(from, "%Y%m%d").unwrap();
+        let end = NaiveDate::parse_from_str(to, "%Y%m%d").unwrap();
+        let mut ids = Vec::new();
+        while day <= end {
+            let text = day.format("%Y%m%d").to_string();
+            if !missing.contains(&text.as_str()) {
+                ids.push(id(&format!("{text}T030000Z")));
+            }
+            day = day.succ_opt().unwrap();
+        }
+        ids
+    }
+
+    #[test]
+    fn a_missed_sunday_is_replaced_by_the_newest_of_its_week() {
+        // Nightly from Mar 1 to Apr 11 2026; Sunday Mar 22 failed.
+        let ids = nightly("20260301", "20260411", &["20260322"]);
+        let policy = Retention {
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 0,
+            ..Retention::default()
+        };
+        let kept = decide(&ids, &BTreeSet::new(), &policy);
+        // Apr 5 is daily; then Mar 29, Saturday Mar 21 for the missed
+        // Sunday, Mar 15 and Mar 8.
+        assert_eq!(
+            kept_days(&kept, Reason::Weekly),
+            vec!["20260308", "20260315", "20260321", "20260329"]
+        );
+        // The reference rule would have kept Mar 15 and Mar 8 and left the
+        // week of Mar 16-22 empty; re-pruning the survivors keeps them all.
+        let survivors: Vec<SnapshotId> = kept.keys().cloned().collect();
+        assert_eq!(decide(&survivors, &BTreeSet::new(), &policy), kept);
+    }
+
+    #[test]
+    fn a_missed_first_is_replaced_by_the_oldest_of_its_month() {
+        // Nightly from Jan 1 to May 20 2026; Mar 1 and Apr 1-2 failed.
+        let ids = nightly(
+            "20260101",
+            "20260520",
+            &["20260301", "20260401", "20260402"],
+        );
+        let policy = Retention {
+            keep_daily: 7,
+            keep_weekly: 0,
+            keep_monthly: 6,
+            ..Retention::default()
+        };
+        let kept = decide(&ids, &BTreeSet::new(), &policy);
+        assert_eq!(
+            kept_days(&kept, Reason::Monthly),
+            vec!["20260101", "20260201", "20260302", "20260403", "20260501"]
+        );
+    }
+
+    #[test]
+    fn keep_last_and_keep_within_count_from_the_newest_snapshot() {
+        let ids = nightly("20260101", "20260131", &[]);
+        let policy = Retention {
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+            keep_last: 3,
+            keep_within: Some(crate::retention_span::Span::parse("1w").unwrap()),
+            ..Retention::default()
+        };
+        let kept = decide(&ids, &BTreeSet::new(), &policy);
+        assert_eq!(
+            kept_days(&kept, Reason::Last),
+            vec!["20260129", "20260130", "20260131"]
+        );
+        // Jan 24 03:00 is exactly one week before Jan 31 03:00: within.
+        assert_eq!(kept_days(&kept, Reason::Within).len(), 8);
+        assert_eq!(
+            kept[&id("20260131T030000Z")],
+            vec![Reason::Last, Reason::Within]
+        );
+        assert!(!kept.contains_key(&id("20260123T030000Z")));
+    }
+
     #[test]
     fn newest_of_a_day_wins_and_sunday_already_kept_is_not_kept_twice() {
         let ids = vec![
@@ -403,11 +620,13 @@ mod tests {
         #[test]
         fn plan_invariants(
             ids in arb_ids(),
-            d in 0u32..10, w in 0u32..6, m in 0u32..8,
+            d in 0u32..10, w in 0u32..6, m in 0u32..8, last in 0u32..4,
+            within in prop::option::of(0u32..40),
             pin_mask in prop::collection::vec(any::<bool>(), 60),
             shuffle_seed in any::<u64>(),
         ) {
-            let policy = Retention { keep_daily: d, keep_weekly: w, keep_monthly: m, ..Retention::default() };
+            let keep_within = within.map(|days| crate::retention_span::Span { days, ..Default::default() });
+            let policy = Retention { keep_daily: d, keep_weekly: w, keep_monthly: m, keep_last: last, keep_within, ..Retention::default() };
             let pinned: BTreeSet<SnapshotId> = ids.iter().zip(&pin_mask).filter(|(_, p)| **p).map(|(i, _)| i.clone()).collect();
             let kept = decide(&ids, &pinned, &policy);
 

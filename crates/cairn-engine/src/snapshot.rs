@@ -114,6 +114,23 @@ pub(crate) struct Plan<'a> {
     absent_before: Vec<String>,
     /// Hard-link unchanged files from the latest snapshot of each store.
     reuse_parent: bool,
+    /// Whether the build is published (see [`Publish`]).
+    publish: Publish,
+    /// Warnings recorded in a store's record from the start (an import's
+    /// findings about the legacy files), by store name.
+    notes: Vec<(String, String)>,
+}
+
+/// What happens to a build once every store is captured and validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Publish {
+    /// Always (a snapshot is kept whatever its validation found).
+    Always,
+    /// Only when validation found nothing (an import without leave to
+    /// import damaged snapshots).
+    IfSound,
+    /// Never: built and validated, then removed (an import's dry run).
+    Never,
 }
 
 impl<'a> Plan<'a> {
@@ -136,7 +153,18 @@ impl<'a> Plan<'a> {
             missing_is_absent: false,
             absent_before: Vec::new(),
             reuse_parent: true,
+            publish: Publish::Always,
+            notes: Vec::new(),
         })
+    }
+
+    /// An import of a legacy snapshot: read every byte, publish as asked,
+    /// and start each named store's record with these warnings.
+    pub(crate) fn import(mut self, publish: Publish, notes: Vec<(String, String)>) -> Self {
+        self.reuse_parent = false;
+        self.publish = publish;
+        self.notes = notes;
+        self
     }
 
     /// Reads every source byte instead of reusing unchanged files.
@@ -207,8 +235,26 @@ pub(crate) fn capture_validated(
     _lock: &FileLock,
     plan: &Plan<'_>,
 ) -> Result<(SnapshotSummary, ValidationReport)> {
-    let (manifest, store_problems) = create(repo, plan, true)?;
+    let (summary, report, _) = capture_checked(repo, plan)?;
+    Ok((summary, report))
+}
+
+/// [`capture_validated`] for a plan that may not publish: also says
+/// whether the snapshot was published. Unpublished, the report holds what
+/// the stores' validation found, and nothing is left in the repository.
+pub(crate) fn capture_checked(
+    repo: &Repository,
+    plan: &Plan<'_>,
+) -> Result<(SnapshotSummary, ValidationReport, bool)> {
+    let (manifest, store_problems, published) = create(repo, plan, true)?;
     let id = crate::SnapshotId::parse(&manifest.id)?;
+    if !published {
+        return Ok((
+            SnapshotSummary::of(manifest),
+            ValidationReport::new(&id, store_problems),
+            false,
+        ));
+    }
     let written = manifest.digest();
     // Only the summary is kept: the entries are read back from disk below,
     // and holding both would double the memory of a large tree.
@@ -228,19 +274,23 @@ pub(crate) fn capture_validated(
     };
     problems.extend(store_problems);
     validate::write_record(&dir, Depth::Deep, &problems);
-    Ok((summary, ValidationReport::new(&id, problems)))
+    Ok((summary, ValidationReport::new(&id, problems), true))
 }
 
 /// Allocates the id and builds the snapshot; a failure leaves nothing
 /// behind in `tmp/`. With `verify`, also returns each store's validation
 /// problems.
-fn create(repo: &Repository, plan: &Plan<'_>, verify: bool) -> Result<(Manifest, Vec<Problem>)> {
+fn create(
+    repo: &Repository,
+    plan: &Plan<'_>,
+    verify: bool,
+) -> Result<(Manifest, Vec<Problem>, bool)> {
     repo.ensure_layout()?;
     let id = repo.allocate_id(plan.at)?;
     let build = repo.tmp_dir().join(id.as_str());
     fsutil::create_dir_private(&build)?;
     let result = build_snapshot(repo, &build, &id, plan, verify);
-    if result.is_err() {
+    if !matches!(result, Ok((_, _, true))) {
         // Best effort: a leftover would be removed by prune anyway.
         let _ = fsutil::remove_any(&build);
     }
@@ -253,7 +303,7 @@ fn build_snapshot(
     id: &crate::SnapshotId,
     plan: &Plan<'_>,
     verify: bool,
-) -> Result<(Manifest, Vec<Problem>)> {
+) -> Result<(Manifest, Vec<Problem>, bool)> {
     let stores_dir = build.join(STORES_DIR);
     fsutil::create_dir_private(&stores_dir)?;
 
@@ -308,7 +358,12 @@ fn build_snapshot(
             }
             _ => None,
         };
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<String> = plan
+            .notes
+            .iter()
+            .filter(|(name, _)| *name == store.name)
+            .map(|(_, note)| note.clone())
+            .collect();
         if let Some(open) = &resolved.parent_open_to_others {
             warnings.push(format!(
                 "{} can be changed by users other than root and you, so the store could be swapped for a link between runs; Cairn never follows one there, but consider a path only root controls",
@@ -372,6 +427,16 @@ fn build_snapshot(
         stores: records,
     };
 
+    let publish = match plan.publish {
+        Publish::Always => true,
+        Publish::IfSound => problems.is_empty(),
+        Publish::Never => false,
+    };
+    if !publish {
+        // `create` removes the build.
+        crate::progress::finish();
+        return Ok((manifest, problems, false));
+    }
     // Durability order: every copied byte and directory entry reaches the
     // disk, then the manifest (synced), then the build directory, then the
     // rename that publishes the snapshot, then its parent directory.
@@ -387,7 +452,7 @@ fn build_snapshot(
     fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
     fsutil::sync_dir(&repo.snapshots_dir())?;
     tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "synced and published");
-    Ok((manifest, problems))
+    Ok((manifest, problems, true))
 }
 
 /// A store's record as its capture filled it in, and what validating it

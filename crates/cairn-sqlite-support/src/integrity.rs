@@ -54,7 +54,7 @@ pub fn row_counts(path: &Path) -> Result<Vec<(String, i64)>, String> {
 /// Nothing but a regular file (and no special file where a sidecar would
 /// be) reaches SQLite: a FIFO planted in a snapshot must be reported, not
 /// block the check.
-fn open_immutable(path: &Path) -> Result<Connection, String> {
+pub(crate) fn open_immutable(path: &Path) -> Result<Connection, String> {
     crate::refuse_special(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI

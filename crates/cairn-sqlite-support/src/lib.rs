@@ -9,6 +9,7 @@
 mod copy;
 mod integrity;
 mod live;
+mod query;
 
 pub use copy::{
     is_sqlite_file, online_copy, persistent_journal_mode, restore_journal_mode, CopyError,
@@ -16,6 +17,7 @@ pub use copy::{
 };
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
+pub use query::{query_value, Target as QueryTarget};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -20,6 +20,11 @@
 //!   journal mode back (a WAL database comes back in WAL mode), check
 //!   integrity. A restore elsewhere keeps the snapshot's bytes as they are.
 //!
+//! - Drill: `integrity_check` and row counts of the restored copy, then
+//!   each of the store's `drill_checks` (an operator's query, run
+//!   read-only on the copy, its first value compared with `expect` or with
+//!   the same query on the live database, `expect_live = true`).
+//!
 //! The SQLite helpers live in `cairn-sqlite-support`, which registers no
 //! kind, so `chroma-dir` copies its embedded databases the same way
 //! without linking this kind.
@@ -32,8 +37,8 @@ use cairn_engine::{
     StoreRecord,
 };
 use cairn_sqlite_support::{
-    clear_sidecars, in_use, integrity_check, online_copy, restore_journal_mode, row_counts,
-    CopyFailure, INTEGRITY_FAILED,
+    clear_sidecars, in_use, integrity_check, online_copy, query_value, restore_journal_mode,
+    row_counts, CopyFailure, QueryTarget, INTEGRITY_FAILED,
 };
 
 pub const KIND: &str = "sqlite";
@@ -49,18 +54,26 @@ inventory::submit! {
         summary: "one SQLite database file, copied online with the backup API (consistent while writers write)",
         shape: Shape::File,
         example_path: "\"data/app.db\"",
-        options: &[OptionDoc {
-            name: "busy_timeout_seconds",
-            doc: "how long to wait for a writer holding an exclusive lock before giving up (default 30)",
-            example: "30",
-        }],
+        options: &[
+            OptionDoc {
+                name: "busy_timeout_seconds",
+                doc: "how long to wait for a writer holding an exclusive lock before giving up (default 30)",
+                example: "30",
+            },
+            OptionDoc {
+                name: "drill_checks",
+                doc: "queries `cairn drill` runs read-only on the restored copy: each `sql` (one read-only statement) must give `expect` (its first column of its first row, as text), or with `expect_live = true` what the same query gives on the live database (opened read-only); optional `name`, `timeout_seconds` (default 60)",
+                example: "[{ sql = \"SELECT sum(balance) FROM accounts\", expect = \"1000000\" }]",
+            },
+        ],
         build,
         origin: module_path!(),
     }
 }
 
 fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
-    config.check_options(&["busy_timeout_seconds"])?;
+    config.check_options(&["busy_timeout_seconds", "drill_checks"])?;
+    let drill_checks = drill_checks(config)?;
     let busy_timeout = config.seconds_option(
         "busy_timeout_seconds",
         DEFAULT_BUSY_TIMEOUT_SECONDS,
@@ -69,10 +82,128 @@ fn build(config: &StoreConfig) -> Result<Box<dyn StoreHandler>> {
     Ok(Box::new(SqliteStore {
         busy_timeout,
         path: config.path.clone(),
+        drill_checks,
     }))
 }
 
+/// One `drill_checks` entry, checked.
+struct DrillCheckSpec {
+    name: String,
+    sql: String,
+    expected: Expected,
+    timeout: std::time::Duration,
+}
+
+enum Expected {
+    Value(String),
+    /// The same query's value on the live database.
+    Live,
+}
+
+const DEFAULT_CHECK_TIMEOUT_SECONDS: u64 = 60;
+
+fn drill_checks(config: &StoreConfig) -> Result<Vec<DrillCheckSpec>> {
+    let Some(value) = config.options.get("drill_checks") else {
+        return Ok(Vec::new());
+    };
+    let bad = |i: Option<usize>, why: &str| {
+        let which = i.map_or(String::new(), |i| format!("[{}]", i + 1));
+        Error::config(
+            &config.origin,
+            format!(
+                "store {:?}: option `drill_checks{which}` {why}; e.g. drill_checks = [{{ sql = \"SELECT count(*) FROM t\", expect = \"3\" }}]",
+                config.name
+            ),
+        )
+    };
+    let list = value
+        .as_array()
+        .ok_or_else(|| bad(None, "must be an array of tables"))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let table = item
+                .as_table()
+                .ok_or_else(|| bad(Some(i), "must be a table with `sql` and `expect` or `expect_live`"))?;
+            if let Some(key) = table
+                .keys()
+                .find(|k| !["sql", "expect", "expect_live", "name", "timeout_seconds"].contains(&k.as_str()))
+            {
+                return Err(bad(Some(i), &format!("has unknown key `{key}` (known: sql, expect, expect_live, name, timeout_seconds)")));
+            }
+            let sql = match table.get("sql").and_then(|v| v.as_str()) {
+                Some(sql) if !sql.trim().is_empty() && sql.len() <= 64 * 1024 => sql.to_owned(),
+                _ => return Err(bad(Some(i), "needs `sql`, a non-empty string")),
+            };
+            let expected = match (table.get("expect"), table.get("expect_live")) {
+                (Some(v), None | Some(cairn_engine::toml::Value::Boolean(false))) => Expected::Value(match v {
+                    cairn_engine::toml::Value::String(s) => s.clone(),
+                    cairn_engine::toml::Value::Integer(n) => n.to_string(),
+                    cairn_engine::toml::Value::Float(x) => x.to_string(),
+                    _ => return Err(bad(Some(i), "`expect` must be a string or a number")),
+                }),
+                (None, Some(cairn_engine::toml::Value::Boolean(true))) => Expected::Live,
+                _ => {
+                    return Err(bad(
+                        Some(i),
+                        "needs exactly one of `expect` (a value) and `expect_live = true`",
+                    ))
+                }
+            };
+            let timeout = match table.get("timeout_seconds") {
+                None => DEFAULT_CHECK_TIMEOUT_SECONDS,
+                Some(v) => match v.as_integer() {
+                    Some(n @ 1..=86_400) => n as u64,
+                    _ => return Err(bad(Some(i), "`timeout_seconds` must be 1 to 86400")),
+                },
+            };
+            let name = match table.get("name") {
+                None => format!("drill_check {}", i + 1),
+                Some(cairn_engine::toml::Value::String(n)) if !n.is_empty() && n.len() <= 128 => n.clone(),
+                Some(_) => return Err(bad(Some(i), "`name` must be a string of 1 to 128 bytes")),
+            };
+            Ok(DrillCheckSpec {
+                name,
+                sql,
+                expected,
+                timeout: std::time::Duration::from_secs(timeout),
+            })
+        })
+        .collect()
+}
+
+/// One drill check on the restored copy at `copy`: what it saw, and
+/// whether that is what was expected.
+fn run_drill_check(
+    spec: &DrillCheckSpec,
+    copy: &Path,
+    live: &Path,
+) -> std::result::Result<String, String> {
+    let seen = query_value(copy, &spec.sql, QueryTarget::Copy, spec.timeout)
+        .map_err(|e| format!("{}: {e}", spec.sql))?;
+    let (expected, from) = match &spec.expected {
+        Expected::Value(v) => (v.clone(), "expected"),
+        Expected::Live => (
+            query_value(live, &spec.sql, QueryTarget::Live, spec.timeout).map_err(|e| {
+                format!(
+                    "{}: got {seen:?} from the copy; the live database: {e}",
+                    spec.sql
+                )
+            })?,
+            "live",
+        ),
+    };
+    let text = format!("{}: got {seen:?}, {from} {expected:?}", spec.sql);
+    if seen == expected {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
 struct SqliteStore {
+    /// The store's `drill_checks`, in config order.
+    drill_checks: Vec<DrillCheckSpec>,
     busy_timeout: std::time::Duration,
     /// The configured database: a restore onto it is a live restore.
     path: std::path::PathBuf,
@@ -161,6 +292,9 @@ impl StoreHandler for SqliteStore {
                 }
             });
             checks.push(("row_counts".to_owned(), counts));
+            for spec in &self.drill_checks {
+                checks.push((spec.name.clone(), run_drill_check(spec, &path, &self.path)));
+            }
         }
         checks
     }
