@@ -9,6 +9,7 @@ mod core;
 mod drill;
 mod escaping;
 mod future;
+mod incremental;
 mod options;
 mod output;
 mod overlap;

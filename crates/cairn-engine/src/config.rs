@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 use crate::trust;
 
 pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 10;
+/// Each snapshot re-reads 1/`verify_rotation` of the copies it reuses
+/// from its parent, so every stored byte is re-read at least once every
+/// `verify_rotation` snapshots (`validate::Reading::NewSnapshot`).
+pub const DEFAULT_VERIFY_ROTATION: u32 = 7;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -26,6 +30,9 @@ pub struct Config {
     pub stores: Vec<StoreConfig>,
     /// How long a run waits for the repository lock before giving up.
     pub lock_wait: Duration,
+    /// A snapshot re-reads 1/`verify_rotation` of the copies it reuses
+    /// (1: all of them, every snapshot).
+    pub verify_rotation: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -166,6 +173,8 @@ struct RawConfig {
     hooks: Hooks,
     #[serde(default)]
     lock_wait_seconds: Option<u64>,
+    #[serde(default)]
+    verify_rotation: Option<i64>,
     #[serde(default, rename = "store")]
     stores: Vec<RawStore>,
 }
@@ -300,7 +309,23 @@ impl Config {
             });
         }
 
+        let verify_rotation = match raw.verify_rotation {
+            None => DEFAULT_VERIFY_ROTATION,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=crate::share::MAX_SHARES).contains(n))
+                .ok_or_else(|| {
+                    Error::config(
+                        &file,
+                        format!(
+                            "`verify_rotation` must be a whole number from 1 (re-read every reused copy at every snapshot) to {}, not {n}",
+                            crate::share::MAX_SHARES
+                        ),
+                    )
+                })?,
+        };
         let cfg = Config {
+            verify_rotation,
             repository: resolve(&base, Path::new(&raw.repository)),
             retention: raw.retention,
             hooks: raw.hooks,

@@ -29,6 +29,7 @@ pub mod prune;
 pub mod repair;
 pub mod repo;
 pub mod restore;
+pub mod share;
 pub mod snapshot;
 pub mod stores;
 pub mod validate;

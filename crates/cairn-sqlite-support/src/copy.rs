@@ -100,6 +100,7 @@ pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<Cop
         failure: failure_of(&e),
         message: format!("{what} {}: {e}", src.display()),
     };
+    crate::vfs::install();
     crate::refuse_special(src)?;
     let source = open_source(src).map_err(|e| fail("open", e))?;
     source
@@ -202,6 +203,7 @@ pub fn restore_journal_mode(db: &Path, recorded: &str) -> Result<(), String> {
     if !recorded.eq_ignore_ascii_case("wal") || persistent_journal_mode(db) == Some("wal") {
         return Ok(());
     }
+    crate::vfs::install();
     crate::refuse_special(db)?;
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
     let mtimes = [Some(db), dir].map(|p| {

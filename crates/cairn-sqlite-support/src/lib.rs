@@ -9,6 +9,8 @@
 mod copy;
 mod integrity;
 mod live;
+mod state;
+mod vfs;
 
 pub use copy::{
     is_sqlite_file, online_copy, persistent_journal_mode, restore_journal_mode, CopyError,
@@ -16,6 +18,7 @@ pub use copy::{
 };
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
+pub use state::{FileState, LiveState, LIVE_STATE_KEY, RACY_MARGIN_NS};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,13 @@
 //! Store kind `sqlite`: one SQLite database file.
 //!
-//! - Snapshot: the backup API copies every page in *one* step, so the copy
+//! - Snapshot: a database provably unchanged since the parent snapshot
+//!   (its file, `-wal` and `-journal` in exactly the states the parent
+//!   recorded before its copy, and those not racy: see
+//!   `cairn_sqlite_support::LiveState`) is the parent's copy, hard-linked.
+//!   Its integrity check is not run again either: the parent's validation
+//!   checked those very bytes when they were copied, and the engine skips
+//!   the kind's check for a store whose every file is the parent's
+//!   verified copy. Otherwise the backup API copies every page in *one* step, so the copy
 //!   is one read transaction — consistent while other processes keep
 //!   writing (a multi-step backup restarts on every foreign write and may
 //!   never finish on a busy database). A writer holding its lock past
@@ -26,14 +33,14 @@
 
 use std::path::Path;
 
-use cairn_engine::plugin::{lstat, same_file, OptionDoc, SwapReport};
+use cairn_engine::plugin::{same_file, OptionDoc, SwapReport};
 use cairn_engine::{
     CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
     StoreRecord,
 };
 use cairn_sqlite_support::{
     clear_sidecars, in_use, integrity_check, online_copy, restore_journal_mode, row_counts,
-    CopyFailure, INTEGRITY_FAILED,
+    CopyFailure, LiveState, INTEGRITY_FAILED,
 };
 
 pub const KIND: &str = "sqlite";
@@ -81,7 +88,11 @@ struct SqliteStore {
 impl StoreHandler for SqliteStore {
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
         let source = ctx.source().to_owned();
-        let meta = lstat(&source)?;
+        // Recorded before the copy's read transaction starts (and the
+        // manifest entry's metadata is this very stat): a commit racing
+        // the copy then only makes the next snapshot copy again.
+        let (state, meta) =
+            LiveState::record(&source).map_err(|e| Error::io("stat", ctx.source_shown(), e))?;
         if !meta.is_file() {
             return Err(Error::SourceType {
                 path: ctx.source_shown().to_owned(),
@@ -89,11 +100,15 @@ impl StoreHandler for SqliteStore {
             });
         }
         let name = file_name(&source);
+        if self.reuse_parent_copy(ctx, &name, &meta, &state) {
+            return Ok(());
+        }
         let dest = ctx.dest_path(&name);
         match online_copy(&source, &dest, self.busy_timeout) {
             Ok(info) => {
                 ctx.add_written_file(&name, &meta)?;
                 info.record(ctx.metadata_mut());
+                state.record_into(ctx.metadata_mut());
                 Ok(())
             }
             Err(e) => match e.failure {
@@ -128,6 +143,8 @@ impl StoreHandler for SqliteStore {
     }
 
     fn check(&self, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+        // Run on every copy made; a reused copy was checked when it was
+        // made (see the module docs).
         record
             .entries
             .iter()
@@ -195,6 +212,45 @@ impl StoreHandler for SqliteStore {
         }
     }
 }
+
+impl SqliteStore {
+    /// Hard-links the parent's copy when the database provably did not
+    /// change since the parent recorded its state (`state` is now's);
+    /// `true` when reused. The record then carries the parent's copy
+    /// facts (journal mode, pages) and the state just recorded, so the
+    /// snapshot after this one can reuse it again.
+    fn reuse_parent_copy(
+        &self,
+        ctx: &mut CaptureCtx<'_>,
+        name: &str,
+        meta: &std::fs::Metadata,
+        state: &LiveState,
+    ) -> bool {
+        let Some(parent) = ctx.parent_metadata() else {
+            return false;
+        };
+        let unchanged =
+            LiveState::recorded_in(parent).is_some_and(|then| state.unchanged_since(&then));
+        if !unchanged {
+            return false;
+        }
+        let facts: Vec<(String, cairn_engine::serde_json::Value)> = COPY_FACTS
+            .iter()
+            .filter_map(|k| parent.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        if facts.len() != COPY_FACTS.len() || !ctx.reuse_unchanged(name, meta) {
+            return false;
+        }
+        let metadata = ctx.metadata_mut();
+        metadata.extend(facts);
+        state.record_into(metadata);
+        true
+    }
+}
+
+/// What an online copy records about itself (`CopyInfo::record`), carried
+/// from the parent's record when its copy is reused.
+const COPY_FACTS: [&str; 4] = ["page_size", "page_count", JOURNAL_MODE, "user_version"];
 
 fn file_name(path: &Path) -> String {
     path.file_name()
