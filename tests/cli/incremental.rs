@@ -442,3 +442,31 @@ fn a_database_written_just_before_a_snapshot_is_not_reused_by_the_next() {
     assert_eq!(max_row(&db_copy(&env, &s2)), row);
     drop(writer);
 }
+
+/// No connection open: the first snapshot's reader makes SQLite create an
+/// empty `-wal` beside the database; that is part of the state recorded,
+/// so the very next snapshot already reuses the copy. A commit through a
+/// connection opened and closed meanwhile (its `-wal` checkpointed and
+/// removed) is a fresh copy holding the row.
+#[test]
+fn a_database_nobody_has_open_is_reused_and_one_written_meanwhile_is_not() {
+    let env = Env::new();
+    let db = env.path("data/atocore.db");
+    let_timestamps_settle();
+    let (s1, _) = snapshot_json(&env);
+    let (s2, errors) = snapshot_json(&env);
+    assert_eq!(errors, []);
+    assert_eq!(inode(&db_copy(&env, &s2)), inode(&db_copy(&env, &s1)));
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("INSERT INTO memories(content) VALUES ('meanwhile')", [])
+        .unwrap();
+    drop(conn);
+    let (s3, errors) = snapshot_json(&env);
+    assert_eq!(errors, []);
+    assert_ne!(inode(&db_copy(&env, &s3)), inode(&db_copy(&env, &s2)));
+    assert_eq!(
+        memories(&db_copy(&env, &s3)).last().map(String::as_str),
+        Some("meanwhile")
+    );
+}

@@ -533,6 +533,21 @@ lock_file = "data/.ingest.lock"
     }
 
     #[test]
+    fn verify_rotation_defaults_to_7_and_refuses_nonsense_naming_the_key() {
+        assert_eq!(parse("repository = \"b\"\n").unwrap().verify_rotation, 7);
+        assert_eq!(
+            parse("repository = \"b\"\nverify_rotation = 1\n")
+                .unwrap()
+                .verify_rotation,
+            1
+        );
+        for bad in ["0", "-3", "10001", "\"7\""] {
+            let err = parse(&format!("repository = \"b\"\nverify_rotation = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("verify_rotation"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_name_the_key_and_file() {
         let err = parse("repository = \"b\"\nrepo_sitory = 1\n").unwrap_err();
         let text = err.to_string();

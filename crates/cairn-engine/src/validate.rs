@@ -1052,6 +1052,93 @@ mod tests {
         );
     }
 
+    /// A new snapshot's validation re-reads the copies written now and any
+    /// reused copy that is not the parent's very inode as it was (another
+    /// inode, made writable); a truncated one fails on its size; a reused
+    /// copy that is the parent's inode, read-only, outside the rotation's
+    /// share, is not re-read.
+    #[test]
+    fn a_new_snapshot_reads_what_it_wrote_and_reused_copies_that_fail_their_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorded = crate::checksum::Checksum::of(b"what was copied");
+        let mut entries = Vec::new();
+        for name in ["kept", "replaced", "writable", "truncated", "written"] {
+            let path = dir.path().join(name);
+            // Every file holds other bytes than recorded: whatever is read
+            // is reported.
+            std::fs::write(&path, b"rotten! bytes!!").unwrap();
+            let mode = if name == "writable" { 0o600 } else { 0o400 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            entries.push(Entry {
+                size: Some(if name == "truncated" { 99 } else { 15 }),
+                sha256: Some(recorded),
+                ..Entry::new(name, EntryKind::File)
+            });
+        }
+        let ino = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().ino();
+        let reused = Reused {
+            inodes: vec![
+                ino("kept"),
+                ino("replaced") + 1,
+                ino("writable"),
+                ino("truncated"),
+                0,
+            ],
+        };
+        let rec = record(entries);
+        let share = (1..=7)
+            .filter_map(|n| Subset::new(n, 7))
+            .find(|s| !s.contains(&rec.name, &RawPath::from("kept")))
+            .unwrap();
+        let checked = check_files_reading(
+            dir.path(),
+            &rec,
+            Reading::NewSnapshot {
+                reused: &reused,
+                share,
+            },
+        );
+        let mut found: Vec<(&str, String)> = checked
+            .problems
+            .iter()
+            .map(|p| (p.code, p.path.clone().unwrap_or_default()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (codes::FILE_CHECKSUM_MISMATCH, "replaced".to_owned()),
+                (codes::FILE_CHECKSUM_MISMATCH, "writable".to_owned()),
+                (codes::FILE_CHECKSUM_MISMATCH, "written".to_owned()),
+                (codes::FILE_SIZE_MISMATCH, "truncated".to_owned()),
+            ]
+        );
+        assert_eq!(checked.not_verified_reuses, 2);
+
+        // In its share, the kept copy is re-read too.
+        let own = Subset::new(share_of_kept(&rec), 7).unwrap();
+        let checked = check_files_reading(
+            dir.path(),
+            &rec,
+            Reading::NewSnapshot {
+                reused: &reused,
+                share: own,
+            },
+        );
+        assert!(
+            checked
+                .problems
+                .iter()
+                .any(|p| p.path.as_deref() == Some("kept")),
+            "{:?}",
+            checked.problems
+        );
+    }
+
+    fn share_of_kept(rec: &StoreRecord) -> u32 {
+        crate::share::share_of(&rec.name, &RawPath::from("kept"), 7)
+    }
+
     #[test]
     fn a_record_reads_back_and_garbage_is_no_record() {
         let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,10 @@
 //!
 //! So [`LiveState::record`] stats the database, `-wal` and `-journal` —
 //! device, inode, size, mtime and ctime in nanoseconds, or "absent" —
-//! **before** the online copy's read transaction starts. Whatever the copy
+//! **before** the online copy's read transaction starts (with the source
+//! already open, so a `-wal` SQLite creates for the reader is in the state:
+//! `online_copy_with_state`). The next snapshot stats the files before it
+//! opens anything and compares. Whatever the copy
 //! then reads is the content as of a moment *after* those stats. If the
 //! next snapshot finds exactly the same states, nothing wrote any of the
 //! files between the two stats, so the content now is the content the
@@ -28,7 +31,8 @@
 //! than the moment it was recorded (the clock read *before* the stats) is
 //! marked racy, and a racy state never allows a reuse. A write after the
 //! stats then gets a timestamp of at least the stat's moment less one
-//! granularity, which a non-racy state's timestamps are below.
+//! granularity, which a non-racy state's timestamps are below. An empty
+//! file is never racy: no write can give it content and keep its size.
 //!
 //! What this does not cover: root changing the clock or writing the file
 //! behind the kernel's back (a block device), a filesystem whose ctime
@@ -93,9 +97,13 @@ impl FileState {
         })
     }
 
+    /// Whether a write after `moment_ns` is bound to change this state.
+    /// An empty file always is: any write that gives it bytes changes its
+    /// size, whatever the timestamps (this covers the empty `-wal` SQLite
+    /// creates for Cairn's own reader just before the state is recorded).
     fn settled_before(&self, moment_ns: i64) -> bool {
         let limit = moment_ns.saturating_sub(RACY_MARGIN_NS);
-        self.mtime_ns < limit && self.ctime_ns < limit
+        self.size == 0 || (self.mtime_ns < limit && self.ctime_ns < limit)
     }
 }
 

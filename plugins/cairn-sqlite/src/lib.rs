@@ -39,8 +39,8 @@ use cairn_engine::{
     StoreRecord,
 };
 use cairn_sqlite_support::{
-    clear_sidecars, in_use, integrity_check, online_copy, restore_journal_mode, row_counts,
-    CopyFailure, LiveState, INTEGRITY_FAILED,
+    clear_sidecars, in_use, integrity_check, online_copy_with_state, restore_journal_mode,
+    row_counts, CopyFailure, LiveState, INTEGRITY_FAILED,
 };
 
 pub const KIND: &str = "sqlite";
@@ -88,9 +88,8 @@ struct SqliteStore {
 impl StoreHandler for SqliteStore {
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
         let source = ctx.source().to_owned();
-        // Recorded before the copy's read transaction starts (and the
-        // manifest entry's metadata is this very stat): a commit racing
-        // the copy then only makes the next snapshot copy again.
+        // Stat'ed before anything opens the database, to compare with the
+        // state the parent recorded before its copy's read transaction.
         let (state, meta) =
             LiveState::record(&source).map_err(|e| Error::io("stat", ctx.source_shown(), e))?;
         if !meta.is_file() {
@@ -104,11 +103,20 @@ impl StoreHandler for SqliteStore {
             return Ok(());
         }
         let dest = ctx.dest_path(&name);
-        match online_copy(&source, &dest, self.busy_timeout) {
-            Ok(info) => {
-                ctx.add_written_file(&name, &meta)?;
+        match online_copy_with_state(&source, &dest, self.busy_timeout) {
+            Ok((info, copied_state)) => {
+                // The state recorded with the source open, before the
+                // copy's read transaction: what the next snapshot compares
+                // its own with. The entry records the same stat of the file.
+                let meta = match &copied_state {
+                    Ok((_, meta)) => meta,
+                    Err(_) => &meta,
+                };
+                ctx.add_written_file(&name, meta)?;
                 info.record(ctx.metadata_mut());
-                state.record_into(ctx.metadata_mut());
+                if let Ok((copied_state, _)) = &copied_state {
+                    copied_state.record_into(ctx.metadata_mut());
+                }
                 Ok(())
             }
             Err(e) => match e.failure {
