@@ -277,6 +277,12 @@ fn a_flipped_byte_is_found_in_its_own_share_and_stays_recorded() {
         inode(&chroma_copy(&env, &id, rel)),
         "the damaged copy is not linked into the next snapshot"
     );
+    let human = env.cairn(&["validate", "--subset", "1/5", &next]);
+    assert!(
+        human.stdout.contains("share 1/5") && !human.stdout.contains("every byte"),
+        "{}",
+        human.stdout
+    );
     let bad = env.cairn(&["validate", "--subset", "0/5", &id]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("0/5"), "{}", bad.stderr);

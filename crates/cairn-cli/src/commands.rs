@@ -285,7 +285,14 @@ fn validate(cfg: &Config, stores: &Stores, args: &ValidateArgs) -> Result<Output
         .collect();
     let sound = results.iter().all(|r| r.valid);
     Ok(Output {
-        human: render::validate(&results, depth),
+        human: match args.subset {
+            // Only one share's bytes were read: the summary must not say all.
+            Some(share) => render::validate(&results, depth).replace(
+                "(every byte hashed)",
+                &format!("(the bytes of share {share} of the files hashed)"),
+            ),
+            None => render::validate(&results, depth),
+        },
         json: json::validate(&results),
         sound,
     })
