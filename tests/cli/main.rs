@@ -11,6 +11,7 @@ mod drill;
 mod drill_checks;
 mod escaping;
 mod future;
+mod incremental;
 mod legacy;
 mod monitoring;
 mod options;

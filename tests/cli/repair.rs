@@ -354,10 +354,13 @@ fn a_file_that_cannot_be_repaired_is_listed_and_exits_1() {
 /// Without a validation in between, a snapshot still hard-links the
 /// rotten copy (it cannot know): its own validation then fails, points at
 /// `cairn repair`, and records the damage, so the snapshot after it
-/// copies the file again and is sound.
+/// copies the file again and is sound. (`verify_rotation = 1`: every
+/// snapshot re-reads every copy it reuses; by default it is the snapshot
+/// whose rotating share holds the file, tests/cli/incremental.rs.)
 #[test]
 fn a_snapshot_that_linked_a_rotten_copy_points_at_repair_and_the_next_one_copies() {
     let env = Env::new();
+    env.write_config(&format!("verify_rotation = 1\n{}", support::CONFIG));
     let s0 = env.snapshot(&[]);
     rot(&copy_of(&env, &s0));
     let run = env.cairn(&["snapshot"]);

@@ -121,6 +121,11 @@ fn show_counts_in_words_and_prints_values_not_json() {
     assert!(!run.stdout.contains("1 files"), "{}", run.stdout);
     assert!(run.stdout.contains("journal_mode: wal"), "{}", run.stdout);
     assert!(!run.stdout.contains("\"wal\""), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("{\""),
+        "no raw JSON object: {}",
+        run.stdout
+    );
     assert!(run.stdout.contains("in 3 stores"), "{}", run.stdout);
 }
 

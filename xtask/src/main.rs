@@ -17,10 +17,13 @@ tasks:
                                   (snapshot, mutate, stop, restore, verify, drill, prune);
                                   --keep keeps the scratch directory and prints its path
   man                             write the man pages to target/man/ (cairn.1, cairn-<command>.1)
-  bench [--size small|default|large] [--runs N] [--cairn PATH]
-                                  time cairn against cp -a (and sqlite3/restic/borg when
-                                  installed) on a cached fixture; writes docs/performance.md
-                                  (--cairn PATH: measure that binary instead, print only)
+  bench [--size small|default|large|huge] [--runs N] [--cairn PATH]
+                                  time cairn against cp -a, cp -a + sync, the reference
+                                  algorithm + sync (python3), and sqlite3/restic/borg when
+                                  installed, on a cached fixture (huge: 1,000,000 files);
+                                  full, nothing-changed and one-commit snapshots; writes
+                                  docs/performance.md (--cairn PATH: measure that binary
+                                  instead, print only)
   fuzz [--seconds N]              run the `manifest` fuzz target (needs cargo-fuzz)
   help                            print this message
 ";

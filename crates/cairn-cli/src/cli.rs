@@ -217,6 +217,16 @@ pub struct ValidateArgs {
     /// Sizes and quick_check instead of hashing every byte
     #[arg(long)]
     pub quick: bool,
+    /// Hash only share N of T of the files (a fixed split by path; every
+    /// file is still checked for presence and size, and damage found in
+    /// other shares by earlier runs stays recorded): `--subset 1/7` … `7/7`
+    /// over seven nights read every byte once
+    #[arg(long, value_name = "N/T", conflicts_with = "quick", value_parser = parse_subset)]
+    pub subset: Option<cairn_engine::share::Subset>,
+}
+
+fn parse_subset(text: &str) -> Result<cairn_engine::share::Subset, String> {
+    cairn_engine::share::Subset::parse(text)
 }
 
 #[derive(Debug, Args)]

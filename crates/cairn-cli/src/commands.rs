@@ -10,7 +10,8 @@ use cairn_engine::repair::{RepairRequest, Which};
 use cairn_engine::restore::RestoreRequest;
 use cairn_engine::snapshot::SnapshotRequest;
 use cairn_engine::validate::{
-    last_validation, validate_snapshot, ValidationRecord, ValidationReport,
+    last_validation, validate_snapshot, validate_snapshot_subset, ValidationRecord,
+    ValidationReport,
 };
 use cairn_engine::{
     drill, prune, repair, restore, snapshot, Config, Depth, Error, Manifest, Registry, Repository,
@@ -391,11 +392,21 @@ fn validate(cfg: &Config, stores: &Stores, args: &ValidateArgs) -> Result<Output
     };
     let results: Vec<ValidationReport> = ids
         .iter()
-        .map(|id| validate_snapshot(&repo, stores, id, depth).0)
+        .map(|id| match args.subset {
+            Some(subset) => validate_snapshot_subset(&repo, stores, id, subset).0,
+            None => validate_snapshot(&repo, stores, id, depth).0,
+        })
         .collect();
     let sound = results.iter().all(|r| r.valid);
     Ok(Output {
-        human: render::validate(&results, depth),
+        human: match args.subset {
+            // Only one share's bytes were read: the summary must not say all.
+            Some(share) => render::validate(&results, depth).replace(
+                "(every byte hashed)",
+                &format!("(the bytes of share {share} of the files hashed)"),
+            ),
+            None => render::validate(&results, depth),
+        },
         json: json::validate(&results),
         sound,
     })

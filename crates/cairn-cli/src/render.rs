@@ -300,7 +300,7 @@ pub fn show(m: &Manifest, pinned: bool) -> String {
                     human_bytes(store.bytes())
                 );
                 for (k, v) in &store.metadata {
-                    let _ = writeln!(s, "    {}: {}", clean(k), human_value(v));
+                    metadata_lines(&mut s, 4, k, v);
                 }
             }
         }
@@ -322,9 +322,26 @@ fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `key: value` for a plug-in's metadata entry; an object (the SQLite
+/// kind's recorded live state) as its own `key:` line with its fields
+/// indented below it, never as raw JSON.
+fn metadata_lines(s: &mut String, indent: usize, key: &str, v: &serde_json::Value) {
+    match v {
+        serde_json::Value::Object(fields) => {
+            let _ = writeln!(s, "{:indent$}{}:", "", clean(key));
+            for (k, v) in fields {
+                metadata_lines(s, indent + 2, k, v);
+            }
+        }
+        v => {
+            let _ = writeln!(s, "{:indent$}{}: {}", "", clean(key), human_value(v));
+        }
+    }
+}
+
 /// A metadata value as a person reads it: a string without its quotes,
-/// numbers and booleans as they are, lists joined with commas; nested
-/// objects as compact JSON. Always [`clean`]ed.
+/// numbers and booleans as they are, lists joined with commas; an object
+/// inside a list as compact JSON. Always [`clean`]ed.
 fn human_value(v: &serde_json::Value) -> String {
     use serde_json::Value;
     let text = match v {

@@ -8,8 +8,10 @@
 //! - a file whose source is unchanged since the parent snapshot (same size,
 //!   mtime, ctime, inode and device) is hard-linked from the parent's copy,
 //!   with the parent's hash. Snapshot files are read-only, so the shared
-//!   inode cannot change under either snapshot; validation still reads
-//!   every byte of every snapshot.
+//!   inode cannot change under either snapshot. The link is checked to be
+//!   the parent's very inode, read-only and of the recorded size; the new
+//!   snapshot's validation then re-reads every copy written now but only a
+//!   rotating share of the reused ones (see `validate::Reading`).
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -42,6 +44,12 @@ pub struct Parent {
     pub root: PathBuf,
     /// What its file entries recorded, by path.
     pub files: HashMap<RawPath, ParentFile>,
+    /// What the plug-in recorded in the parent's store record
+    /// ([`CaptureCtx::metadata_mut`] then), for a plug-in that proves
+    /// reuse by its own means ([`CaptureCtx::parent_metadata`]).
+    pub metadata: Map<String, Value>,
+    /// The parent's last validation recorded no finding for this store.
+    pub clean: bool,
 }
 
 /// The part of a parent's file entry that decides reuse: the source's
@@ -90,6 +98,9 @@ pub struct CaptureCtx<'a> {
     /// Distinct directories among the queued files.
     queued_dirs: usize,
     reused_bytes: u64,
+    /// (index in `entries`, inode of the parent's copy) of each entry
+    /// hard-linked from the parent.
+    reused: Vec<(usize, u64)>,
     /// A directory store's own directory.
     root: Option<RootDir>,
     /// Files with more than one name, by (device, inode): the first path
@@ -139,6 +150,7 @@ impl<'a> CaptureCtx<'a> {
             queued: Vec::new(),
             queued_dirs: 0,
             reused_bytes: 0,
+            reused: Vec::new(),
             root: None,
             inodes: HashMap::new(),
             linked_firsts: HashMap::new(),
@@ -289,8 +301,9 @@ impl<'a> CaptureCtx<'a> {
                 ));
                 continue;
             };
-            if copied.linked {
+            if copied.parent_ino != 0 {
                 self.reused_bytes += copied.size;
+                self.reused.push((self.entries.len(), copied.parent_ino));
             }
             if q.meta.nlink() > 1 && q.link_of.is_none() {
                 self.linked_firsts
@@ -326,7 +339,7 @@ impl<'a> CaptureCtx<'a> {
     /// by the time it is copied.
     fn copy_one(&self, q: &Queued) -> Result<Option<(Copied, Vec<Xattr>)>> {
         let dst = self.dest_path(&q.rel);
-        if let Some(copied) = self.link_from_parent(&q.rel, &q.meta, &dst) {
+        if let Some(copied) = self.link_from_parent(&q.rel, &q.meta, &dst, false) {
             crate::progress::advance(copied.size);
             // Same inode, same ctime: the same attributes as then.
             return Ok(Some((copied, self.parent_xattrs(&q.rel))));
@@ -363,7 +376,7 @@ impl<'a> CaptureCtx<'a> {
             Copied {
                 size,
                 sha256,
-                linked: false,
+                parent_ino: 0,
             },
             xattrs,
         )))
@@ -380,29 +393,58 @@ impl<'a> CaptureCtx<'a> {
 
     /// Hard-links the parent's copy when the source is provably unchanged;
     /// `None` means copy it (no parent, changed, or the link failed).
-    fn link_from_parent(&self, rel: &RawPath, meta: &Metadata, dst: &Path) -> Option<Copied> {
+    ///
+    /// `derived`: the copy is not the source's bytes but made from them (an
+    /// SQLite online copy, whose size is its own), so only the source's
+    /// mtime and identity are compared, and the copy's size with the
+    /// parent's record.
+    fn link_from_parent(
+        &self,
+        rel: &RawPath,
+        meta: &Metadata,
+        dst: &Path,
+        derived: bool,
+    ) -> Option<Copied> {
         let parent = self.parent.as_ref()?;
         let old = parent.files.get(rel)?;
-        let unchanged = old.size == meta.len()
+        let unchanged = (derived || old.size == meta.len())
             && old.mtime_ns == fsutil::mtime_ns(meta)
             && old.source_stat == source_stat(meta);
         if !unchanged {
             return None;
         }
-        // Reuse only what still looks like Cairn wrote it: a regular file
-        // (not a link planted in its place), of the recorded size, still
-        // read-only (a copy made writable was touched by hand).
+        // Reuse only what still looks like Cairn wrote it.
         let old_path = parent.root.join(rel);
         let on_disk = fs::symlink_metadata(&old_path).ok()?;
-        if !on_disk.is_file() || on_disk.len() != old.size || on_disk.mode() & 0o222 != 0 {
+        if !is_intact_copy(&on_disk, old.size) {
             return None;
         }
         fs::hard_link(&old_path, dst).ok()?;
+        // The name now in this snapshot must be that very inode, as it was:
+        // anything else (the parent's name replaced in between) is copied.
+        let linked = fs::symlink_metadata(dst).ok();
+        let same = linked.as_ref().is_some_and(|l| {
+            (l.dev(), l.ino()) == (on_disk.dev(), on_disk.ino()) && is_intact_copy(l, old.size)
+        });
+        if !same {
+            if let Err(e) = fs::remove_file(dst) {
+                // The copy that follows then fails on the name, loudly.
+                tracing::warn!(path = %dst.display(), error = %e, "could not remove a link that is not the parent's copy");
+            }
+            return None;
+        }
         Some(Copied {
-            size: meta.len(),
+            size: old.size,
             sha256: old.sha256,
-            linked: true,
+            parent_ino: on_disk.ino(),
         })
+    }
+
+    /// What the parent snapshot's plug-in recorded for this store (empty
+    /// without a parent): a plug-in that proves its source unchanged by
+    /// its own record (the SQLite kind's live file states) reads it here.
+    pub fn parent_metadata(&self) -> Option<&Map<String, Value>> {
+        self.parent.as_ref().map(|p| &p.metadata)
     }
 
     /// Never hard-link `rel` from the parent snapshot: the plug-in knows
@@ -431,19 +473,21 @@ impl<'a> CaptureCtx<'a> {
     }
 
     /// For a file the plug-in derives from its source (an SQLite online
-    /// copy): when the plug-in knows the source's content is fully
-    /// described by its own metadata (no pending WAL or journal) and that
-    /// metadata is unchanged since the parent snapshot, hard-link the
-    /// parent's copy instead of deriving it again. `true` when reused.
+    /// copy): when the plug-in has proved the source's content unchanged
+    /// since the parent snapshot (by what it records beyond the file's own
+    /// metadata, e.g. the `-wal`'s state), and the file's own metadata is
+    /// unchanged too, hard-link the parent's copy instead of deriving it
+    /// again. `true` when reused.
     pub fn reuse_unchanged(&mut self, rel: impl AsRef<Path>, meta: &Metadata) -> bool {
         let rel = RawPath::from(rel.as_ref());
         let dst = self.dest_path(&rel);
-        match self.link_from_parent(&rel, meta, &dst) {
+        match self.link_from_parent(&rel, meta, &dst, true) {
             Some(copied) => {
                 // Counted once known to be part of the snapshot: total first.
                 crate::progress::grow(copied.size);
                 crate::progress::advance(copied.size);
                 self.reused_bytes += copied.size;
+                self.reused.push((self.entries.len(), copied.parent_ino));
                 let xattrs = self.parent_xattrs(&rel);
                 self.entries.push(Entry {
                     size: Some(copied.size),
@@ -557,7 +601,22 @@ impl<'a> CaptureCtx<'a> {
     /// Flushes pending copies and hands back what was captured.
     pub(crate) fn finish(mut self) -> Result<Captured> {
         self.flush_copies()?;
+        let mut reused = crate::validate::Reused {
+            inodes: vec![
+                0;
+                if self.reused.is_empty() {
+                    0
+                } else {
+                    self.entries.len()
+                }
+            ],
+        };
+        for (i, ino) in std::mem::take(&mut self.reused) {
+            reused.inodes[i] = ino;
+        }
         Ok(Captured {
+            reused,
+            parent_clean: self.parent.as_ref().is_some_and(|p| p.clean),
             entries: self.entries,
             metadata: self.metadata,
             warnings: self.warnings,
@@ -586,13 +645,25 @@ pub(crate) struct Captured {
     pub warnings: Vec<String>,
     /// Bytes hard-linked from the parent snapshot instead of copied.
     pub reused_bytes: u64,
+    /// Which entries are the parent's copies (by the parent's inode).
+    pub reused: crate::validate::Reused,
+    /// The parent's last validation found nothing in this store.
+    pub parent_clean: bool,
     pub root: Option<RootDir>,
 }
 
 struct Copied {
     size: u64,
     sha256: Checksum,
-    linked: bool,
+    /// The inode of the parent's copy hard-linked; 0 for a copy written.
+    parent_ino: u64,
+}
+
+/// What a snapshot copy looks like while it is as Cairn left it: a regular
+/// file (not a link planted in its place), of the recorded size, still
+/// read-only (a copy made writable was touched by hand).
+fn is_intact_copy(meta: &Metadata, size: u64) -> bool {
+    meta.is_file() && meta.len() == size && meta.mode() & 0o222 == 0
 }
 
 fn source_stat(meta: &Metadata) -> SourceStat {

@@ -16,6 +16,10 @@ use crate::trust;
 
 pub const DEFAULT_LOCK_WAIT_SECONDS: u64 = 10;
 pub const DEFAULT_DRILL_COMMAND_TIMEOUT_SECONDS: u64 = 600;
+/// Each snapshot re-reads 1/`verify_rotation` of the copies it reuses
+/// from its parent, so every stored byte is re-read at least once every
+/// `verify_rotation` snapshots (`validate::Reading::NewSnapshot`).
+pub const DEFAULT_VERIFY_ROTATION: u32 = 7;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -29,6 +33,9 @@ pub struct Config {
     pub lock_wait: Duration,
     /// `[monitoring]`: pings, the Prometheus textfile, success/failure hooks.
     pub monitoring: crate::monitoring::Monitoring,
+    /// A snapshot re-reads 1/`verify_rotation` of the copies it reuses
+    /// (1: all of them, every snapshot).
+    pub verify_rotation: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -188,6 +195,7 @@ struct RawConfig {
     lock_wait_seconds: Option<u64>,
     #[serde(default)]
     monitoring: crate::monitoring::RawMonitoring,
+    verify_rotation: Option<i64>,
     #[serde(default, rename = "store")]
     stores: Vec<RawStore>,
 }
@@ -358,9 +366,25 @@ impl Config {
             });
         }
 
+        let verify_rotation = match raw.verify_rotation {
+            None => DEFAULT_VERIFY_ROTATION,
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=crate::share::MAX_SHARES).contains(n))
+                .ok_or_else(|| {
+                    Error::config(
+                        &file,
+                        format!(
+                            "`verify_rotation` must be a whole number from 1 (re-read every reused copy at every snapshot) to {}, not {n}",
+                            crate::share::MAX_SHARES
+                        ),
+                    )
+                })?,
+        };
         let monitoring = crate::monitoring::Monitoring::from_raw(raw.monitoring, &file, &base)?;
         let cfg = Config {
             monitoring,
+            verify_rotation,
             repository: resolve(&base, Path::new(&raw.repository)),
             retention: raw.retention,
             hooks: raw.hooks,
@@ -420,6 +444,7 @@ impl Config {
             retention: Retention::default(),
             hooks: Hooks::default(),
             monitoring: crate::monitoring::Monitoring::default(),
+            verify_rotation: DEFAULT_VERIFY_ROTATION,
             stores: Vec::new(),
             lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECONDS),
         })
@@ -616,6 +641,21 @@ lock_file = "data/.ingest.lock"
             Path::new("/etc/cairn/data/.ingest.lock")
         );
         assert_eq!(cfg.retention, Retention::default());
+    }
+
+    #[test]
+    fn verify_rotation_defaults_to_7_and_refuses_nonsense_naming_the_key() {
+        assert_eq!(parse("repository = \"b\"\n").unwrap().verify_rotation, 7);
+        assert_eq!(
+            parse("repository = \"b\"\nverify_rotation = 1\n")
+                .unwrap()
+                .verify_rotation,
+            1
+        );
+        for bad in ["0", "-3", "10001", "\"7\""] {
+            let err = parse(&format!("repository = \"b\"\nverify_rotation = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("verify_rotation"), "{bad}: {err}");
+        }
     }
 
     #[test]

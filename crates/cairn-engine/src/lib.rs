@@ -34,6 +34,7 @@ pub mod repair;
 pub mod repo;
 pub mod restore;
 pub mod retention_span;
+pub mod share;
 pub mod snapshot;
 pub mod space;
 pub mod stores;

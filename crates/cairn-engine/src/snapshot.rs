@@ -21,8 +21,9 @@ use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus, FORMAT_VERSION}
 use crate::plugin::{PluginDescriptor, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, STORES_DIR};
+use crate::share::Subset;
 use crate::stores::{Store, Stores};
-use crate::validate::{self, ValidationReport};
+use crate::validate::{self, KindCheck, Reading, ValidationReport};
 use crate::{fsutil, Depth};
 
 #[derive(Debug, Default)]
@@ -119,6 +120,12 @@ pub(crate) struct Plan<'a> {
     /// Warnings recorded in a store's record from the start (an import's
     /// findings about the legacy files), by store name.
     notes: Vec<(String, String)>,
+    /// The new snapshot re-reads 1/`verify_rotation` of the copies it
+    /// reuses (`verify_rotation` in the config).
+    verify_rotation: u32,
+    /// Re-read every byte of the new snapshot, reused or not: the way
+    /// back of a restore is read in full before anything is swapped.
+    read_all: bool,
 }
 
 /// What happens to a build once every store is captured and validated.
@@ -155,7 +162,15 @@ impl<'a> Plan<'a> {
             reuse_parent: true,
             publish: Publish::Always,
             notes: Vec::new(),
+            verify_rotation: crate::config::DEFAULT_VERIFY_ROTATION,
+            read_all: false,
         })
+    }
+
+    /// Re-read 1/`rotation` of the reused copies (1: all of them).
+    pub(crate) fn verify_rotation(mut self, rotation: u32) -> Self {
+        self.verify_rotation = rotation.max(1);
+        self
     }
 
     /// An import of a legacy snapshot: read every byte, publish as asked,
@@ -180,6 +195,7 @@ impl<'a> Plan<'a> {
         self.restore_of = Some(restore_of.to_owned());
         self.missing_is_absent = true;
         self.absent_before = absent_before;
+        self.read_all = true;
         self
     }
 }
@@ -188,7 +204,9 @@ impl<'a> Plan<'a> {
 pub fn run(cfg: &Config, stores: &Stores, req: SnapshotRequest) -> Result<SnapshotOutcome> {
     crate::id::check_at(req.at, Utc::now(), req.allow_future)?;
     let selected = stores.select(&req.only, &req.skip)?;
-    let plan = Plan::new(selected, req.at, req.tags)?.full(req.full);
+    let plan = Plan::new(selected, req.at, req.tags)?
+        .full(req.full)
+        .verify_rotation(cfg.verify_rotation);
     let repo = Repository::new(&cfg.repository);
 
     let result = (|| {
@@ -246,7 +264,12 @@ pub(crate) fn capture_checked(
     repo: &Repository,
     plan: &Plan<'_>,
 ) -> Result<(SnapshotSummary, ValidationReport, bool)> {
-    let (manifest, store_problems, published) = create(repo, plan, true)?;
+    let Built {
+        manifest,
+        problems: store_problems,
+        rotation,
+        published,
+    } = create(repo, plan, true)?;
     let id = crate::SnapshotId::parse(&manifest.id)?;
     if !published {
         return Ok((
@@ -273,28 +296,48 @@ pub(crate) fn capture_checked(
         Err(p) => vec![p],
     };
     problems.extend(store_problems);
-    validate::write_record(&dir, Depth::Deep, &problems);
+    validate::write_record_read(
+        &dir,
+        Depth::Deep,
+        &problems,
+        validate::RecordRead {
+            subset: None,
+            rotation: Some(rotation),
+        },
+    );
     Ok((summary, ValidationReport::new(&id, problems), true))
 }
 
 /// Allocates the id and builds the snapshot; a failure leaves nothing
 /// behind in `tmp/`. With `verify`, also returns each store's validation
 /// problems.
-fn create(
-    repo: &Repository,
-    plan: &Plan<'_>,
-    verify: bool,
-) -> Result<(Manifest, Vec<Problem>, bool)> {
+fn create(repo: &Repository, plan: &Plan<'_>, verify: bool) -> Result<Built> {
     repo.ensure_layout()?;
     let id = repo.allocate_id(plan.at)?;
     let build = repo.tmp_dir().join(id.as_str());
     fsutil::create_dir_private(&build)?;
     let result = build_snapshot(repo, &build, &id, plan, verify);
-    if !matches!(result, Ok((_, _, true))) {
+    if !matches!(
+        result,
+        Ok(Built {
+            published: true,
+            ..
+        })
+    ) {
         // Best effort: a leftover would be removed by prune anyway.
         let _ = fsutil::remove_any(&build);
     }
     result
+}
+
+/// A built snapshot: its manifest, what validating its stores found, the
+/// share of reused copies that validation re-read, and whether it was
+/// published (see [`Publish`]; unpublished, `create` removes it).
+struct Built {
+    manifest: Manifest,
+    problems: Vec<Problem>,
+    rotation: Subset,
+    published: bool,
 }
 
 fn build_snapshot(
@@ -303,15 +346,22 @@ fn build_snapshot(
     id: &crate::SnapshotId,
     plan: &Plan<'_>,
     verify: bool,
-) -> Result<(Manifest, Vec<Problem>, bool)> {
+) -> Result<Built> {
     let stores_dir = build.join(STORES_DIR);
     fsutil::create_dir_private(&stores_dir)?;
 
-    let mut latest = if plan.reuse_parent {
-        latest_manifest(repo)
-    } else {
-        None
-    };
+    let newest = latest_manifest(repo);
+    // The rotation goes on from the newest snapshot's share, reused from
+    // or not (a --full snapshot still counts: it re-read everything).
+    let rotation = next_rotation(
+        newest
+            .as_ref()
+            .and_then(|(id, _)| validate::last_validation(repo, id))
+            .and_then(|r| r.rotation),
+        plan.verify_rotation,
+    );
+    let reading_all = plan.read_all;
+    let mut latest = if plan.reuse_parent { newest } else { None };
     // Set up every store in config order (absent ones are decided here),
     // then capture them all at once: an SQLite online copy runs on one
     // core, so a tree copied beside it uses the others, and the stores'
@@ -400,7 +450,7 @@ fn build_snapshot(
     let slots: Vec<usize> = jobs.iter().map(|job| job.slot).collect();
     let captured = crate::parallel::each_on_its_own_thread(
         jobs,
-        |job| job.run(verify),
+        |job| job.run(verify.then_some(if reading_all { None } else { Some(rotation) })),
         |i| {
             Err(Error::Plugin {
                 message: "the capture panicked".into(),
@@ -435,7 +485,12 @@ fn build_snapshot(
     if !publish {
         // `create` removes the build.
         crate::progress::finish();
-        return Ok((manifest, problems, false));
+        return Ok(Built {
+            manifest,
+            problems,
+            rotation,
+            published: false,
+        });
     }
     // Durability order: every copied byte and directory entry reaches the
     // disk, then the manifest (synced), then the build directory, then the
@@ -452,7 +507,24 @@ fn build_snapshot(
     fs::rename(build, &final_dir).map_err(io_at("publish snapshot", &final_dir))?;
     fsutil::sync_dir(&repo.snapshots_dir())?;
     tracing::info!(id = %id, elapsed_ms = started.elapsed().as_millis() as u64, "synced and published");
-    Ok((manifest, problems, true))
+    Ok(Built {
+        manifest,
+        problems,
+        rotation,
+        published: true,
+    })
+}
+
+/// The share of reused copies the next snapshot re-reads: the one after
+/// `last`'s, so R snapshots in a row re-read every share of R once. A
+/// changed `verify_rotation` starts its rotation where the count stood.
+fn next_rotation(last: Option<Subset>, verify_rotation: u32) -> Subset {
+    let of = verify_rotation.clamp(1, crate::share::MAX_SHARES);
+    let n = match last {
+        Some(last) => last.n() % of + 1,
+        None => 1,
+    };
+    Subset::new(n, of).unwrap_or_else(Subset::whole)
 }
 
 /// A store's record as its capture filled it in, and what validating it
@@ -482,8 +554,10 @@ struct CaptureJob<'p> {
 
 impl CaptureJob<'_> {
     /// Captures the store; with `verify`, then validates what it captured
-    /// (see [`capture_validated`]).
-    fn run(self, verify: bool) -> Result<CapturedStore> {
+    /// (see [`capture_validated`]): every copy written re-read, and of the
+    /// copies reused from the parent the rotation's share (`Some(share)`)
+    /// or all of them (`Some(None)`).
+    fn run(self, verify: Option<Option<Subset>>) -> Result<CapturedStore> {
         let mut record = self.record;
         let started = std::time::Instant::now();
         let mut ctx = CaptureCtx::new(
@@ -525,9 +599,9 @@ impl CaptureJob<'_> {
         record.metadata = captured.metadata;
         record.warnings = captured.warnings;
         record.root = captured.root;
-        if !verify {
+        let Some(rotation) = verify else {
             return Ok((record, Vec::new()));
-        }
+        };
         // The disk writes this store's copies while the CPU re-reads them
         // from the page cache; the sync before publishing then finds them
         // done. Only an overlap: that later sync is still what makes the
@@ -535,7 +609,21 @@ impl CaptureJob<'_> {
         let dest = &self.dest;
         let problems = std::thread::scope(|scope| {
             scope.spawn(|| fsutil::sync_filesystem(dest));
-            validate::check_store(self.handler, dest, &record, Depth::Deep)
+            match rotation {
+                None => validate::check_store(self.handler, dest, &record, Depth::Deep),
+                Some(share) => validate::check_store_reading(
+                    self.handler,
+                    dest,
+                    &record,
+                    Reading::NewSnapshot {
+                        reused: &captured.reused,
+                        share,
+                    },
+                    KindCheck::UnlessAllReused {
+                        parent_clean: captured.parent_clean,
+                    },
+                ),
+            }
         });
         Ok((record, problems))
     }
@@ -568,9 +656,14 @@ fn parent_of(
     if record.kind != kind || record.status != StoreStatus::Captured {
         return None;
     }
-    let damaged = validate::last_validation(repo, id)
+    let last = validate::last_validation(repo, id);
+    let damaged = last
+        .as_ref()
         .map(|r| r.damaged_files(store))
         .unwrap_or_default();
+    let clean = last
+        .as_ref()
+        .is_some_and(|r| !r.problems.iter().any(|p| p.store.as_deref() == Some(store)));
     let mut not_reused: Vec<String> = Vec::new();
     let files = std::mem::take(&mut record.entries)
         .into_iter()
@@ -598,6 +691,8 @@ fn parent_of(
     Some(Parent {
         root: repo.store_dir(id, store),
         files,
+        metadata: std::mem::take(&mut record.metadata),
+        clean,
     })
 }
 

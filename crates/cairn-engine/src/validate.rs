@@ -25,6 +25,7 @@ use crate::manifest::{self, Entry, EntryKind, Manifest, RawPath, StoreRecord, St
 use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, PINNED_MARKER, STORES_DIR, VALIDATION_RECORD};
+use crate::share::Subset;
 use crate::stores::Stores;
 
 #[derive(Debug, Clone)]
@@ -54,6 +55,34 @@ pub fn validate_snapshot(
     id: &SnapshotId,
     depth: Depth,
 ) -> (ValidationReport, Option<Manifest>) {
+    validate_snapshot_share(repo, stores, id, depth, None)
+}
+
+/// [`validate_snapshot`], reading the bytes of only the files in `subset`
+/// (`cairn validate --subset n/t`; deep only). Every file is still checked
+/// for presence, type and size, and a store's own check runs when one of
+/// its files is in the share or its last record lists a finding of that
+/// check. The record written keeps what earlier runs found in the files
+/// this one did not read (their damage is still there until a read or a
+/// repair says otherwise), so `--subset 1/7` … `7/7` on seven nights leave
+/// the record a full deep validation would.
+pub fn validate_snapshot_subset(
+    repo: &Repository,
+    stores: &Stores,
+    id: &SnapshotId,
+    subset: Subset,
+) -> (ValidationReport, Option<Manifest>) {
+    validate_snapshot_share(repo, stores, id, Depth::Deep, Some(subset))
+}
+
+fn validate_snapshot_share(
+    repo: &Repository,
+    stores: &Stores,
+    id: &SnapshotId,
+    depth: Depth,
+    subset: Option<Subset>,
+) -> (ValidationReport, Option<Manifest>) {
+    let subset = subset.filter(|s| depth == Depth::Deep && s.t() > 1);
     let dir = repo.snapshot_dir(id);
     if !dir.is_dir() {
         let p = Problem::new(
@@ -76,17 +105,38 @@ pub fn validate_snapshot(
     if depth == Depth::Deep {
         crate::progress::begin("validate", Some(manifest.total_bytes()));
     }
+    // What the last deep run found: a subset run keeps what lies outside
+    // its share, and re-runs a kind's check that found something.
+    let previous = subset.and_then(|_| read_record(&dir));
+    let reading = match subset {
+        Some(share) => Reading::Subset(share),
+        None if depth == Depth::Deep => Reading::All,
+        None => Reading::Sizes,
+    };
     for record in manifest
         .stores
         .iter()
         .filter(|r| r.status == StoreStatus::Captured)
     {
         let root = dir.join(STORES_DIR).join(&record.name);
+        let kind = match subset {
+            Some(share) => {
+                let touched = record
+                    .entries
+                    .iter()
+                    .any(|e| e.kind == EntryKind::File && share.contains(&record.name, &e.path));
+                let found_before = previous
+                    .as_ref()
+                    .is_some_and(|r| r.kind_found_something(&record.name));
+                KindCheck::Run(Depth::Deep).only_if(touched || found_before)
+            }
+            None => KindCheck::Run(depth),
+        };
         let found = match stores.for_record(record) {
-            Ok(handler) => check_store(&*handler, &root, record, depth),
+            Ok(handler) => check_store_reading(&*handler, &root, record, reading, kind),
             Err(e) => {
                 // The files can still be checked; the kind's own checks cannot.
-                let mut found = check_files(&root, record, depth);
+                let mut found = check_files_reading(&root, record, reading).problems;
                 found.push(kind_unavailable(stores, record, &e));
                 found
             }
@@ -94,8 +144,19 @@ pub fn validate_snapshot(
         problems.extend(found);
     }
     crate::progress::finish();
+    if let (Some(share), Some(previous)) = (subset, &previous) {
+        problems.extend(previous.unread_by(share, &problems));
+    }
     match depth {
-        Depth::Deep => write_record(&dir, depth, &problems),
+        Depth::Deep => write_record_read(
+            &dir,
+            depth,
+            &problems,
+            RecordRead {
+                subset,
+                rotation: None,
+            },
+        ),
         Depth::Quick => {
             if let Some(record) = read_record(&dir) {
                 problems.extend(record.unseen_by_quick(&problems));
@@ -112,6 +173,14 @@ pub struct ValidationRecord {
     pub validated_at: DateTime<Utc>,
     pub depth: Depth,
     pub problems: Vec<RecordedProblem>,
+    /// The share of files whose bytes this run read (`validate --subset`);
+    /// `None`: every file (or, for a new snapshot's own validation, see
+    /// `rotation`).
+    pub subset: Option<Subset>,
+    /// A new snapshot's own validation: the share of the copies it reused
+    /// from its parent that it re-read (every copy it wrote was re-read).
+    /// The next snapshot reads the next share.
+    pub rotation: Option<Subset>,
 }
 
 /// A [`Problem`] as read back from a record (its code a string: it may be
@@ -138,6 +207,49 @@ impl ValidationRecord {
             .filter(|p| p.store.as_deref() == Some(store))
             .filter(|p| codes::ABOUT_FILES.contains(&p.code.as_str()))
             .filter_map(|p| p.path.clone())
+            .collect()
+    }
+
+    /// Whether this run's record holds a finding of `store`'s own check
+    /// (a code the engine does not report itself).
+    fn kind_found_something(&self, store: &str) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.store.as_deref() == Some(store) && engine_code(&p.code).is_none())
+    }
+
+    /// What this record found in bytes that a run reading only `share`
+    /// did not read again: checksum mismatches and read failures of files
+    /// outside the share, unless `found` already names the file. (Every
+    /// other finding about files — missing, resized, retyped — is seen by
+    /// every run, whatever its share.)
+    fn unread_by(&self, share: Subset, found: &[Problem]) -> Vec<Problem> {
+        self.problems
+            .iter()
+            .filter_map(|p| {
+                let code = engine_code(&p.code)
+                    .filter(|c| [codes::FILE_CHECKSUM_MISMATCH, codes::READ_FAILED].contains(c))?;
+                let (store, path) = (p.store.as_deref()?, p.path.as_deref()?);
+                if share.contains(store, &RawPath::from(path))
+                    || found.iter().any(|f| {
+                        f.store.as_deref() == Some(store) && f.path.as_deref() == Some(path)
+                    })
+                {
+                    return None;
+                }
+                let mut problem = Problem::new(
+                    code,
+                    format!(
+                        "found by the validation of {}, not in share {share} read now: {}",
+                        self.validated_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        p.detail
+                    ),
+                );
+                problem.store = p.store.clone();
+                problem.path = p.path.clone();
+                Some(problem)
+            })
             .collect()
     }
 
@@ -186,6 +298,13 @@ struct RecordFile {
     depth: String,
     valid: bool,
     problems: Vec<RecordFileProblem>,
+    /// `n/t`: only the files of that share had their bytes read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subset: Option<String>,
+    /// `n/t`: a new snapshot's own validation, which re-read that share
+    /// of the copies reused from its parent (and every copy it wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotation: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -234,7 +353,10 @@ pub(crate) fn read_record(dir: &Path) -> Option<ValidationRecord> {
         "quick" => Depth::Quick,
         _ => return None,
     };
+    let share = |s: &Option<String>| s.as_deref().and_then(|s| Subset::parse(s).ok());
     Some(ValidationRecord {
+        subset: share(&parsed.subset),
+        rotation: share(&parsed.rotation),
         validated_at: parsed.validated_at,
         depth,
         problems: parsed
@@ -255,7 +377,26 @@ pub(crate) fn read_record(dir: &Path) -> Option<ValidationRecord> {
 /// by a user who cannot write the repository still reports; it only
 /// leaves no record.
 pub(crate) fn write_record(dir: &Path, depth: Depth, problems: &[Problem]) {
+    write_record_read(dir, depth, problems, RecordRead::default())
+}
+
+/// What a validation read, as its record says.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RecordRead {
+    pub subset: Option<Subset>,
+    pub rotation: Option<Subset>,
+}
+
+/// [`write_record`], saying what was read. A snapshot's rotation share
+/// outlives later validations of it (each rewrites the record): the next
+/// snapshot continues the rotation from it.
+pub(crate) fn write_record_read(dir: &Path, depth: Depth, problems: &[Problem], read: RecordRead) {
+    let rotation = read
+        .rotation
+        .or_else(|| read_record(dir).and_then(|r| r.rotation));
     let record = RecordFile {
+        subset: read.subset.map(|s| s.to_string()),
+        rotation: rotation.map(|s| s.to_string()),
         format: RECORD_FORMAT,
         validated_at: Utc::now(),
         depth: depth_name(depth).to_owned(),
@@ -287,6 +428,95 @@ fn is_record_being_written(name: &str) -> bool {
         .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The engine's own code spelled `code`, `None` for a kind's code.
+fn engine_code(code: &str) -> Option<&'static str> {
+    [
+        codes::SNAPSHOT_MISSING,
+        codes::MANIFEST_MISSING,
+        codes::MANIFEST_INVALID,
+        codes::MANIFEST_DIGEST_MISMATCH,
+        codes::MANIFEST_UNSUPPORTED_VERSION,
+        codes::FILE_MISSING,
+        codes::FILE_SIZE_MISMATCH,
+        codes::FILE_CHECKSUM_MISMATCH,
+        codes::FILE_UNEXPECTED,
+        codes::FILE_TYPE_MISMATCH,
+        codes::SYMLINK_TARGET_MISMATCH,
+        codes::HARD_LINK_MISMATCH,
+        codes::READ_FAILED,
+        codes::METADATA_MISMATCH,
+        codes::STORE_KIND_UNKNOWN,
+    ]
+    .into_iter()
+    .find(|c| *c == code)
+}
+
+/// Which files' bytes a validation reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reading<'a> {
+    /// None: presence, type and size only (`--quick`).
+    Sizes,
+    /// Every file's.
+    All,
+    /// Only the files of one share (`validate --subset`).
+    Subset(Subset),
+    /// A snapshot just built: every copy it wrote; of the copies it
+    /// reused from its parent, those of the rotation's `share`, and any
+    /// that is not verifiably the parent's copy (see [`Reused`]).
+    NewSnapshot { reused: &'a Reused, share: Subset },
+}
+
+/// For each entry of a store just captured (same order), the inode of the
+/// parent's copy it was hard-linked from, or 0 for a copy written now
+/// (no file has inode 0). One word per entry.
+#[derive(Debug, Clone, Default)]
+pub struct Reused {
+    pub(crate) inodes: Vec<u64>,
+}
+
+impl Reused {
+    /// Whether every entry is a verified reuse (`false` when none).
+    fn all(&self, record: &StoreRecord) -> bool {
+        let files = record
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == EntryKind::File && e.link_of.is_none());
+        let mut any = false;
+        for (i, _) in files {
+            if self.inodes.get(i).copied().unwrap_or(0) == 0 {
+                return false;
+            }
+            any = true;
+        }
+        any
+    }
+}
+
+/// Whether a store's own check runs, and how deep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KindCheck {
+    Run(Depth),
+    Skip,
+    /// A new snapshot's store: the check is skipped when every file is the
+    /// parent's verified copy (the parent's validation checked those very
+    /// bytes, and the parent's record has no finding for the store);
+    /// otherwise it runs deep.
+    UnlessAllReused {
+        parent_clean: bool,
+    },
+}
+
+impl KindCheck {
+    fn only_if(self, run: bool) -> Self {
+        if run {
+            self
+        } else {
+            KindCheck::Skip
+        }
+    }
+}
+
 /// One store of a snapshot, its files at `root`: every file against its
 /// entry, and the kind's own check. The check (SQLite integrity_check: CPU
 /// on one core) runs on its own thread beside the hashing (I/O and the
@@ -297,16 +527,60 @@ pub(crate) fn check_store(
     record: &StoreRecord,
     depth: Depth,
 ) -> Vec<Problem> {
-    std::thread::scope(|scope| {
-        let kind = scope.spawn(|| {
-            let started = std::time::Instant::now();
-            let found = kind_check(handler, root, record, depth);
-            tracing::info!(store = %record.name, check_ms = started.elapsed().as_millis() as u64, "kind check done");
-            found
-        });
+    let reading = match depth {
+        Depth::Deep => Reading::All,
+        Depth::Quick => Reading::Sizes,
+    };
+    check_store_reading(handler, root, record, reading, KindCheck::Run(depth))
+}
+
+/// [`check_store`], reading what `reading` says and running the kind's
+/// check as `kind` says.
+pub(crate) fn check_store_reading(
+    handler: &dyn StoreHandler,
+    root: &Path,
+    record: &StoreRecord,
+    reading: Reading<'_>,
+    kind: KindCheck,
+) -> Vec<Problem> {
+    let timed_kind_check = |depth: Depth| {
         let started = std::time::Instant::now();
-        let mut found = check_files(root, record, depth);
+        let found = kind_check(handler, root, record, depth);
+        tracing::info!(store = %record.name, check_ms = started.elapsed().as_millis() as u64, "kind check done");
+        found
+    };
+    let timed_files = || {
+        let started = std::time::Instant::now();
+        let checked = check_files_reading(root, record, reading);
         tracing::info!(store = %record.name, files_ms = started.elapsed().as_millis() as u64, "files checked");
+        checked
+    };
+    let depth = match kind {
+        KindCheck::Skip => return timed_files().problems,
+        KindCheck::Run(depth) => depth,
+        KindCheck::UnlessAllReused { parent_clean } => {
+            let all_reused = match reading {
+                Reading::NewSnapshot { reused, .. } => reused.all(record),
+                _ => false,
+            };
+            if parent_clean && all_reused {
+                // Files first: the check is needed only if one of them
+                // turns out not to be the parent's verified copy.
+                let checked = timed_files();
+                let mut found = checked.problems;
+                if checked.not_verified_reuses > 0 {
+                    found.extend(timed_kind_check(Depth::Deep));
+                } else {
+                    tracing::info!(store = %record.name, "every file is the parent's verified copy; kind check not needed");
+                }
+                return found;
+            }
+            Depth::Deep
+        }
+    };
+    std::thread::scope(|scope| {
+        let kind = scope.spawn(|| timed_kind_check(depth));
+        let mut found = timed_files().problems;
         // A panicking check is a bug; report it as a problem, not a crash.
         found.extend(kind.join().unwrap_or_else(|_| {
             vec![Problem::new(codes::READ_FAILED, "a store check panicked").in_store(&record.name)]
@@ -412,7 +686,30 @@ fn list_shallow(dir: &Path) -> Vec<(String, Metadata)> {
 /// is met, so memory is one index slot per entry, not a second listing of
 /// the tree beside the manifest.
 pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+    let reading = match depth {
+        Depth::Deep => Reading::All,
+        Depth::Quick => Reading::Sizes,
+    };
+    check_files_reading(root, record, reading).problems
+}
+
+/// What [`check_files_reading`] found.
+pub(crate) struct FilesChecked {
+    pub problems: Vec<Problem>,
+    /// Entries a new snapshot reused from its parent that were not found
+    /// to be the parent's copy as it was (another inode, writable): read
+    /// in full instead.
+    pub not_verified_reuses: usize,
+}
+
+/// [`check_files`], reading the bytes `reading` says.
+pub(crate) fn check_files_reading(
+    root: &Path,
+    record: &StoreRecord,
+    reading: Reading<'_>,
+) -> FilesChecked {
     let store = record.name.as_str();
+    let mut not_verified_reuses = 0;
     let index: HashMap<&RawPath, usize> = record
         .entries
         .iter()
@@ -444,7 +741,28 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
             Some(p) => entry_problems.push((i, p.in_store(store).at(&entry.path))),
             None if entry.kind == EntryKind::File => {
                 inodes[i] = Some((meta.dev(), meta.ino()));
-                if depth == Depth::Deep && entry.link_of.is_none() {
+                let read = match reading {
+                    Reading::Sizes => false,
+                    Reading::All => true,
+                    Reading::Subset(share) => share.contains(store, &entry.path),
+                    Reading::NewSnapshot { reused, share } => {
+                        match reused.inodes.get(i).copied().unwrap_or(0) {
+                            // Written now: re-read, as hashed when written.
+                            0 => true,
+                            parent_ino => {
+                                // The parent's copy, still as the parent
+                                // validated it: the very inode (its size
+                                // checked above), never made writable.
+                                let verified = meta.ino() == parent_ino && meta.mode() & 0o222 == 0;
+                                if !verified {
+                                    not_verified_reuses += 1;
+                                }
+                                !verified || share.contains(store, &entry.path)
+                            }
+                        }
+                    }
+                };
+                if read && entry.link_of.is_none() {
                     to_hash.push(entry);
                 }
             }
@@ -453,7 +771,10 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
         Ok(())
     });
     if let Err(e) = walked {
-        return vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)];
+        return FilesChecked {
+            problems: vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)],
+            not_verified_reuses,
+        };
     }
     for (i, entry) in record.entries.iter().enumerate() {
         if !seen[i] {
@@ -493,7 +814,10 @@ pub(crate) fn check_files(root: &Path, record: &StoreRecord, depth: Depth) -> Ve
     let mut problems = unexpected;
     problems.extend(entry_problems.into_iter().map(|(_, p)| p));
     problems.extend(hash_all(root, store, &to_hash));
-    problems
+    FilesChecked {
+        problems,
+        not_verified_reuses,
+    }
 }
 
 /// What can be checked of one entry without reading its bytes: its type,
@@ -726,6 +1050,93 @@ mod tests {
             meta_problems[0].detail.contains("user.origin"),
             "{meta_problems:?}"
         );
+    }
+
+    /// A new snapshot's validation re-reads the copies written now and any
+    /// reused copy that is not the parent's very inode as it was (another
+    /// inode, made writable); a truncated one fails on its size; a reused
+    /// copy that is the parent's inode, read-only, outside the rotation's
+    /// share, is not re-read.
+    #[test]
+    fn a_new_snapshot_reads_what_it_wrote_and_reused_copies_that_fail_their_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorded = crate::checksum::Checksum::of(b"what was copied");
+        let mut entries = Vec::new();
+        for name in ["kept", "replaced", "writable", "truncated", "written"] {
+            let path = dir.path().join(name);
+            // Every file holds other bytes than recorded: whatever is read
+            // is reported.
+            std::fs::write(&path, b"rotten! bytes!!").unwrap();
+            let mode = if name == "writable" { 0o600 } else { 0o400 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            entries.push(Entry {
+                size: Some(if name == "truncated" { 99 } else { 15 }),
+                sha256: Some(recorded),
+                ..Entry::new(name, EntryKind::File)
+            });
+        }
+        let ino = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().ino();
+        let reused = Reused {
+            inodes: vec![
+                ino("kept"),
+                ino("replaced") + 1,
+                ino("writable"),
+                ino("truncated"),
+                0,
+            ],
+        };
+        let rec = record(entries);
+        let share = (1..=7)
+            .filter_map(|n| Subset::new(n, 7))
+            .find(|s| !s.contains(&rec.name, &RawPath::from("kept")))
+            .unwrap();
+        let checked = check_files_reading(
+            dir.path(),
+            &rec,
+            Reading::NewSnapshot {
+                reused: &reused,
+                share,
+            },
+        );
+        let mut found: Vec<(&str, String)> = checked
+            .problems
+            .iter()
+            .map(|p| (p.code, p.path.clone().unwrap_or_default()))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                (codes::FILE_CHECKSUM_MISMATCH, "replaced".to_owned()),
+                (codes::FILE_CHECKSUM_MISMATCH, "writable".to_owned()),
+                (codes::FILE_CHECKSUM_MISMATCH, "written".to_owned()),
+                (codes::FILE_SIZE_MISMATCH, "truncated".to_owned()),
+            ]
+        );
+        assert_eq!(checked.not_verified_reuses, 2);
+
+        // In its share, the kept copy is re-read too.
+        let own = Subset::new(share_of_kept(&rec), 7).unwrap();
+        let checked = check_files_reading(
+            dir.path(),
+            &rec,
+            Reading::NewSnapshot {
+                reused: &reused,
+                share: own,
+            },
+        );
+        assert!(
+            checked
+                .problems
+                .iter()
+                .any(|p| p.path.as_deref() == Some("kept")),
+            "{:?}",
+            checked.problems
+        );
+    }
+
+    fn share_of_kept(rec: &StoreRecord) -> u32 {
+        crate::share::share_of(&rec.name, &RawPath::from("kept"), 7)
     }
 
     #[test]

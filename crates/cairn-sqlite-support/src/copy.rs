@@ -8,6 +8,8 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value};
 
+use crate::LiveState;
+
 const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// True when `path` is a regular file that starts with the SQLite header.
@@ -96,10 +98,43 @@ fn failure_of(e: &rusqlite::Error) -> CopyFailure {
 /// file writes nothing. The source's mode is what [`CopyInfo`] records,
 /// for a restore to put back ([`restore_journal_mode`]).
 pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<CopyInfo, CopyError> {
+    copy_with_hook(src, dst, busy_timeout, &mut || {})
+}
+
+/// [`online_copy`], also recording the live files' state
+/// ([`LiveState::record`]) once the source is open — SQLite has created
+/// any `-wal` a reader needs, so what this copy leaves behind is part of
+/// the state — and before the copy's read transaction starts: a commit
+/// racing the copy moves the state on, so the next snapshot copies again
+/// rather than reuse a copy that lacks it. The state is `Err` when a file
+/// could not be stat'ed (then nothing will be reused from this copy).
+pub fn online_copy_with_state(
+    src: &Path,
+    dst: &Path,
+    busy_timeout: Duration,
+) -> Result<(CopyInfo, std::io::Result<(LiveState, std::fs::Metadata)>), CopyError> {
+    let mut state = None;
+    let info = copy_with_hook(src, dst, busy_timeout, &mut || {
+        state = Some(LiveState::record(src));
+    })?;
+    let state = state.unwrap_or_else(|| Err(std::io::Error::other("the copy recorded no state")));
+    Ok((info, state))
+}
+
+/// The online copy; `before_read` runs with the source open (its schema
+/// read, so SQLite opened any `-wal`) and before the backup's one read
+/// transaction begins.
+fn copy_with_hook(
+    src: &Path,
+    dst: &Path,
+    busy_timeout: Duration,
+    before_read: &mut dyn FnMut(),
+) -> Result<CopyInfo, CopyError> {
     let fail = |what: &str, e: rusqlite::Error| CopyError {
         failure: failure_of(&e),
         message: format!("{what} {}: {e}", src.display()),
     };
+    crate::vfs::install();
     crate::refuse_special(src)?;
     let source = open_source(src).map_err(|e| fail("open", e))?;
     source
@@ -118,6 +153,9 @@ pub fn online_copy(src: &Path, dst: &Path, busy_timeout: Duration) -> Result<Cop
     dest.pragma_update(None, "journal_mode", "OFF")
         .and_then(|_| dest.pragma_update(None, "synchronous", "OFF"))
         .map_err(|e| format!("configure {}: {e}", dst.display()))?;
+    // The pragmas above ran (and ended) their own read transactions; the
+    // backup's starts with its first step, after this.
+    before_read();
     {
         let backup = Backup::new(&source, &mut dest).map_err(|e| fail("start backup of", e))?;
         let start = Instant::now();
@@ -202,6 +240,7 @@ pub fn restore_journal_mode(db: &Path, recorded: &str) -> Result<(), String> {
     if !recorded.eq_ignore_ascii_case("wal") || persistent_journal_mode(db) == Some("wal") {
         return Ok(());
     }
+    crate::vfs::install();
     crate::refuse_special(db)?;
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
     let mtimes = [Some(db), dir].map(|p| {

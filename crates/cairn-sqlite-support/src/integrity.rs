@@ -56,6 +56,7 @@ pub fn row_counts(path: &Path) -> Result<Vec<(String, i64)>, String> {
 /// block the check.
 pub(crate) fn open_immutable(path: &Path) -> Result<Connection, String> {
     crate::refuse_special(path)?;
+    crate::vfs::install();
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;

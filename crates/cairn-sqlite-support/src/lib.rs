@@ -10,14 +10,17 @@ mod copy;
 mod integrity;
 mod live;
 mod query;
+mod state;
+mod vfs;
 
 pub use copy::{
-    is_sqlite_file, online_copy, persistent_journal_mode, restore_journal_mode, CopyError,
-    CopyFailure, CopyInfo,
+    is_sqlite_file, online_copy, online_copy_with_state, persistent_journal_mode,
+    restore_journal_mode, CopyError, CopyFailure, CopyInfo,
 };
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};
 pub use query::{query_value, Target as QueryTarget};
+pub use state::{FileState, LiveState, LIVE_STATE_KEY, RACY_MARGIN_NS};
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -137,6 +137,7 @@ fn open_elsewhere(live: &Path) -> Option<(u32, PathBuf)> {
 /// this runs) nothing is checkpointed: SQLite is never handed the path.
 pub fn clear_sidecars(live: &Path) -> Result<()> {
     if !cairn_engine::fsutil::is_absent(live) && crate::special_file(live).is_none() {
+        crate::vfs::install();
         if let Ok(conn) = Connection::open_with_flags(
             crate::library_path(live),
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW,

@@ -1,6 +1,13 @@
 //! Store kind `sqlite`: one SQLite database file.
 //!
-//! - Snapshot: the backup API copies every page in *one* step, so the copy
+//! - Snapshot: a database provably unchanged since the parent snapshot
+//!   (its file, `-wal` and `-journal` in exactly the states the parent
+//!   recorded before its copy, and those not racy: see
+//!   `cairn_sqlite_support::LiveState`) is the parent's copy, hard-linked.
+//!   Its integrity check is not run again either: the parent's validation
+//!   checked those very bytes when they were copied, and the engine skips
+//!   the kind's check for a store whose every file is the parent's
+//!   verified copy. Otherwise the backup API copies every page in *one* step, so the copy
 //!   is one read transaction — consistent while other processes keep
 //!   writing (a multi-step backup restarts on every foreign write and may
 //!   never finish on a busy database). A writer holding its lock past
@@ -31,14 +38,14 @@
 
 use std::path::Path;
 
-use cairn_engine::plugin::{lstat, same_file, OptionDoc, SwapReport};
+use cairn_engine::plugin::{same_file, OptionDoc, SwapReport};
 use cairn_engine::{
     CaptureCtx, Depth, Error, PluginDescriptor, Problem, Result, Shape, StoreConfig, StoreHandler,
     StoreRecord,
 };
 use cairn_sqlite_support::{
-    clear_sidecars, in_use, integrity_check, online_copy, query_value, restore_journal_mode,
-    row_counts, CopyFailure, QueryTarget, INTEGRITY_FAILED,
+    clear_sidecars, in_use, integrity_check, online_copy_with_state, query_value,
+    restore_journal_mode, row_counts, CopyFailure, LiveState, QueryTarget, INTEGRITY_FAILED,
 };
 
 pub const KIND: &str = "sqlite";
@@ -212,7 +219,10 @@ struct SqliteStore {
 impl StoreHandler for SqliteStore {
     fn snapshot(&self, ctx: &mut CaptureCtx<'_>) -> Result<()> {
         let source = ctx.source().to_owned();
-        let meta = lstat(&source)?;
+        // Stat'ed before anything opens the database, to compare with the
+        // state the parent recorded before its copy's read transaction.
+        let (state, meta) =
+            LiveState::record(&source).map_err(|e| Error::io("stat", ctx.source_shown(), e))?;
         if !meta.is_file() {
             return Err(Error::SourceType {
                 path: ctx.source_shown().to_owned(),
@@ -220,11 +230,24 @@ impl StoreHandler for SqliteStore {
             });
         }
         let name = file_name(&source);
+        if self.reuse_parent_copy(ctx, &name, &meta, &state) {
+            return Ok(());
+        }
         let dest = ctx.dest_path(&name);
-        match online_copy(&source, &dest, self.busy_timeout) {
-            Ok(info) => {
-                ctx.add_written_file(&name, &meta)?;
+        match online_copy_with_state(&source, &dest, self.busy_timeout) {
+            Ok((info, copied_state)) => {
+                // The state recorded with the source open, before the
+                // copy's read transaction: what the next snapshot compares
+                // its own with. The entry records the same stat of the file.
+                let meta = match &copied_state {
+                    Ok((_, meta)) => meta,
+                    Err(_) => &meta,
+                };
+                ctx.add_written_file(&name, meta)?;
                 info.record(ctx.metadata_mut());
+                if let Ok((copied_state, _)) = &copied_state {
+                    copied_state.record_into(ctx.metadata_mut());
+                }
                 Ok(())
             }
             Err(e) => match e.failure {
@@ -259,6 +282,8 @@ impl StoreHandler for SqliteStore {
     }
 
     fn check(&self, root: &Path, record: &StoreRecord, depth: Depth) -> Vec<Problem> {
+        // Run on every copy made; a reused copy was checked when it was
+        // made (see the module docs).
         record
             .entries
             .iter()
@@ -342,6 +367,45 @@ impl StoreHandler for SqliteStore {
         }
     }
 }
+
+impl SqliteStore {
+    /// Hard-links the parent's copy when the database provably did not
+    /// change since the parent recorded its state (`state` is now's);
+    /// `true` when reused. The record then carries the parent's copy
+    /// facts (journal mode, pages) and the state just recorded, so the
+    /// snapshot after this one can reuse it again.
+    fn reuse_parent_copy(
+        &self,
+        ctx: &mut CaptureCtx<'_>,
+        name: &str,
+        meta: &std::fs::Metadata,
+        state: &LiveState,
+    ) -> bool {
+        let Some(parent) = ctx.parent_metadata() else {
+            return false;
+        };
+        let unchanged =
+            LiveState::recorded_in(parent).is_some_and(|then| state.unchanged_since(&then));
+        if !unchanged {
+            return false;
+        }
+        let facts: Vec<(String, cairn_engine::serde_json::Value)> = COPY_FACTS
+            .iter()
+            .filter_map(|k| parent.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .collect();
+        if facts.len() != COPY_FACTS.len() || !ctx.reuse_unchanged(name, meta) {
+            return false;
+        }
+        let metadata = ctx.metadata_mut();
+        metadata.extend(facts);
+        state.record_into(metadata);
+        true
+    }
+}
+
+/// What an online copy records about itself (`CopyInfo::record`), carried
+/// from the parent's record when its copy is reused.
+const COPY_FACTS: [&str; 4] = ["page_size", "page_count", JOURNAL_MODE, "user_version"];
 
 fn file_name(path: &Path) -> String {
     path.file_name()

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection};
 use crate::drill::pseudo_bytes;
 
 /// Bumped whenever the generator changes, so stale fixtures are rebuilt.
-const VERSION: &str = "cairn-bench-fixture v2";
+const VERSION: &str = "cairn-bench-fixture v3";
 const MIB: u64 = 1024 * 1024;
 
 /// What one size holds.
@@ -22,6 +22,9 @@ pub struct Spec {
     pub segments: usize,
     pub segment_bytes: u64,
     pub small_files: usize,
+    /// Small files are 1 KiB to this many bytes (`huge` keeps them small:
+    /// a million files of up to 16 KiB would not fit a shared disk).
+    pub small_file_max: usize,
     pub chroma_db_rows: u64,
 }
 
@@ -34,6 +37,7 @@ impl Spec {
                 segments: 4,
                 segment_bytes: 4 * MIB,
                 small_files: 500,
+                small_file_max: 16 * 1024,
                 chroma_db_rows: 2_000,
             },
             "default" => Spec {
@@ -42,6 +46,7 @@ impl Spec {
                 segments: 4,
                 segment_bytes: 128 * MIB,
                 small_files: 5_000,
+                small_file_max: 16 * 1024,
                 chroma_db_rows: 20_000,
             },
             "large" => Spec {
@@ -50,6 +55,17 @@ impl Spec {
                 segments: 4,
                 segment_bytes: 128 * MIB,
                 small_files: 100_000,
+                small_file_max: 16 * 1024,
+                chroma_db_rows: 20_000,
+            },
+            // A million files: what memory and per-file costs do at scale.
+            "huge" => Spec {
+                name: "huge",
+                db_bytes: 512 * MIB,
+                segments: 4,
+                segment_bytes: 128 * MIB,
+                small_files: 1_000_000,
+                small_file_max: 2 * 1024,
                 chroma_db_rows: 20_000,
             },
             _ => return None,
@@ -226,14 +242,15 @@ fn chroma(fx: &Fixture, spec: Spec) -> Result<()> {
         )?;
         segs.push(seg);
     }
-    // Small files, 100 to a directory, 1-16 KiB each.
+    // Small files, 100 to a directory, 1 KiB to small_file_max each.
+    let spread = spec.small_file_max.saturating_sub(1024) + 1;
     for i in 0..spec.small_files {
         let dir = root.join("blobs").join(format!("{:04}", i / 100));
         if i.is_multiple_of(100) {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("failed to create {}", dir.display()))?;
         }
-        let len = 1024 + (i * 2_654_435_761) % (15 * 1024 + 1);
+        let len = 1024 + (i * 2_654_435_761) % spread;
         write(
             &dir.join(format!("{i:06}.bin")),
             &pseudo_bytes(1_000_000 + i as u64, len),
@@ -269,23 +286,15 @@ fn chroma(fx: &Fixture, spec: Spec) -> Result<()> {
     Ok(())
 }
 
-/// Changes about 1% of the database's chunk rows in place (same sizes),
-/// as a service would between two snapshots.
-pub fn mutate_db(path: &Path, round: u64) -> Result<()> {
+/// One small commit, as a service makes between two snapshots: one new
+/// memory row.
+pub fn commit_one(path: &Path, round: u64) -> Result<()> {
     let db =
         Connection::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let n: u64 = db.query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))?;
-    let tx = db.unchecked_transaction()?;
-    {
-        let mut up = tx.prepare("UPDATE chunks SET embedding = ?1 WHERE id = ?2")?;
-        let step = 100;
-        let mut id = 1 + round % step;
-        while id <= n {
-            up.execute(params![pseudo_bytes(id * 1_000_003 + round, 1536), id])?;
-            id += step;
-        }
-    }
-    tx.commit()?;
+    db.execute(
+        "INSERT INTO memories (kind, content, created_at) VALUES ('note', ?1, ?2)",
+        params![words(round * 7919 + 11, 40), 1_800_000_000 + round as i64],
+    )?;
     db.close()
         .map_err(|(_, e)| e)
         .context("failed to close the fixture db")?;

@@ -1,8 +1,10 @@
-//! `cargo xtask bench [--size small|default|large] [--runs N]`: times
-//! cairn against the copy floor (`cp -a`) and its peers on a cached,
+//! `cargo xtask bench [--size small|default|large|huge] [--runs N]`: times
+//! cairn against the copy floor (`cp -a`, and `cp -a` + `sync`), the
+//! reference algorithm (+ `sync`) and its peers on a cached,
 //! deterministic fixture, interleaved run by run, as whole processes.
 
 mod fixture;
+mod reference;
 mod report;
 mod runner;
 
@@ -49,7 +51,9 @@ pub const CP: &str = "cp -a (the floor)";
 pub const CP_SYNC: &str = "cp -a + sync (durable floor)";
 pub const SQLITE3: &str = "sqlite3 .backup (db only)";
 pub const SNAP_FULL: &str = "cairn snapshot (full)";
-pub const SNAP_SECOND: &str = "cairn snapshot (second, db changed)";
+pub const REFERENCE_SYNC: &str = "reference algorithm + sync";
+pub const SNAP_UNCHANGED: &str = "cairn snapshot (second, nothing changed)";
+pub const SNAP_SECOND: &str = "cairn snapshot (second, one small db commit)";
 pub const VALIDATE: &str = "cairn validate (deep)";
 pub const RESTORE: &str = "cairn restore --to";
 pub const DRILL: &str = "cairn drill";
@@ -71,7 +75,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     };
     let Some(spec) = fixture::Spec::by_name(&size) else {
         return Ok(util::usage_error(format!(
-            "--size wants small, default or large, not {size:?}"
+            "--size wants small, default, large or huge, not {size:?}"
         )));
     };
     let runs = match runs.as_deref().map(str::parse::<usize>) {
@@ -117,7 +121,13 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     let sqlite3 = util::on_path("sqlite3");
     let restic = util::on_path("restic");
     let borg = util::on_path("borg");
-    for (name, found) in [("sqlite3", &sqlite3), ("restic", &restic), ("borg", &borg)] {
+    let python3 = util::on_path("python3");
+    for (name, found) in [
+        ("sqlite3", &sqlite3),
+        ("python3 (the reference algorithm)", &python3),
+        ("restic", &restic),
+        ("borg", &borg),
+    ] {
         if found.is_none() {
             res.skipped
                 .push(format!("{name}: not on PATH, not measured"));
@@ -174,6 +184,16 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             remove(&dest)?;
         }
 
+        // What the system Cairn replaces does, made as durable.
+        let ref_dest = work.join("reference-dest");
+        reset_dir(&ref_dest)?;
+        if let Some(cmd) = reference::command(&work, &fx, &ref_dest)? {
+            let s = runner.measure("reference + sync", cmd, None)?;
+            note("reference+sync", &s);
+            res.push(REFERENCE_SYNC, s);
+        }
+        remove(&ref_dest)?;
+
         let repo = work.join("repo");
         remove(&repo)?;
         let out = work.join("out.json");
@@ -186,7 +206,17 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         note("snapshot", &s);
         res.push(SNAP_FULL, s);
 
-        fixture::mutate_db(&fx.db(), run as u64)?;
+        // Nothing written since: the nightly snapshot of a quiet service.
+        let s = runner.measure(
+            "cairn snapshot (unchanged)",
+            cairn(&bin, &config, &["snapshot", "--json"]),
+            Some(&out),
+        )?;
+        json_id(&out)?;
+        note("unchanged", &s);
+        res.push(SNAP_UNCHANGED, s);
+
+        fixture::commit_one(&fx.db(), run as u64)?;
         let s = runner.measure(
             "cairn snapshot (second)",
             cairn(&bin, &config, &["snapshot", "--json"]),
