@@ -52,12 +52,29 @@ pub enum Command {
     /// Snapshot the configured stores, then validate the new snapshot
     Snapshot(SnapshotArgs),
     /// List every snapshot, oldest first, with its last validation and a problem column for damaged ones
-    List,
+    List {
+        /// List the snapshots on this [[remote]] instead
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+    },
     /// Summarize one snapshot's manifest (the whole manifest with --json)
     Show {
         /// Snapshot id (YYYYMMDDTHHMMSSZ[-N])
         id: String,
+        /// Show the snapshot as this [[remote]] holds it
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
     },
+    /// Upload snapshots to the off-site [[remote]]s: only chunks a remote lacks are sent
+    ///
+    /// Resumable: a push stopped at any moment (killed, network gone)
+    /// leaves no snapshot visible on the remote and loses nothing already
+    /// sent; running it again sends only what is missing. Each file is
+    /// checked against the manifest's SHA-256 as it is read: a damaged
+    /// local copy is never pushed (exit 3).
+    Push(PushArgs),
+    /// Rebuild a snapshot from a [[remote]] into the local repository, every byte verified
+    Pull(PullArgs),
     /// Check snapshots against their manifests and each plug-in's own checks
     Validate(ValidateArgs),
     /// Restore a snapshot into the live paths (or elsewhere with --to)
@@ -67,6 +84,12 @@ pub enum Command {
         /// Delete what the plan says (without it, only print the plan)
         #[arg(long)]
         confirm: bool,
+        /// Prune this [[remote]] instead: its retention ([remote.retention],
+        /// else [retention]), then packs no kept snapshot needs and older
+        /// than the grace period (gc_grace_hours, default 24), under the
+        /// remote's lock
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
         /// Allow a policy that keeps nothing (every keep_* is 0, nothing pinned)
         #[arg(long)]
         allow_empty_policy: bool,
@@ -150,6 +173,50 @@ pub struct ValidateArgs {
     /// Sizes and quick_check instead of hashing every byte
     #[arg(long)]
     pub quick: bool,
+    /// Validate the snapshots on this [[remote]]: every object present with
+    /// its recorded size, from listings (no data read)
+    #[arg(long, value_name = "NAME", conflicts_with = "quick")]
+    pub remote: Option<String>,
+    /// With --remote: download every pack and hash it, and rebuild each manifest
+    #[arg(long, requires = "remote")]
+    pub read_data: bool,
+    /// With --remote: read the packs of subset N of T only (1/7 on Mondays, 2/7 on Tuesdays…)
+    #[arg(
+        long,
+        value_name = "N/T",
+        requires = "remote",
+        conflicts_with = "read_data"
+    )]
+    pub subset: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").args(["id", "latest", "all"])))]
+pub struct PushArgs {
+    /// Snapshot id [default: every local snapshot, as --all]
+    pub id: Option<String>,
+    /// The newest snapshot
+    #[arg(long)]
+    pub latest: bool,
+    /// Every local snapshot not yet on the remote (the default)
+    #[arg(long)]
+    pub all: bool,
+    /// Only this [[remote]] [default: every configured remote]
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "latest"])))]
+pub struct PullArgs {
+    /// Snapshot id on the remote
+    pub id: Option<String>,
+    /// The newest snapshot on the remote
+    #[arg(long)]
+    pub latest: bool,
+    /// The [[remote]] to pull from
+    #[arg(long, value_name = "NAME")]
+    pub remote: String,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +259,11 @@ pub struct RestoreArgs {
     /// confirmation, and touch nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Pull the snapshot from this [[remote]] first (verified and
+    /// deep-validated into the local repository; refused, exit 3, if any
+    /// byte is wrong), then restore it through every gate
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -208,4 +280,8 @@ pub struct DrillArgs {
     /// Where to make the scratch directory (needs room for one full copy)
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    /// Drill from this [[remote]]: pull into a temporary area, drill from
+    /// it, report the RTO including the download
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }

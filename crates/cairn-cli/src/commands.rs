@@ -55,6 +55,8 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
                 | Command::Prune { .. }
                 | Command::Drill(_)
                 | Command::Repair(_)
+                | Command::Push(_)
+                | Command::Pull(_)
         )
     {
         cairn_engine::cancel::install()?;
@@ -62,17 +64,41 @@ pub fn dispatch(cli: &Cli) -> Result<Output> {
     let started = Instant::now();
     let output = match &cli.command {
         Command::Snapshot(args) => snapshot_cmd(&cfg, &stores, args),
-        Command::List => list(&cfg),
-        Command::Show { id } => show(&cfg, id),
-        Command::Validate(args) => validate(&cfg, &stores, args),
-        Command::Restore(args) => restore_cmd(&cfg, &stores, args),
+        Command::List { remote: None } => list(&cfg),
+        Command::List { remote: Some(r) } => crate::remote::list(&cfg, r),
+        Command::Show { id, remote: None } => show(&cfg, id),
+        Command::Show {
+            id,
+            remote: Some(r),
+        } => crate::remote::show(&cfg, r, id),
+        Command::Push(args) => crate::remote::push_cmd(&cfg, args),
+        Command::Pull(args) => crate::remote::pull_cmd(&cfg, &stores, args),
+        Command::Validate(args) => match &args.remote {
+            Some(r) => crate::remote::validate(&cfg, r, args),
+            None => validate(&cfg, &stores, args),
+        },
+        Command::Restore(args) => match &args.remote {
+            Some(r) => crate::remote::restore_cmd(&cfg, &stores, r, args, || {
+                restore_cmd(&cfg, &stores, args)
+            }),
+            None => restore_cmd(&cfg, &stores, args),
+        },
         Command::Prune {
             confirm,
             allow_empty_policy,
+            remote: Some(r),
+        } => crate::remote::prune_cmd(&cfg, r, *confirm, *allow_empty_policy),
+        Command::Prune {
+            confirm,
+            allow_empty_policy,
+            remote: None,
         } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
         Command::Pin { id } => pin(&cfg, id, true),
         Command::Unpin { id } => pin(&cfg, id, false),
-        Command::Drill(args) => drill_cmd(&cfg, &stores, args),
+        Command::Drill(args) => match &args.remote {
+            Some(r) => crate::remote::drill_cmd(&cfg, &stores, r, args),
+            None => drill_cmd(&cfg, &stores, args),
+        },
         Command::Repair(args) => repair_cmd(&cfg, &stores, args),
         Command::Stores | Command::Init { .. } | Command::Completions { .. } => {
             unreachable!("handled above")
@@ -168,11 +194,16 @@ fn snapshot_cmd(cfg: &Config, stores: &Stores, args: &SnapshotArgs) -> Result<Ou
             allow_future: args.allow_future,
         },
     )?;
-    Ok(Output {
+    let mut output = Output {
         human: render::snapshot(&outcome),
         json: json::snapshot(&outcome),
         sound: outcome.validation.valid && outcome.after_hook_error.is_none(),
-    })
+    };
+    // push_after_snapshot: only a sound snapshot goes off-site.
+    if output.sound {
+        crate::remote::after_snapshot(cfg, &outcome.snapshot.id, &mut output);
+    }
+    Ok(output)
 }
 
 /// One row of `list`.

@@ -39,7 +39,8 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::KindChanged { .. }
         | Error::TargetNotEmpty { .. }
         | Error::SourceType { .. }
-        | Error::SourceRejected { .. } => USAGE,
+        | Error::SourceRejected { .. }
+        | Error::RemoteSnapshotNotFound { .. } => USAGE,
         Error::NotConfirmed
         | Error::InUse { .. }
         | Error::UnsafePath { .. }
@@ -48,13 +49,15 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::NotRegularFile { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
-        | Error::ServiceBusy { .. } => REFUSED,
+        | Error::ServiceBusy { .. }
+        | Error::RemoteLocked { .. } => REFUSED,
         Error::SourceMissing { .. }
         | Error::Source { .. }
         | Error::Io { .. }
         | Error::Plugin { .. }
-        | Error::Store { .. } => IO,
-        Error::Manifest { .. } | Error::Hook { .. } => UNSOUND,
+        | Error::Store { .. }
+        | Error::RemoteUnreachable { .. } => IO,
+        Error::Manifest { .. } | Error::Hook { .. } | Error::RemoteFormat { .. } => UNSOUND,
         // The shell's convention: 128 + the signal (130 SIGINT, 143 SIGTERM).
         Error::Interrupted { signal } => {
             INTERRUPTED_BASE.saturating_add(u8::try_from(*signal).unwrap_or(0))
@@ -116,6 +119,9 @@ pub fn hint(e: &Error) -> Option<String> {
             path.display()
         ),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
+        Error::RemoteLocked { .. } => "another `cairn prune --remote` holds the remote's lock (on this or another host): wait for it; a lock older than its stated expiry is stale and the next prune takes it over".to_owned(),
+        Error::RemoteUnreachable { .. } => "check the network, the endpoint, and the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or credentials_file; key_file for sftp); a push can be run again and uploads only what is missing".to_owned(),
+        Error::RemoteSnapshotNotFound { .. } => "`cairn list --remote NAME` shows the snapshots on the remote".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),
         Error::SourceMissing { .. } => "mark the store `optional = true` if that is expected".to_owned(),

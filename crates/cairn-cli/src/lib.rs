@@ -8,6 +8,9 @@ mod commands;
 mod contract;
 mod json;
 mod progress;
+mod remote;
+mod remote_json;
+mod remote_render;
 mod render;
 mod starter;
 
