@@ -103,6 +103,34 @@ pub fn pull(
     let snap = staging.snapshot_dir(id);
     cairn_engine::fsutil::create_dir_private(&snap)?;
 
+    // From one listing, before anything is downloaded: every pack there
+    // with its recorded size.
+    let listed = remote.listing("packs/")?;
+    for (pack, size) in &doc.packs {
+        let key = format::pack_key(pack);
+        match listed.get(&key) {
+            None => {
+                return Err(unsound(
+                    id.as_str(),
+                    Problem::new(BLOB_MISSING, "not on the remote").at(&key),
+                ))
+            }
+            Some(l) if l.size != *size => {
+                return Err(unsound(
+                    id.as_str(),
+                    Problem::new(
+                        BLOB_SIZE_MISMATCH,
+                        format!(
+                            "{} bytes on the remote, the snapshot records {size}",
+                            l.size
+                        ),
+                    )
+                    .at(&key),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
     let map = indexes(remote, &doc, id.as_str())?;
     let manifest = fetch_manifest(remote, &map, &doc, id.as_str(), &snap)?;
     out.files = manifest.stores.iter().map(|s| s.files() as u64).sum();
