@@ -24,7 +24,7 @@ fn push_list_show_validate_then_restore_and_drill_after_the_local_repository_is_
     assert_eq!(list["snapshots"][0]["stores"][0], "db");
     let show = ok(&env.cairn(&["--json", "show", &id, "--remote", "offsite"]));
     assert_eq!(show["id"], id.as_str());
-    assert!(show["packs"].as_array().unwrap().len() >= 1);
+    assert!(!show["packs"].as_array().unwrap().is_empty());
     let v = ok(&env.cairn(&["--json", "validate", "--remote", "offsite", "--all"]));
     assert_eq!(v["valid"], true, "{v}");
     let v = ok(&env.cairn(&[
