@@ -10,3 +10,4 @@ mod support;
 
 mod common;
 mod fs;
+mod s3;
