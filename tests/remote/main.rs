@@ -9,5 +9,6 @@
 mod support;
 
 mod common;
+mod external;
 mod fs;
 mod s3;
