@@ -261,3 +261,18 @@ fn dropping_the_server_removes_its_data() {
     drop(server);
     assert!(!dir.exists());
 }
+
+#[test]
+fn the_external_servers_are_an_error_naming_the_variable_when_not_started() {
+    // Runs in its own process under `cargo test` (this binary never sets
+    // these), so reading the environment races with nothing.
+    if std::env::var_os("CAIRN_TEST_MOTO_ENDPOINT").is_none() {
+        let err = cairn_testservers::moto_from_env().unwrap_err();
+        assert!(err.contains("CAIRN_TEST_MOTO_ENDPOINT"), "{err}");
+        assert!(err.contains(".ci/remote-servers start"), "{err}");
+    }
+    if std::env::var_os("CAIRN_TEST_SFTP_URL").is_none() {
+        let err = cairn_testservers::sftp_from_env().unwrap_err();
+        assert!(err.contains("CAIRN_TEST_SFTP_URL"), "{err}");
+    }
+}
