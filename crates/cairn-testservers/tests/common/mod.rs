@@ -255,3 +255,17 @@ pub fn sftp_operator(target: &cairn_testservers::SftpTarget, sub_root: &str) -> 
         .known_hosts_strategy("strict");
     finish(Operator::new(builder).expect("an SFTP operator"))
 }
+
+/// A `file://` remote: OpenDAL's fs service rooted at `root`. With
+/// `atomic_write_dir`, writes go to a temporary file there and are renamed
+/// into place; without it they are written in place.
+pub fn fs_operator(
+    root: &std::path::Path,
+    atomic_write_dir: Option<&std::path::Path>,
+) -> blocking::Operator {
+    let mut builder = opendal::services::Fs::default().root(root.to_str().expect("a UTF-8 root"));
+    if let Some(dir) = atomic_write_dir {
+        builder = builder.atomic_write_dir(dir.to_str().expect("a UTF-8 temp dir"));
+    }
+    finish(Operator::new(builder).expect("an fs operator"))
+}
