@@ -213,6 +213,24 @@ impl S3Server {
         keys
     }
 
+    /// Multipart uploads created and neither completed nor aborted (s3s-fs
+    /// keeps one `.upload-<id>.json` per upload in the data directory).
+    /// On real S3 their parts are stored, and billed, until aborted or
+    /// removed by a lifecycle rule.
+    pub fn incomplete_multipart_uploads(&self) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(".upload-") && name.ends_with(".json")
+            })
+            .count()
+    }
+
     /// The file that holds `key`'s bytes: delete it or flip a byte in it to
     /// damage the object server-side. (The stored ETag and checksums are
     /// not updated, as with bit rot on a real server.)

@@ -28,6 +28,13 @@ fn requests_signed_with_wrong_keys_are_refused() {
         .write("refused", b"x".to_vec())
         .expect_err("a PUT signed with the wrong secret");
     assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    // OpenDAL's error (Display and Debug) carries the endpoint, never the
+    // secret nor the signature computed from it.
+    for shown in [err.to_string(), format!("{err:?}")] {
+        assert!(!shown.contains("not-the-secret"), "{shown}");
+        assert!(!shown.contains("Signature="), "{shown}");
+        assert!(shown.contains(&server.endpoint()), "{shown}");
+    }
     let err = wrong_secret
         .stat("refused")
         .expect_err("a HEAD signed with the wrong secret");
@@ -111,6 +118,9 @@ fn a_conditional_create_fails_the_second_time() {
         .expect_err("multipart create over an existing key");
     assert_eq!(err.kind(), ErrorKind::ConditionNotMatch, "{err}");
     assert_eq!(op.read("locks/prune").unwrap().to_vec(), b"first");
+    // OpenDAL does not abort a multipart upload whose completion was
+    // refused: its parts stay on the server (docs/offsite-servers.md).
+    assert_eq!(server.incomplete_multipart_uploads(), 1);
 }
 
 #[test]
@@ -187,10 +197,9 @@ fn a_stopped_server_refuses_connections_and_restarts_with_its_data() {
     let refused = std::net::TcpStream::connect(endpoint.trim_start_matches("http://"));
     assert!(refused.is_err(), "the port still accepts connections");
     let err = op.read("kept").expect_err("read from a stopped server");
-    assert!(
-        err.is_temporary() || err.kind() == ErrorKind::Unexpected,
-        "{err}"
-    );
+    // After the retries: Unexpected, marked persistent, naming the URL.
+    assert_eq!(err.kind(), ErrorKind::Unexpected, "{err}");
+    assert!(err.to_string().contains(&endpoint), "{err}");
 
     server.restart().unwrap();
     assert_eq!(server.endpoint(), endpoint);
@@ -260,4 +269,19 @@ fn dropping_the_server_removes_its_data() {
     assert!(dir.join("cairn-test").is_dir());
     drop(server);
     assert!(!dir.exists());
+}
+
+#[test]
+fn the_external_servers_are_an_error_naming_the_variable_when_not_started() {
+    // Runs in its own process under `cargo test` (this binary never sets
+    // these), so reading the environment races with nothing.
+    if std::env::var_os("CAIRN_TEST_MOTO_ENDPOINT").is_none() {
+        let err = cairn_testservers::moto_from_env().unwrap_err();
+        assert!(err.contains("CAIRN_TEST_MOTO_ENDPOINT"), "{err}");
+        assert!(err.contains(".ci/remote-servers start"), "{err}");
+    }
+    if std::env::var_os("CAIRN_TEST_SFTP_URL").is_none() {
+        let err = cairn_testservers::sftp_from_env().unwrap_err();
+        assert!(err.contains("CAIRN_TEST_SFTP_URL"), "{err}");
+    }
 }

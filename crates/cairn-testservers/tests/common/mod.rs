@@ -221,3 +221,51 @@ pub fn check_delete(op: &blocking::Operator, path: &str) {
     op.delete(path)
         .expect("deleting a missing object is not an error");
 }
+
+/// A key prefix no earlier run against the same long-lived server used.
+pub fn fresh_prefix(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("/{what}-{}-{nanos}/", std::process::id())
+}
+
+/// The SFTP operator for a target from .ci/remote-servers. OpenDAL wants
+/// the URL split: endpoint `ssh://user@host:port`, root the absolute path.
+/// Host keys are checked strictly against the known_hosts file that ssh
+/// reads from the passwd home of the user running the test.
+pub fn sftp_operator(target: &cairn_testservers::SftpTarget, sub_root: &str) -> blocking::Operator {
+    let rest = target
+        .url
+        .strip_prefix("sftp://")
+        .expect("CAIRN_TEST_SFTP_URL starts with sftp://");
+    let slash = rest.find('/').expect("CAIRN_TEST_SFTP_URL has a path");
+    let (authority, path) = rest.split_at(slash);
+    let (user, _) = authority
+        .split_once('@')
+        .expect("CAIRN_TEST_SFTP_URL names a user");
+    let root = format!("{}{}", path.trim_end_matches('/'), sub_root);
+    let key = target.key_file.to_str().expect("a UTF-8 key path");
+    let builder = opendal::services::Sftp::default()
+        .endpoint(&format!("ssh://{authority}"))
+        .user(user)
+        .key(key)
+        .root(&root)
+        .known_hosts_strategy("strict");
+    finish(Operator::new(builder).expect("an SFTP operator"))
+}
+
+/// A `file://` remote: OpenDAL's fs service rooted at `root`. With
+/// `atomic_write_dir`, writes go to a temporary file there and are renamed
+/// into place; without it they are written in place.
+pub fn fs_operator(
+    root: &std::path::Path,
+    atomic_write_dir: Option<&std::path::Path>,
+) -> blocking::Operator {
+    let mut builder = opendal::services::Fs::default().root(root.to_str().expect("a UTF-8 root"));
+    if let Some(dir) = atomic_write_dir {
+        builder = builder.atomic_write_dir(dir.to_str().expect("a UTF-8 temp dir"));
+    }
+    finish(Operator::new(builder).expect("an fs operator"))
+}
