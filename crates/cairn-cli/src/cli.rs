@@ -11,8 +11,10 @@ Exit codes:
      damage repair could not fix)
   2  bad usage or bad config (the message names the flag, key or file)
   3  refused by a safety gate before anything was touched (no --confirm-service-stopped,
-     snapshot invalid before restore, service still running, repository busy)
-  4  an I/O or system error stopped the run (the message names the path)
+     snapshot invalid before restore, service still running, repository busy, a remote's lock held,
+     damaged data on a remote)
+  4  an I/O or system error stopped the run (the message names the path; for a remote that cannot
+     be reached, the remote and its URL, never a credential)
   130  stopped by SIGINT at a safe point (snapshot, restore, prune, drill): after_snapshot ran,
      work directories removed, lock released; a restore's swaps finish first
   143  stopped by SIGTERM, the same way

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::chunk::{self, ChunkError};
 use crate::format::{self, Blob, FileChunks, IndexedChunk, PackIndex, SnapshotDoc};
-use crate::remote::{chunks_of, ChunkMap, Loc, Remote};
+use crate::remote::{chunks_of, ChunkMap, Held, Loc, Remote};
 
 /// What one push did.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +56,7 @@ struct Packer<'a> {
     new_chunk_bytes: u64,
     packs_uploaded: u64,
     crash_after: Option<u64>,
+    marker: &'a Held<'a>,
 }
 
 impl Packer<'_> {
@@ -100,6 +101,7 @@ impl Packer<'_> {
         self.map.add_pack(&index);
         self.pending_set.clear();
         self.packs_uploaded += 1;
+        self.marker.renew_if_due()?;
         if self.crash_after == Some(self.packs_uploaded) {
             std::process::abort();
         }
@@ -184,7 +186,7 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
         ..Default::default()
     };
     remote.ensure_root()?;
-    let _marker = remote.push_marker()?;
+    let marker = remote.push_marker()?;
     let key = format::snapshot_key(id.as_str());
     if remote
         .backend
@@ -208,6 +210,7 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
         new_chunk_bytes: 0,
         packs_uploaded: 0,
         crash_after,
+        marker: &marker,
     };
 
     cairn_engine::progress::begin("push", Some(manifest.total_bytes()));

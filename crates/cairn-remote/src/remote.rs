@@ -48,15 +48,36 @@ impl ChunkMap {
 }
 
 /// How long a lock counts as held: a prune's for an hour (a crashed
-/// prune blocks pushes no longer than that), a push's marker for a day.
+/// prune blocks pushes no longer than that); a push's marker for two
+/// hours, renewed every half hour while the push runs, so a marker a
+/// push could not delete (an append-only credential, a crash) holds
+/// prunes off for two hours at most.
 pub const PRUNE_LOCK_TTL: TimeDelta = TimeDelta::hours(1);
-pub const PUSH_MARKER_TTL: TimeDelta = TimeDelta::hours(24);
+pub const PUSH_MARKER_TTL: TimeDelta = TimeDelta::hours(2);
+pub const PUSH_MARKER_RENEW: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 pub const PRUNE_LOCK_KEY: &str = "locks/prune.json";
 
 /// A lock object deleted when this goes (best effort: a leftover expires).
 pub struct Held<'a> {
     remote: &'a Remote,
     key: String,
+    written: std::cell::Cell<std::time::Instant>,
+}
+
+impl Held<'_> {
+    /// Writes a push marker again with a new expiry once it is half-way
+    /// through its life.
+    pub fn renew_if_due(&self) -> Result<()> {
+        if self.written.get().elapsed() < PUSH_MARKER_RENEW {
+            return Ok(());
+        }
+        let doc = self.remote.lock_doc("push", PUSH_MARKER_TTL);
+        self.remote
+            .backend
+            .put(&self.key, serde_json::to_vec(&doc).unwrap_or_default())?;
+        self.written.set(std::time::Instant::now());
+        Ok(())
+    }
 }
 
 impl Drop for Held<'_> {
@@ -284,7 +305,11 @@ impl Remote {
         );
         self.backend
             .put(&key, serde_json::to_vec(&doc).unwrap_or_default())?;
-        let held = Held { remote: self, key };
+        let held = Held {
+            remote: self,
+            key,
+            written: std::cell::Cell::new(std::time::Instant::now()),
+        };
         if let Some(prune) = self.live_lock(PRUNE_LOCK_KEY)? {
             return Err(self.locked(&prune));
         }
@@ -315,6 +340,7 @@ impl Remote {
         let held = Held {
             remote: self,
             key: PRUNE_LOCK_KEY.into(),
+            written: std::cell::Cell::new(std::time::Instant::now()),
         };
         for listed in self.backend.list("locks/")? {
             if listed.key.starts_with("locks/push-") {
