@@ -19,7 +19,7 @@ fn full_cycle(env: &Env, run: &dyn Fn(&[&str]) -> Run, damage: &dyn Fn(&str)) {
     let id = env.snapshot(&[]);
     let first = pushed(&run(&["--json", "push"]));
     assert_eq!(first["id"], id.as_str());
-    env.snapshot(&[]);
+    let id = env.snapshot(&[]);
     let second = pushed(&run(&["--json", "push", "--latest"]));
     assert_eq!(second["new_chunks"], 1, "{second}");
     let v = ok(&run(&[
