@@ -523,3 +523,29 @@ fn a_credentials_file_others_can_read_is_refused() {
     assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
     assert!(!r.stderr.contains("topsecretvalue"));
 }
+
+#[test]
+fn a_snapshot_document_cut_short_is_written_again_by_the_next_push() {
+    let env = Env::new();
+    let remote = fs_remote(&env, "");
+    let id = env.snapshot(&[]);
+    ok(&env.cairn(&["--json", "push"]));
+    // What an SFTP upload killed mid-write leaves: the first bytes only.
+    let doc = remote.join(format!("snapshots/{id}.json"));
+    let bytes = std::fs::read(&doc).unwrap();
+    std::fs::write(&doc, &bytes[..bytes.len() / 2]).unwrap();
+    let list = ok(&env.cairn(&["--json", "list", "--remote", "offsite"]));
+    assert!(list["snapshots"][0]["problem"].is_string(), "{list}");
+    let again = pushed(&env.cairn(&["--json", "push"]));
+    assert_eq!(again["already_there"], false);
+    assert_eq!(again["new_chunks"], 0, "every chunk was there: {again}");
+    let v = ok(&env.cairn(&[
+        "--json",
+        "validate",
+        "--remote",
+        "offsite",
+        "--all",
+        "--read-data",
+    ]));
+    assert_eq!(v["valid"], true, "{v}");
+}

@@ -263,8 +263,9 @@ pub struct RestoreArgs {
     pub dry_run: bool,
     /// Pull the snapshot from this [[remote]] first (verified and
     /// deep-validated into the local repository; refused, exit 3, if any
-    /// byte is wrong), then restore it through every gate
-    #[arg(long, value_name = "NAME")]
+    /// byte is wrong), then restore it through every gate. Not with
+    /// --dry-run, which writes nothing: `cairn pull` first, then dry-run
+    #[arg(long, value_name = "NAME", conflicts_with = "dry_run")]
     pub remote: Option<String>,
 }
 

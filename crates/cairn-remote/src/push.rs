@@ -188,14 +188,26 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
     remote.ensure_root()?;
     let marker = remote.push_marker()?;
     let key = format::snapshot_key(id.as_str());
+    let mut replace_broken = false;
     if remote
         .backend
         .list("snapshots/")?
         .iter()
         .any(|l| l.key == key)
     {
-        out.already_there = true;
-        return Ok(finish(out));
+        // A document there but unreadable is one an SFTP push could not
+        // finish writing (no atomic upload there): it is written again.
+        match remote.doc(id.as_str()) {
+            Ok(_) => {
+                out.already_there = true;
+                return Ok(finish(out));
+            }
+            Err(Error::RemoteFormat { message, .. }) => {
+                tracing::warn!(remote = %remote.config.name, %message, "rewriting an unreadable snapshot document");
+                replace_broken = true;
+            }
+            Err(e) => return Err(e),
+        }
     }
 
     let mut map = remote.chunk_map()?;
@@ -289,7 +301,9 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
     }
     confirm(remote, &doc)?;
     let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-    if !remote.backend.put_new(&key, bytes)? {
+    if replace_broken {
+        remote.backend.put(&key, bytes)?;
+    } else if !remote.backend.put_new(&key, bytes)? {
         // Another push of the same snapshot finished first.
         let theirs = remote.doc(id.as_str())?;
         if theirs.manifest.sha256 != doc.manifest.sha256 {
