@@ -99,10 +99,14 @@ fn sqlite_page_size(head: &[u8]) -> Option<usize> {
     }
 }
 
+const READ_STEP: usize = 256 * 1024;
+
 fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
     while buf.len() < want {
         let start = buf.len();
-        buf.resize(want, 0);
+        // A step at a time: zeroing the whole 4 MiB window for each of
+        // 100,000 small files cost more than reading them.
+        buf.resize(start + (want - start).min(READ_STEP), 0);
         let n = loop {
             match reader.read(&mut buf[start..]) {
                 Ok(n) => break n,
@@ -157,7 +161,7 @@ pub fn for_each_chunk<E: From<io::Error>>(
     mut reader: impl Read,
     mut each: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut buf: Vec<u8> = Vec::with_capacity(2 * CDC_MAX);
+    let mut buf: Vec<u8> = Vec::new();
     fill(&mut reader, &mut buf, 100)?;
     if let Some(page) = sqlite_page_size(&buf) {
         let size = page.max(SQLITE_CHUNK_BYTES);

@@ -255,11 +255,16 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
         }
     }
     // The manifest itself, byte for byte (its digest covers its content).
+    // Streamed, not read whole: a 100,000-file manifest is tens of MiB.
     let manifest_path = dir.join(cairn_engine::manifest::FILE_NAME);
-    let manifest_bytes = std::fs::read(&manifest_path)
-        .map_err(cairn_engine::error::io_at("read", &manifest_path))?;
+    let manifest_file = cairn_engine::fsutil::open_nofollow(&manifest_path)
+        .map_err(cairn_engine::error::io_at("open", &manifest_path))?;
     let mut manifest_chunks = Vec::new();
-    chunk::for_each_chunk::<ChunkError>(&manifest_bytes[..], |data| {
+    let mut manifest_hasher = Sha256::new();
+    let mut manifest_size = 0u64;
+    chunk::for_each_chunk::<ChunkError>(manifest_file, |data| {
+        manifest_hasher.update(data);
+        manifest_size += data.len() as u64;
         manifest_chunks.push(packer.add(data)?);
         Ok(())
     })
@@ -282,14 +287,14 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
         files: manifest.stores.iter().map(|s| s.files()).sum(),
         pushed_at: Utc::now(),
         manifest: Blob {
-            size: manifest_bytes.len() as u64,
-            sha256: Checksum::of(&manifest_bytes),
+            size: manifest_size,
+            sha256: Checksum::from_hasher(manifest_hasher),
             chunks: manifest_chunks,
         },
         contents,
         packs: BTreeMap::new(),
     };
-    drop(manifest_bytes);
+    drop(manifest);
     let all = chunks_of(&doc);
     out.chunks = all.len() as u64;
     for hash in &all {
