@@ -12,8 +12,10 @@ Exit codes:
      damage repair could not fix, cat of a copy that does not match its manifest)
   2  bad usage or bad config (the message names the flag, key or file)
   3  refused by a safety gate before anything was touched (no --confirm-service-stopped,
-     snapshot invalid before restore, service still running, repository busy)
-  4  an I/O or system error stopped the run (the message names the path)
+     snapshot invalid before restore, service still running, repository busy, a remote's lock held,
+     damaged data on a remote)
+  4  an I/O or system error stopped the run (the message names the path; for a remote that cannot
+     be reached, the remote and its URL, never a credential)
   130  stopped by SIGINT at a safe point (snapshot, restore, prune, drill): after_snapshot ran,
      work directories removed, lock released; a restore's swaps finish first
   143  stopped by SIGTERM, the same way
@@ -74,9 +76,13 @@ pub enum Command {
     /// Snapshot the configured stores, then validate the new snapshot
     Snapshot(SnapshotArgs),
     /// List every snapshot, oldest first, with its last validation and a problem column for damaged ones
-    List,
+    List {
+        /// List the snapshots on this [[remote]] instead
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
+    },
     /// Summarize one snapshot's manifest (the whole manifest with --json)
-    Show(IdArgs),
+    Show(ShowArgs),
     /// List a snapshot's entries (type, mode, size, mtime, path), all or at/under STORE[/PATH]
     #[command(
         override_usage = "cairn ls <ID> [STORE[/PATH]]\n       cairn ls --latest [STORE[/PATH]]"
@@ -102,6 +108,16 @@ pub enum Command {
     Diff(DiffArgs),
     /// Space on disk: apparent size and bytes on disk (hard links counted once), per snapshot and in total
     Stats,
+    /// Upload snapshots to the off-site [[remote]]s: only chunks a remote lacks are sent
+    ///
+    /// Resumable: a push stopped at any moment (killed, network gone)
+    /// leaves no snapshot visible on the remote and loses nothing already
+    /// sent; running it again sends only what is missing. Each file is
+    /// checked against the manifest's SHA-256 as it is read: a damaged
+    /// local copy is never pushed (exit 3).
+    Push(PushArgs),
+    /// Rebuild a snapshot from a [[remote]] into the local repository, every byte verified
+    Pull(PullArgs),
     /// Check snapshots against their manifests and each plug-in's own checks
     Validate(ValidateArgs),
     /// Restore a snapshot into the live paths (or elsewhere with --to)
@@ -117,6 +133,12 @@ pub enum Command {
         /// Delete what the plan says (without it, only print the plan)
         #[arg(long)]
         confirm: bool,
+        /// Prune this [[remote]] instead: its retention ([remote.retention],
+        /// else [retention]), then packs no kept snapshot needs and older
+        /// than the grace period (gc_grace_hours, default 24), under the
+        /// remote's lock
+        #[arg(long, value_name = "NAME")]
+        remote: Option<String>,
         /// Allow a policy that keeps nothing (every keep_* is 0, nothing pinned)
         #[arg(long)]
         allow_empty_policy: bool,
@@ -220,13 +242,60 @@ pub struct ValidateArgs {
     /// Hash only share N of T of the files (a fixed split by path; every
     /// file is still checked for presence and size, and damage found in
     /// other shares by earlier runs stays recorded): `--subset 1/7` … `7/7`
-    /// over seven nights read every byte once
-    #[arg(long, value_name = "N/T", conflicts_with = "quick", value_parser = parse_subset)]
+    /// over seven nights read every byte once. With --remote: read the
+    /// packs of share N of T only
+    #[arg(long, value_name = "N/T", conflicts_with_all = ["quick", "read_data"], value_parser = parse_subset)]
     pub subset: Option<cairn_engine::share::Subset>,
+    /// Validate the snapshots on this [[remote]]: every object present with
+    /// its recorded size, from listings (no data read)
+    #[arg(long, value_name = "NAME", conflicts_with = "quick")]
+    pub remote: Option<String>,
+    /// With --remote: download every pack and hash it, and rebuild each manifest
+    #[arg(long, requires = "remote")]
+    pub read_data: bool,
+}
+
+/// `show`: a snapshot (an id, or --latest), local or on a remote.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub which: IdArgs,
+    /// Show the snapshot as this [[remote]] holds it
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 fn parse_subset(text: &str) -> Result<cairn_engine::share::Subset, String> {
     cairn_engine::share::Subset::parse(text)
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").args(["id", "latest", "all"])))]
+pub struct PushArgs {
+    /// Snapshot id [default: every local snapshot, as --all]
+    pub id: Option<String>,
+    /// The newest snapshot
+    #[arg(long)]
+    pub latest: bool,
+    /// Every local snapshot not yet on the remote (the default)
+    #[arg(long)]
+    pub all: bool,
+    /// Only this [[remote]] [default: every configured remote]
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["id", "latest"])))]
+pub struct PullArgs {
+    /// Snapshot id on the remote
+    pub id: Option<String>,
+    /// The newest snapshot on the remote
+    #[arg(long)]
+    pub latest: bool,
+    /// The [[remote]] to pull from
+    #[arg(long, value_name = "NAME")]
+    pub remote: String,
 }
 
 #[derive(Debug, Args)]
@@ -278,6 +347,12 @@ pub struct RestoreArgs {
     /// confirmation, and touch nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Pull the snapshot from this [[remote]] first (verified and
+    /// deep-validated into the local repository; refused, exit 3, if any
+    /// byte is wrong), then restore it through every gate. Not with
+    /// --dry-run, which writes nothing: `cairn pull` first, then dry-run
+    #[arg(long, value_name = "NAME", conflicts_with = "dry_run")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +369,10 @@ pub struct DrillArgs {
     /// Where to make the scratch directory (needs room for one full copy)
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    /// Drill from this [[remote]]: pull into a temporary area, drill from
+    /// it, report the RTO including the download
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 /// A snapshot named by id, or `--latest`.

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::cli::{
-    Cli, Command, DrillArgs, IdArgs, RepairArgs, RestoreArgs, SnapshotArgs, ValidateArgs,
+    Cli, Command, DrillArgs, IdArgs, RepairArgs, RestoreArgs, ShowArgs, SnapshotArgs, ValidateArgs,
 };
 use crate::{browse, clock, diff, json, render, starter, stats, Output};
 
@@ -80,6 +80,8 @@ fn dispatch_with_config(
                 | Command::Drill(_)
                 | Command::Repair(_)
                 | Command::ImportLegacy(_)
+                | Command::Push(_)
+                | Command::Pull(_)
         )
     {
         cairn_engine::cancel::install()?;
@@ -87,21 +89,44 @@ fn dispatch_with_config(
     let started = Instant::now();
     let output = match &cli.command {
         Command::Snapshot(args) => snapshot_cmd(&cfg, &stores, args),
-        Command::List => list(&cfg),
-        Command::Show(which) => show(&cfg, which),
+        Command::List { remote: None } => list(&cfg),
+        Command::List { remote: Some(r) } => crate::remote::list(&cfg, r),
+        Command::Show(args) => match &args.remote {
+            None => show(&cfg, &args.which),
+            Some(r) => crate::remote::show(&cfg, r, &args.which),
+        },
         Command::Ls(args) => browse::ls(&cfg, args),
         Command::Cat(args) => browse::cat(&cfg, args, out),
         Command::Diff(args) => diff::run(&cfg, &stores, args),
         Command::Stats => stats::run(&cfg),
-        Command::Validate(args) => validate(&cfg, &stores, args),
-        Command::Restore(args) => restore_cmd(&cfg, &stores, args),
+        Command::Push(args) => crate::remote::push_cmd(&cfg, args),
+        Command::Pull(args) => crate::remote::pull_cmd(&cfg, &stores, args),
+        Command::Validate(args) => match &args.remote {
+            Some(r) => crate::remote::validate(&cfg, r, args),
+            None => validate(&cfg, &stores, args),
+        },
+        Command::Restore(args) => match &args.remote {
+            Some(r) => crate::remote::restore_cmd(&cfg, &stores, r, args, || {
+                restore_cmd(&cfg, &stores, args)
+            }),
+            None => restore_cmd(&cfg, &stores, args),
+        },
         Command::Prune {
             confirm,
             allow_empty_policy,
+            remote: Some(r),
+        } => crate::remote::prune_cmd(&cfg, r, *confirm, *allow_empty_policy),
+        Command::Prune {
+            confirm,
+            allow_empty_policy,
+            remote: None,
         } => prune_cmd(&cfg, *confirm, *allow_empty_policy),
         Command::Pin(which) => pin(&cfg, which, true),
         Command::Unpin(which) => pin(&cfg, which, false),
-        Command::Drill(args) => drill_cmd(&cfg, &stores, args),
+        Command::Drill(args) => match &args.remote {
+            Some(r) => crate::remote::drill_cmd(&cfg, &stores, r, args),
+            None => drill_cmd(&cfg, &stores, args),
+        },
         Command::Repair(args) => repair_cmd(&cfg, &stores, args),
         Command::ImportLegacy(args) => {
             crate::import::run(&cfg, &args.dir, args.confirm, args.include_damaged)
@@ -133,8 +158,8 @@ fn load_config(cli: &Cli) -> Result<Config> {
     };
     let read_only = matches!(
         cli.command,
-        Command::List
-            | Command::Show(_)
+        Command::List { remote: None }
+            | Command::Show(ShowArgs { remote: None, .. })
             | Command::Ls(_)
             | Command::Cat(_)
             | Command::Diff(_)
@@ -164,7 +189,9 @@ pub(crate) fn snapshot_named(command: &Command) -> Option<String> {
             return None
         }
         Command::Restore(a) => (a.id.as_ref(), a.latest),
-        Command::Show(a) | Command::Pin(a) | Command::Unpin(a) => (a.id.as_ref(), a.latest),
+        Command::Show(ShowArgs { which: a, .. }) | Command::Pin(a) | Command::Unpin(a) => {
+            (a.id.as_ref(), a.latest)
+        }
         _ => return None,
     };
     match (id, latest) {
@@ -283,11 +310,16 @@ fn snapshot_cmd(cfg: &Config, stores: &Stores, args: &SnapshotArgs) -> Result<Ou
             allow_future: args.allow_future,
         },
     )?;
-    Ok(Output {
+    let mut output = Output {
         human: render::snapshot(&outcome),
         json: json::snapshot(&outcome),
         sound: outcome.validation.valid && outcome.after_hook_error.is_none(),
-    })
+    };
+    // push_after_snapshot: only a sound snapshot goes off-site.
+    if output.sound {
+        crate::remote::after_snapshot(cfg, &outcome.snapshot.id, &mut output);
+    }
+    Ok(output)
 }
 
 /// One row of `list`.

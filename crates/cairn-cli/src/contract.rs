@@ -40,7 +40,8 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::TargetNotEmpty { .. }
         | Error::SourceType { .. }
         | Error::SourceRejected { .. }
-        | Error::NoSuchEntry { .. } => USAGE,
+        | Error::NoSuchEntry { .. }
+        | Error::RemoteSnapshotNotFound { .. } => USAGE,
         Error::NotConfirmed
         | Error::InUse { .. }
         | Error::UnsafePath { .. }
@@ -49,13 +50,18 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::NotRegularFile { .. }
         | Error::Busy { .. }
         | Error::NoRoom { .. }
-        | Error::ServiceBusy { .. } => REFUSED,
+        | Error::ServiceBusy { .. }
+        | Error::RemoteLocked { .. } => REFUSED,
         Error::SourceMissing { .. }
         | Error::Source { .. }
         | Error::Io { .. }
         | Error::Plugin { .. }
-        | Error::Store { .. } => IO,
-        Error::Manifest { .. } | Error::Hook { .. } | Error::FileDamaged { .. } => UNSOUND,
+        | Error::Store { .. }
+        | Error::RemoteUnreachable { .. } => IO,
+        Error::Manifest { .. }
+        | Error::Hook { .. }
+        | Error::FileDamaged { .. }
+        | Error::RemoteFormat { .. } => UNSOUND,
         // The shell's convention: 128 + the signal (130 SIGINT, 143 SIGTERM).
         Error::Interrupted { signal } => {
             INTERRUPTED_BASE.saturating_add(u8::try_from(*signal).unwrap_or(0))
@@ -134,6 +140,9 @@ pub fn hint_for(e: &Error, snapshot: Option<&str>) -> Option<String> {
             path.display()
         ),
         Error::Busy { .. } => "wait for the other run (snapshot, restore or prune) to finish, then run again".to_owned(),
+        Error::RemoteLocked { .. } => "another `cairn prune --remote` holds the remote's lock (on this or another host): wait for it; a lock older than its stated expiry is stale and the next prune takes it over".to_owned(),
+        Error::RemoteUnreachable { .. } => "check the network, the endpoint, and the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or credentials_file; key_file for sftp); a push can be run again and uploads only what is missing".to_owned(),
+        Error::RemoteSnapshotNotFound { .. } => "`cairn list --remote NAME` shows the snapshots on the remote".to_owned(),
         Error::BadId { .. } | Error::SnapshotNotFound { .. } => "`cairn list` shows the snapshot ids".to_owned(),
         Error::FileDamaged { id, problem } => format!(
             "what was written to stdout is not the file as captured: discard it; {}",

@@ -36,7 +36,47 @@ pub struct Config {
     /// A snapshot re-reads 1/`verify_rotation` of the copies it reuses
     /// (1: all of them, every snapshot).
     pub verify_rotation: u32,
+    /// `[[remote]]` tables: off-site copies (see the `cairn-remote` crate).
+    pub remotes: Vec<RemoteConfig>,
 }
+
+/// One `[[remote]]` table. Checked here as far as any command needs
+/// (names, the URL's scheme, no secret in it, keys that fit the scheme);
+/// `cairn-remote` parses the URL itself. Credentials never live here:
+/// S3 keys come from the environment or `credentials_file`, SFTP from
+/// `key_file`.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    pub name: String,
+    /// As written: `s3://bucket/prefix`, `sftp://user@host:port/path` or
+    /// `file:///path`. Holds no password (refused).
+    pub url: String,
+    /// S3 only: an S3-compatible service's endpoint (omitted: AWS).
+    pub endpoint: Option<String>,
+    /// S3 only.
+    pub region: Option<String>,
+    /// `cairn snapshot` pushes to this remote when it succeeds.
+    pub push_after_snapshot: bool,
+    /// Bytes per second, from `rate_limit = "50MiB/s"`.
+    pub rate_limit: Option<u64>,
+    /// The remote's own retention; `None`: the repository's.
+    pub retention: Option<Retention>,
+    /// S3 only: a file of `KEY=value` lines (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), refused when group or
+    /// others may read it. Absolute.
+    pub credentials_file: Option<PathBuf>,
+    /// SFTP only: the private key ssh uses. Absolute.
+    pub key_file: Option<PathBuf>,
+    /// Prune's garbage collection never deletes an object younger than this.
+    pub gc_grace: Duration,
+    /// The limit on any one request's wait for bytes (retried after it).
+    pub io_timeout: Duration,
+    /// The config file, so remote errors can name it.
+    pub origin: PathBuf,
+}
+
+pub const DEFAULT_GC_GRACE_HOURS: u64 = 24;
+pub const DEFAULT_REMOTE_IO_TIMEOUT_SECONDS: u64 = 120;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -198,6 +238,33 @@ struct RawConfig {
     verify_rotation: Option<i64>,
     #[serde(default, rename = "store")]
     stores: Vec<RawStore>,
+    #[serde(default, rename = "remote")]
+    remotes: Vec<RawRemote>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemote {
+    name: String,
+    url: String,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    push_after_snapshot: bool,
+    #[serde(default)]
+    rate_limit: Option<String>,
+    #[serde(default)]
+    retention: Option<Retention>,
+    #[serde(default)]
+    credentials_file: Option<String>,
+    #[serde(default)]
+    key_file: Option<String>,
+    #[serde(default)]
+    gc_grace_hours: Option<u64>,
+    #[serde(default)]
+    io_timeout_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -382,9 +449,11 @@ impl Config {
                 })?,
         };
         let monitoring = crate::monitoring::Monitoring::from_raw(raw.monitoring, &file, &base)?;
+        let remotes = parse_remotes(raw.remotes, &file, &base)?;
         let cfg = Config {
             monitoring,
             verify_rotation,
+            remotes,
             repository: resolve(&base, Path::new(&raw.repository)),
             retention: raw.retention,
             hooks: raw.hooks,
@@ -445,6 +514,7 @@ impl Config {
             hooks: Hooks::default(),
             monitoring: crate::monitoring::Monitoring::default(),
             verify_rotation: DEFAULT_VERIFY_ROTATION,
+            remotes: Vec::new(),
             stores: Vec::new(),
             lock_wait: Duration::from_secs(DEFAULT_LOCK_WAIT_SECONDS),
         })
@@ -453,6 +523,125 @@ impl Config {
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
     }
+
+    pub fn remote(&self, name: &str) -> Option<&RemoteConfig> {
+        self.remotes.iter().find(|r| r.name == name)
+    }
+}
+
+fn parse_remotes(raw: Vec<RawRemote>, file: &Path, base: &Path) -> Result<Vec<RemoteConfig>> {
+    let mut names = BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let bad = |message: String| Error::config(file, format!("remote {:?}: {message}", r.name));
+        if !valid_store_name(&r.name) {
+            return Err(Error::config(
+                file,
+                format!("remote name {:?} must match [a-z0-9_-]{{1,64}}", r.name),
+            ));
+        }
+        if !names.insert(r.name.clone()) {
+            return Err(Error::config(
+                file,
+                format!("duplicate remote name {:?}", r.name),
+            ));
+        }
+        let scheme = r.url.split_once("://").map(|(s, _)| s);
+        let rest = r.url.split_once("://").map_or("", |(_, rest)| rest);
+        if !matches!(scheme, Some("s3" | "sftp" | "file")) {
+            return Err(bad(
+                "`url` must start with s3://, sftp:// or file:// (e.g. s3://bucket/prefix)".into(),
+            ));
+        }
+        // A password in the URL would be printed, logged and kept in the
+        // config: credentials live elsewhere.
+        let authority = rest.split('/').next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if userinfo.contains(':') {
+                return Err(bad(
+                    "`url` must not hold a password; use key_file (sftp) or the environment / credentials_file (s3)".into(),
+                ));
+            }
+        }
+        if r.url.contains('?') || r.url.contains('#') {
+            return Err(bad("`url` takes no query or fragment".into()));
+        }
+        let is_s3 = scheme == Some("s3");
+        for (key, set, allowed) in [
+            ("endpoint", r.endpoint.is_some(), is_s3),
+            ("region", r.region.is_some(), is_s3),
+            ("credentials_file", r.credentials_file.is_some(), is_s3),
+            ("key_file", r.key_file.is_some(), scheme == Some("sftp")),
+        ] {
+            if set && !allowed {
+                return Err(bad(format!(
+                    "`{key}` does not apply to a {} remote",
+                    scheme.unwrap_or_default()
+                )));
+            }
+        }
+        let rate_limit = match &r.rate_limit {
+            None => None,
+            Some(text) => Some(parse_rate(text).ok_or_else(|| {
+                bad(format!(
+                    "`rate_limit` {text:?} is not a rate like \"50MiB/s\" (B, KiB, MiB, GiB, KB, MB, GB per second)"
+                ))
+            })?),
+        };
+        let path_key = |key: &str, value: &Option<String>| -> Result<Option<PathBuf>> {
+            match value {
+                Some(s) if s.is_empty() => Err(bad(format!("`{key}` must not be empty"))),
+                Some(s) => Ok(Some(resolve(base, Path::new(s)))),
+                None => Ok(None),
+            }
+        };
+        let io_timeout = r
+            .io_timeout_seconds
+            .unwrap_or(DEFAULT_REMOTE_IO_TIMEOUT_SECONDS);
+        if !(1..=86_400).contains(&io_timeout) {
+            return Err(bad("`io_timeout_seconds` must be from 1 to 86400".into()));
+        }
+        let grace = r.gc_grace_hours.unwrap_or(DEFAULT_GC_GRACE_HOURS);
+        if grace > 24 * 365 {
+            return Err(bad("`gc_grace_hours` must be at most 8760".into()));
+        }
+        out.push(RemoteConfig {
+            credentials_file: path_key("credentials_file", &r.credentials_file)?,
+            key_file: path_key("key_file", &r.key_file)?,
+            name: r.name,
+            url: r.url,
+            endpoint: r.endpoint,
+            region: r.region,
+            push_after_snapshot: r.push_after_snapshot,
+            rate_limit,
+            retention: r.retention,
+            gc_grace: Duration::from_secs(grace * 3600),
+            io_timeout: Duration::from_secs(io_timeout),
+            origin: file.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// `"50MiB/s"` → bytes per second; `None` for anything else (or zero).
+fn parse_rate(text: &str) -> Option<u64> {
+    let body = text.trim().strip_suffix("/s")?.trim();
+    let split = body
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "B" | "" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor).filter(|&n| n > 0)
 }
 
 /// Fails, naming `config`, when root may not trust `path` (the config

@@ -210,6 +210,41 @@ pub enum Error {
     #[error("stopped by {} at a safe point; nothing was left half-written", crate::cancel::signal_name(*signal))]
     Interrupted { signal: i32 },
 
+    // Off-site copies (`cairn-remote`). `url` never holds a credential.
+    /// The remote could not be reached or refused the request (network,
+    /// DNS, TLS, credentials, permissions), after retries.
+    #[error("remote {remote} ({url}): {message}")]
+    RemoteUnreachable {
+        remote: String,
+        url: String,
+        message: String,
+    },
+
+    /// Another run (a prune on this or another host) holds the remote's lock.
+    #[error("remote {remote} ({url}) is locked by {holder} since {since}")]
+    RemoteLocked {
+        remote: String,
+        url: String,
+        holder: String,
+        since: String,
+    },
+
+    #[error("snapshot {id} is not on remote {remote} ({url})")]
+    RemoteSnapshotNotFound {
+        id: String,
+        remote: String,
+        url: String,
+    },
+
+    /// The remote holds something this cairn cannot use: a newer format,
+    /// a damaged `config.json` or snapshot document.
+    #[error("remote {remote} ({url}): {message}")]
+    RemoteFormat {
+        remote: String,
+        url: String,
+        message: String,
+    },
+
     #[error("hook {hook} ({argv}): {message}")]
     Hook {
         hook: &'static str,

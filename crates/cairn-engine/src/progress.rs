@@ -33,13 +33,13 @@ pub fn install(sink: Box<dyn ProgressSink>) {
     let _ = SINK.set(sink);
 }
 
-pub(crate) fn begin(phase: &str, total: Option<u64>) {
+pub fn begin(phase: &str, total: Option<u64>) {
     if let Some(s) = SINK.get() {
         s.begin(phase, total);
     }
 }
 
-pub(crate) fn advance(bytes: u64) {
+pub fn advance(bytes: u64) {
     if let Some(s) = SINK.get() {
         if VERIFYING.get() {
             s.verified(bytes);
@@ -69,7 +69,7 @@ pub(crate) fn verifying<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
-pub(crate) fn finish() {
+pub fn finish() {
     if let Some(s) = SINK.get() {
         s.finish();
     }
