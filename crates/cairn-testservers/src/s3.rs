@@ -271,6 +271,31 @@ impl S3Server {
         self.counters.bytes_received.load(Ordering::Relaxed)
     }
 
+    /// Answers the next `n` requests with 503 SlowDown (S3's "reduce your
+    /// request rate") without reaching the backend: a deterministic way to
+    /// make a client retry, or, with more failures than it retries, give
+    /// up. Replaces any failures still pending; 0 cancels them.
+    pub fn fail_next_requests(&self, n: u64) {
+        self.counters.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Waits until at least `min` request-body bytes have arrived since
+    /// start, or `timeout` passes; returns whether they did. For cutting a
+    /// push off mid-way: start it, wait for some bytes, then `stop()` or
+    /// kill the client.
+    pub fn wait_for_bytes_received(&self, min: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.bytes_received() >= min {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn serve(&mut self, listener: StdTcpListener) -> Result<(), Error> {
         let runtime = self
             .runtime

@@ -19,11 +19,38 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// What the server has seen since it was started (restarts included).
+/// What the server has seen since it was started (restarts included),
+/// and the failures it was asked to inject.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) requests: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
+    /// The next this-many requests are answered 503 without reaching
+    /// the backend.
+    pub(crate) fail_next: AtomicU64,
+}
+
+impl Counters {
+    /// Takes one injected failure, if any are left.
+    fn take_failure(&self) -> bool {
+        self.fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// What S3 answers when it is overloaded: 503 SlowDown, which clients
+/// (OpenDAL included) treat as temporary and retry.
+fn slow_down() -> s3s::HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+        <Error><Code>SlowDown</Code><Message>injected by cairn-testservers</Message></Error>";
+    let mut response = http::Response::new(s3s::Body::from(body.to_owned()));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 #[derive(Clone)]
@@ -43,6 +70,9 @@ impl hyper::service::Service<http::Request<Incoming>> for CountingService {
 
     fn call(&self, req: http::Request<Incoming>) -> Self::Future {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if self.counters.take_failure() {
+            return Box::pin(std::future::ready(Ok(slow_down())));
+        }
         let conditional = is_conditional_write(&req);
         let counters = Arc::clone(&self.counters);
         let req = req.map(|body| s3s::Body::http_body_unsync(CountingBody { body, counters }));

@@ -285,3 +285,64 @@ fn the_external_servers_are_an_error_naming_the_variable_when_not_started() {
         assert!(err.contains("CAIRN_TEST_SFTP_URL"), "{err}");
     }
 }
+
+#[test]
+fn injected_503s_are_retried_and_too_many_end_the_operation() {
+    let server = S3Server::start().unwrap();
+    let op = server_operator(&server, "/");
+    // The client retries 3 times (tests/common): two failures are absorbed.
+    server.fail_next_requests(2);
+    let before = server.request_count();
+    op.write("retried", b"made it".to_vec()).unwrap();
+    assert_eq!(server.request_count() - before, 3);
+    assert_eq!(server.object_keys(), vec!["retried".to_string()]);
+
+    // Four in a row outlast the retries; nothing is written.
+    server.fail_next_requests(4);
+    let err = op.write("given-up", b"no".to_vec()).expect_err("4 x 503");
+    assert!(err.to_string().contains("SlowDown"), "{err}");
+    assert_eq!(server.object_keys(), vec!["retried".to_string()]);
+    // And the server is fine again afterwards.
+    op.write("given-up", b"later".to_vec()).unwrap();
+}
+
+#[test]
+fn a_client_can_be_cut_off_once_some_bytes_have_arrived() {
+    let mut server = S3Server::start().unwrap();
+    let op = server_operator(&server, "/");
+    let one_part = server.bytes_received() + 5 * MIB as u64;
+    let (resume, resumed) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        let upload = scope.spawn(move || {
+            let options = WriteOptions {
+                chunk: Some(5 * MIB),
+                ..WriteOptions::default()
+            };
+            let mut writer = op.writer_options("cut-off", options)?;
+            // 16 MiB: OpenDAL holds the first chunk until a second one is
+            // full (one PUT or multipart?), then sends both; wait for the
+            // server to be stopped before writing the rest.
+            writer.write(pseudo_random(16 * MIB, 3))?;
+            resumed.recv().expect("the test thread lives");
+            writer.write(pseudo_random(8 * MIB, 4))?;
+            writer.close()
+        });
+        let arrived = server.wait_for_bytes_received(one_part, std::time::Duration::from_secs(10));
+        server.stop();
+        // Resume before asserting: a panic here would leave the upload
+        // thread waiting forever and the scope joining it.
+        resume.send(()).unwrap();
+        assert!(arrived, "no part arrived");
+        let err = upload
+            .join()
+            .unwrap()
+            .expect_err("an upload cut off mid-way");
+        assert_eq!(err.kind(), ErrorKind::Unexpected, "{err}");
+    });
+    assert!(
+        server.object_keys().is_empty(),
+        "{:?}",
+        server.object_keys()
+    );
+    assert_eq!(server.incomplete_multipart_uploads(), 1);
+}
