@@ -549,3 +549,31 @@ fn a_snapshot_document_cut_short_is_written_again_by_the_next_push() {
     ]));
     assert_eq!(v["valid"], true, "{v}");
 }
+
+#[test]
+fn show_takes_latest_on_a_remote_and_restore_from_a_remote_needs_an_id() {
+    let env = Env::new();
+    fs_remote(&env, "");
+    let first = env.snapshot(&[]);
+    ok(&env.cairn(&["--json", "push"]));
+    // A newer local snapshot that is not on the remote: `--latest` would
+    // mean it locally and `first` on the remote.
+    let second = env.snapshot(&["--at", "2099-01-01T00:00:00Z", "--allow-future"]);
+    assert_ne!(first, second);
+
+    let show = ok(&env.cairn(&["--json", "show", "--latest", "--remote", "offsite"]));
+    assert_eq!(show["id"], first.as_str());
+
+    let before = memories(&env.path("data/atocore.db"));
+    let r = env.cairn(&[
+        "restore",
+        "--latest",
+        "--remote",
+        "offsite",
+        "--confirm-service-stopped",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs the snapshot's id"), "{}", r.stderr);
+    assert!(r.stderr.contains("list --remote offsite"), "{}", r.stderr);
+    assert_eq!(memories(&env.path("data/atocore.db")), before);
+}
