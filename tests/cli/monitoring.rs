@@ -336,6 +336,29 @@ fn the_textfile_parses_and_carries_the_last_drills_result() {
 }
 
 #[test]
+fn the_textfile_is_readable_by_node_exporter_whatever_the_umask() {
+    let env = env_with("textfile = \"metrics/cairn.prom\"\n");
+    std::fs::create_dir_all(env.path("metrics")).unwrap();
+    let run = support::run_with_umask(&env, 0o077, &["snapshot"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let prom = env.path("metrics/cairn.prom");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&prom).unwrap().permissions());
+    assert_eq!(
+        mode & 0o777,
+        0o644,
+        "umask 077 must not hide it from node_exporter"
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(get(
+        &parse_prometheus(&text),
+        "cairn_snapshot_bytes",
+        &[("store", "db")]
+    )
+    .is_some());
+}
+
+#[test]
 fn hooks_get_the_run_in_cairn_variables_and_a_hung_hook_is_killed() {
     let env = env_with("on_success = [\"env\"]\non_failure = [\"env\"]\n");
     let ok = env.cairn(&["--json", "snapshot"]);

@@ -291,14 +291,33 @@ fn syncfs(file: &File) -> io::Result<()> {
 
 /// Temp file in the target's directory → write → sync → rename → sync dir.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomic`] leaving the file with exactly `mode`, whatever the
+/// umask (the Prometheus textfile is 0644: node_exporter reads it as its
+/// own user). The temp file is created exclusively and without following
+/// a link, so nothing planted in the directory redirects the write.
+pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.cairn-tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = create_new_private(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io_at("create", &tmp))?;
+        f.set_permissions(Permissions::from_mode(mode))
+            .map_err(io_at("chmod", &tmp))?;
         f.write_all(bytes).map_err(io_at("write", &tmp))?;
         f.sync_all().map_err(io_at("sync", &tmp))?;
         fs::rename(&tmp, path).map_err(io_at("rename into place", path))?;

@@ -6,15 +6,13 @@
 //! with stores.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::{io_at, Error, Result};
+use crate::error::{Error, Result};
 
 /// The commands `ping_url` is pinged for unless `ping_commands` says
 /// otherwise: the ones a schedule runs.
@@ -218,7 +216,7 @@ pub fn update_textfile(path: &Path, samples: &[Sample]) -> Result<()> {
             .collect();
         all.insert((s.name.to_owned(), labels), s.value);
     }
-    write_atomic_readable(path, render_textfile(&all).as_bytes())
+    crate::fsutil::write_atomic_mode(path, render_textfile(&all).as_bytes(), 0o644)
 }
 
 /// The samples of known metrics in an earlier file; anything else
@@ -325,41 +323,10 @@ fn render_textfile(all: &BTreeMap<Key, f64>) -> String {
     s
 }
 
-/// Like the engine's own atomic write, but 0644: node_exporter reads the
-/// file as its own user. The temp file is created exclusively and without
-/// following a link, so nothing planted in the directory redirects it.
-fn write_atomic_readable(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.cairn-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(io_at("create", &tmp))?;
-        f.write_all(bytes).map_err(io_at("write", &tmp))?;
-        f.sync_all().map_err(io_at("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_at("rename into place", path))?;
-        crate::fsutil::sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn urls_are_shown_without_their_token() {
