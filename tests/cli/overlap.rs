@@ -157,3 +157,36 @@ fn overlapping_stores_are_refused() {
         &["\"registry2\"", "\"registry\"", "same path"],
     );
 }
+
+/// `restore --to DIR` writes `DIR/<store>`: a DIR inside the repository,
+/// inside a live store, or one whose `DIR/<store>` would be a live store's
+/// path is refused (exit 2, naming the flag and what it overlaps) before
+/// anything is written; the same restore to a fresh directory works.
+#[test]
+fn restore_to_a_directory_in_the_repository_or_a_live_store_is_refused() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    let live_before = support::tree(&env.path("data"));
+    let repo_before = support::tree(&env.path("backups"));
+    for (dir, says) in [
+        ("backups/tmp", "inside the repository"),
+        ("backups", "inside the repository"),
+        ("data/chroma/inner", "live path"),
+        // DIR/chroma would be data/chroma itself; DIR/db a sibling of the
+        // live database, inside nothing: refused for chroma.
+        ("data", "overlaps store \"chroma\""),
+    ] {
+        let dir = env.path(dir);
+        let dir = dir.to_str().unwrap();
+        let run = env.cairn(&["restore", &id, "--to", dir]);
+        assert_eq!(run.code, 2, "{dir}: {}", run.stderr);
+        assert!(run.stderr.contains("--to"), "{dir}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{dir}: {}", run.stderr);
+    }
+    assert_eq!(support::tree(&env.path("data")), live_before);
+    assert_eq!(support::tree(&env.path("backups")), repo_before);
+    let elsewhere = env.path("elsewhere");
+    let fresh = env.cairn(&["restore", &id, "--to", elsewhere.to_str().unwrap()]);
+    assert_eq!(fresh.code, 0, "{}", fresh.stderr);
+    assert!(env.path("elsewhere/db").exists());
+}

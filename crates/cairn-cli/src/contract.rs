@@ -38,6 +38,7 @@ pub fn exit_code(e: &Error) -> u8 {
         | Error::NotConfigured { .. }
         | Error::KindChanged { .. }
         | Error::TargetNotEmpty { .. }
+        | Error::TargetOverlaps { .. }
         | Error::SourceType { .. }
         | Error::SourceRejected { .. }
         | Error::NoSuchEntry { .. }
@@ -105,6 +106,9 @@ pub fn message(e: &Error) -> String {
             "--to: {} is not empty; restore into an empty or new directory",
             path.display()
         ),
+        Error::TargetOverlaps { path, reason } => {
+            format!("--to {}: {reason}", path.display())
+        }
         Error::NotConfigured { store, file } => format!(
             "store {store:?} is in the snapshot but not in {}; restore it with --to DIR, or leave it out with --skip {store}",
             file.display()

@@ -743,6 +743,65 @@ fn check_overlaps(cfg: &Config) -> Result<()> {
 /// symlinks resolved (`fs::canonicalize`), and the rest (not there yet, so
 /// no symlink) normalised lexically: `.` dropped, `..` taking back the
 /// component before it.
+/// A restore elsewhere writes `dir/<store>` for each store it restores
+/// (`names`): refused when that is, holds or sits inside the repository
+/// or any configured store's live path — a restore "elsewhere" into live
+/// data or into the snapshots it reads would be neither.
+pub(crate) fn check_restore_elsewhere<'n>(
+    cfg: &Config,
+    dir: &Path,
+    names: impl IntoIterator<Item = &'n str>,
+) -> Result<()> {
+    let real_dir = real_location(dir);
+    let repo = real_location(&cfg.repository);
+    let refuse = |reason: String| {
+        Err(Error::TargetOverlaps {
+            path: dir.to_owned(),
+            reason,
+        })
+    };
+    if real_dir.starts_with(&repo) {
+        return refuse(format!(
+            "is inside the repository {}: restore outside it",
+            repo.display()
+        ));
+    }
+    let lives: Vec<(&StoreConfig, PathBuf)> = cfg
+        .stores
+        .iter()
+        .map(|s| (s, real_location(&s.path)))
+        .collect();
+    for (store, live) in &lives {
+        if real_dir.starts_with(live) {
+            return refuse(format!(
+                "is inside store {:?}'s live path {}: a restore elsewhere must not write into live data",
+                store.name,
+                live.display()
+            ));
+        }
+    }
+    for name in names {
+        let target = real_dir.join(name);
+        if repo.starts_with(&target) {
+            return refuse(format!(
+                "would put store {name:?} at {}, which holds the repository",
+                target.display()
+            ));
+        }
+        for (store, live) in &lives {
+            if live.starts_with(&target) || target.starts_with(live) {
+                return refuse(format!(
+                    "would put store {name:?} at {}, which overlaps store {:?}'s live path {}",
+                    target.display(),
+                    store.name,
+                    live.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn real_location(path: &Path) -> PathBuf {
     use std::path::Component;
     let components: Vec<Component<'_>> = path.components().collect();

@@ -98,6 +98,11 @@ pub enum Error {
     #[error("{path} is not empty; restore into an empty or new directory")]
     TargetNotEmpty { path: PathBuf },
 
+    /// A restore target outside the live paths that is, holds or sits in
+    /// the repository or a configured store's live path.
+    #[error("restore target {path} {reason}")]
+    TargetOverlaps { path: PathBuf, reason: String },
+
     #[error("snapshot {id}: store {store} has no entry {path}")]
     NoSuchEntry {
         id: String,

@@ -107,6 +107,10 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         });
     }
 
+    if let Some(dir) = &req.to {
+        let names = selected.iter().map(|&i| manifest.stores[i].name.as_str());
+        crate::config::check_restore_elsewhere(cfg, dir, names)?;
+    }
     let mut jobs = Vec::new();
     let mut absent = Vec::new();
     for i in selected {
