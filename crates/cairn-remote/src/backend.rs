@@ -213,6 +213,48 @@ impl Backend {
         }
     }
 
+    /// Streams `reader` into `key` as one multipart upload of `part_bytes`
+    /// parts sent one at a time (S3; SFTP and directories get one streamed
+    /// write). Push never uses it: it is the baseline `cargo xtask bench`
+    /// compares push against, through this same client (transport, timeout,
+    /// retry and throttle layers). Returns the bytes written.
+    pub fn put_streamed(&self, key: &str, reader: &mut dyn Read, part_bytes: usize) -> Result<u64> {
+        let fail = |e: &dyn std::fmt::Display| self.unreachable(&format!("write {key}"), e);
+        let mut buf = vec![0u8; part_bytes.max(1 << 20)];
+        let mut total = 0u64;
+        match &self.kind {
+            Kind::Fs(root) => {
+                let path = root.join(key);
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+                }
+                let mut f = fs::File::create(&path).map_err(|e| fail(&e))?;
+                total = io::copy(reader, &mut f).map_err(|e| fail(&e))?;
+                f.sync_all().map_err(|e| fail(&e))?;
+                self.count(usize::try_from(total).unwrap_or(usize::MAX), 0);
+            }
+            Kind::Dal(op) => {
+                let opts = opendal::options::WriteOptions {
+                    chunk: Some(part_bytes),
+                    concurrent: 1,
+                    ..Default::default()
+                };
+                let mut w = op.writer_options(key, opts).map_err(|e| fail(&e))?;
+                loop {
+                    let n = read_full(reader, &mut buf).map_err(|e| fail(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    w.write(buf[..n].to_vec()).map_err(|e| fail(&e))?;
+                    self.count(n, 0);
+                    total += n as u64;
+                }
+                w.close().map_err(|e| fail(&e))?;
+            }
+        }
+        Ok(total)
+    }
+
     /// The whole object, `None` when it does not exist.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let got = match &self.kind {
@@ -492,4 +534,18 @@ fn fs_walk(root: &Path, dir: &Path, out: &mut Vec<Listed>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fills `buf` unless the reader ends first; the bytes read.
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }

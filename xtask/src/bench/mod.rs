@@ -4,6 +4,7 @@
 //! deterministic fixture, interleaved run by run, as whole processes.
 
 mod fixture;
+mod offsite;
 mod reference;
 mod report;
 mod runner;
@@ -28,6 +29,8 @@ pub struct Results {
     /// (label, one sample per run), in the order measured.
     pub measures: Vec<(&'static str, Vec<Sample>)>,
     pub bytes_added: Vec<u64>,
+    /// What the S3 server counted for each run's push.
+    pub offsite: Vec<offsite::PushCount>,
     pub skipped: Vec<String>,
 }
 
@@ -62,6 +65,9 @@ pub const RESTIC: &str = "restic backup";
 pub const BORG: &str = "borg create";
 
 pub fn main(args: &[String]) -> Result<ExitCode> {
+    if let Some(done) = offsite::child(args) {
+        return done;
+    }
     let mut args = Args::new(args);
     let (size, runs) = match (args.value("--size"), args.value("--runs")) {
         (Ok(size), Ok(runs)) => (size.unwrap_or_else(|| "default".into()), runs),
@@ -113,6 +119,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         db_bytes,
         measures: Vec::new(),
         bytes_added: Vec::new(),
+        offsite: Vec::new(),
         skipped: Vec::new(),
     };
     // Covers the most any measured command writes (a full copy of the
@@ -141,6 +148,8 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         fixture_files,
         report::human_bytes(db_bytes)
     );
+
+    let mut offsite = offsite::Offsite::start(&work)?;
 
     for run in 1..=runs {
         let mut line = format!("run {run}/{runs}:");
@@ -262,6 +271,11 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         )?;
         note("drill", &s);
         res.push(DRILL, s);
+
+        let (push, put, pull) = offsite.run(&mut res, &runner, &bin, &fx, &first, run)?;
+        note("push", &push);
+        note("put", &put);
+        note("pull", &pull);
 
         let s = runner.measure(
             "cairn list",

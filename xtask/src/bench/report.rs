@@ -106,6 +106,7 @@ pub fn render(res: &Results) -> Result<String> {
         human_bytes(max(&added) as u64),
         human_bytes(res.db_bytes),
     )?;
+    super::offsite::render(res, &mut t)?;
     if !res.skipped.is_empty() {
         writeln!(t)?;
         writeln!(t, "Not measured: {}.", res.skipped.join("; "))?;
@@ -241,7 +242,7 @@ fn ratio_to(a: &[Sample], b: &[Sample]) -> f64 {
     median(&r)
 }
 
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
