@@ -177,18 +177,22 @@ pub fn list(cfg: &Config, name: &str) -> Result<Output> {
 
 pub fn show(cfg: &Config, name: &str, which: &crate::cli::IdArgs) -> Result<Output> {
     let remote = open(cfg, name)?;
-    let ids = remote_ids(&remote, which.id.as_deref(), which.latest, false)?;
-    let Some(id) = ids.into_iter().next() else {
-        return Err(Error::NoSnapshots {
-            repo: remote.config.url.clone().into(),
-        });
-    };
+    let id = one_remote_id(&remote, which.id.as_deref(), which.latest)?;
     let doc = remote.doc(id.as_str())?;
     Ok(Output {
         human: remote_render::show(&remote, &doc),
         json: remote_json::show(&remote, &doc),
         sound: true,
     })
+}
+
+/// The one snapshot `id` or `--latest` names on the remote.
+fn one_remote_id(remote: &Remote, id: Option<&str>, latest: bool) -> Result<SnapshotId> {
+    remote_ids(remote, id, latest, false)?
+        .pop()
+        .ok_or_else(|| Error::NoSnapshots {
+            repo: remote.config.url.clone().into(),
+        })
 }
 
 fn remote_ids(
@@ -238,11 +242,7 @@ pub fn validate(cfg: &Config, name: &str, args: &ValidateArgs) -> Result<Output>
 
 pub fn pull_cmd(cfg: &Config, stores: &Stores, args: &PullArgs) -> Result<Output> {
     let remote = open(cfg, &args.remote)?;
-    let id = remote_ids(&remote, args.id.as_deref(), args.latest, false)?
-        .pop()
-        .ok_or_else(|| Error::NoSnapshots {
-            repo: remote.config.url.clone().into(),
-        })?;
+    let id = one_remote_id(&remote, args.id.as_deref(), args.latest)?;
     let repo = Repository::new(&cfg.repository);
     let _lock = repo.lock(cfg.lock_wait)?;
     let started = Instant::now();
@@ -302,11 +302,7 @@ pub fn restore_cmd(
 /// includes the download.
 pub fn drill_cmd(cfg: &Config, stores: &Stores, name: &str, args: &DrillArgs) -> Result<Output> {
     let remote = open(cfg, name)?;
-    let id = remote_ids(&remote, args.id.as_deref(), args.latest, false)?
-        .pop()
-        .ok_or_else(|| Error::NoSnapshots {
-            repo: remote.config.url.clone().into(),
-        })?;
+    let id = one_remote_id(&remote, args.id.as_deref(), args.latest)?;
     let repo = Repository::new(&cfg.repository);
     repo.ensure_layout()?;
     let area = repo.tmp_dir().join(format!(

@@ -14,7 +14,7 @@ use cairn_engine::manifest::Manifest;
 use cairn_engine::{Error, Problem, Result};
 
 use crate::format;
-use crate::pull::{manifest_bytes, BLOB_CHECKSUM_MISMATCH, BLOB_MISSING, BLOB_SIZE_MISMATCH};
+use crate::pull::{manifest_bytes, pack_problem, BLOB_CHECKSUM_MISMATCH, BLOB_MISSING};
 use crate::remote::{chunks_of, ChunkMap, Remote};
 
 /// Which packs `--subset n/t` reads: those whose name's first four hex
@@ -88,21 +88,9 @@ pub fn validate(remote: &Remote, ids: &[String], read: ReadData) -> Result<Vec<R
         let mut complete: BTreeMap<&String, u64> = BTreeMap::new();
         for (pack, size) in &doc.packs {
             let key = format::pack_key(pack);
-            match packs.get(&key) {
-                None => v
-                    .problems
-                    .push(Problem::new(BLOB_MISSING, "not on the remote").at(&key)),
-                Some(l) if l.size != *size => v.problems.push(
-                    Problem::new(
-                        BLOB_SIZE_MISMATCH,
-                        format!(
-                            "{} bytes on the remote, the snapshot records {size}",
-                            l.size
-                        ),
-                    )
-                    .at(&key),
-                ),
-                Some(_) => {
+            match pack_problem(&key, packs.get(&key), *size) {
+                Some(problem) => v.problems.push(problem),
+                None => {
                     complete.insert(pack, *size);
                 }
             }

@@ -19,11 +19,32 @@ use cairn_engine::manifest::{EntryKind, Manifest, StoreStatus};
 use cairn_engine::problem::codes;
 use cairn_engine::{Depth, Error, Problem, Repository, Result, SnapshotId, Stores};
 
+use crate::backend::Listed;
 use crate::format::{self, SnapshotDoc};
 use crate::remote::{ChunkMap, Remote};
 
 pub const BLOB_MISSING: &str = "blob_missing";
 pub const BLOB_SIZE_MISMATCH: &str = "blob_size_mismatch";
+
+/// What is wrong with pack `key` as one listing shows it (`None`: absent)
+/// against the `size` a snapshot records; `None` when nothing is. Pull
+/// refuses on it, validate reports it.
+pub(crate) fn pack_problem(key: &str, listed: Option<&Listed>, size: u64) -> Option<Problem> {
+    match listed {
+        None => Some(Problem::new(BLOB_MISSING, "not on the remote").at(key)),
+        Some(l) if l.size != size => Some(
+            Problem::new(
+                BLOB_SIZE_MISMATCH,
+                format!(
+                    "{} bytes on the remote, the snapshot records {size}",
+                    l.size
+                ),
+            )
+            .at(key),
+        ),
+        Some(_) => None,
+    }
+}
 pub const BLOB_CHECKSUM_MISMATCH: &str = "blob_checksum_mismatch";
 
 #[derive(Debug, Clone, Default)]
@@ -108,27 +129,8 @@ pub fn pull(
     let listed = remote.listing("packs/")?;
     for (pack, size) in &doc.packs {
         let key = format::pack_key(pack);
-        match listed.get(&key) {
-            None => {
-                return Err(unsound(
-                    id.as_str(),
-                    Problem::new(BLOB_MISSING, "not on the remote").at(&key),
-                ))
-            }
-            Some(l) if l.size != *size => {
-                return Err(unsound(
-                    id.as_str(),
-                    Problem::new(
-                        BLOB_SIZE_MISMATCH,
-                        format!(
-                            "{} bytes on the remote, the snapshot records {size}",
-                            l.size
-                        ),
-                    )
-                    .at(&key),
-                ))
-            }
-            Some(_) => {}
+        if let Some(problem) = pack_problem(&key, listed.get(&key), *size) {
+            return Err(unsound(id.as_str(), problem));
         }
     }
     let map = indexes(remote, &doc, id.as_str())?;
