@@ -279,6 +279,39 @@ impl Backend {
         got
     }
 
+    /// The whole object as a stream, `None` when it does not exist: one
+    /// request, read as it arrives, so a pack never has to be held whole.
+    /// A read error mid-stream is an `io::Error`; [`Backend::read_failed`]
+    /// names it.
+    pub fn read_stream(&self, key: &str) -> Result<Option<Box<dyn Read + Send + '_>>> {
+        self.count(0, 0);
+        let fail = |e: &dyn std::fmt::Display| self.unreachable(&format!("read {key}"), e);
+        let inner: Box<dyn Read + Send> = match &self.kind {
+            Kind::Fs(root) => match fs::File::open(root.join(key)) {
+                Ok(f) => Box::new(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(fail(&e)),
+            },
+            Kind::Dal(op) => {
+                let opened = op.reader(key).and_then(|r| r.into_std_read(..));
+                match opened {
+                    Ok(r) => Box::new(r),
+                    Err(e) if e.kind() == opendal::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(fail(&e)),
+                }
+            }
+        };
+        Ok(Some(Box::new(Counted {
+            inner,
+            stats: &self.stats,
+        })))
+    }
+
+    /// A read of `key` that failed mid-stream, as the remote's error.
+    pub fn read_failed(&self, key: &str, e: io::Error) -> Error {
+        self.unreachable(&format!("read {key}"), e)
+    }
+
     /// `len` bytes at `offset` (fewer when the object is shorter).
     pub fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let got = match &self.kind {
@@ -352,6 +385,20 @@ impl Backend {
                 Err(e) => Err(self.unreachable(&format!("delete {key}"), e)),
             },
         }
+    }
+}
+
+/// A reader that adds what it reads to the backend's counters.
+struct Counted<'a> {
+    inner: Box<dyn Read + Send>,
+    stats: &'a Stats,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.stats.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -9,12 +9,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use cairn_engine::checksum::Checksum;
 use cairn_engine::manifest::Manifest;
 use cairn_engine::{Error, Problem, Result};
 
 use crate::format;
-use crate::pull::{manifest_bytes, pack_problem, BLOB_CHECKSUM_MISMATCH, BLOB_MISSING};
+use crate::packread::stream_pack;
+use crate::pull::{manifest_bytes, pack_problem, BLOB_MISSING};
 use crate::remote::{chunks_of, ChunkMap, Remote};
 
 /// Which packs `--subset n/t` reads: those whose name's first four hex
@@ -150,37 +150,12 @@ pub fn validate(remote: &Remote, ids: &[String], read: ReadData) -> Result<Vec<R
     Ok(out)
 }
 
+/// The pack streamed once: its name, its recorded size, and each chunk
+/// its index lists against its hash.
 fn read_pack(remote: &Remote, pack: &str, index: &format::PackIndex) -> Result<Vec<Problem>> {
-    let key = format::pack_key(pack);
-    let Some(bytes) = remote.backend.get(&key)? else {
-        return Ok(vec![
-            Problem::new(BLOB_MISSING, "not on the remote").at(&key)
-        ]);
-    };
-    cairn_engine::progress::advance(bytes.len() as u64);
-    let mut problems = Vec::new();
-    if Checksum::of(&bytes).to_hex() != pack {
-        problems.push(
-            Problem::new(BLOB_CHECKSUM_MISMATCH, "its bytes do not hash to its name").at(&key),
-        );
-        for c in &index.chunks {
-            let data = usize::try_from(c.offset)
-                .ok()
-                .zip(usize::try_from(c.offset + c.length).ok())
-                .and_then(|(a, b)| bytes.get(a..b));
-            if data.map(Checksum::of) != Some(c.sha256) {
-                problems.push(
-                    Problem::new(
-                        BLOB_CHECKSUM_MISMATCH,
-                        format!(
-                            "chunk {} at offset {} does not match its hash",
-                            c.sha256, c.offset
-                        ),
-                    )
-                    .at(&key),
-                );
-            }
-        }
-    }
+    let problems = stream_pack(&remote.backend, pack, index.size, &index.chunks, |_, _| {
+        Ok(())
+    })?;
+    cairn_engine::progress::advance(index.size);
     Ok(problems)
 }

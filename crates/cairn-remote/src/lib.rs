@@ -19,6 +19,7 @@ pub mod check;
 pub mod chunk;
 pub mod format;
 pub mod gc;
+pub mod packread;
 pub mod pull;
 pub mod push;
 pub mod remote;

@@ -20,7 +20,8 @@ use cairn_engine::problem::codes;
 use cairn_engine::{Depth, Error, Problem, Repository, Result, SnapshotId, Stores};
 
 use crate::backend::Listed;
-use crate::format::{self, SnapshotDoc};
+use crate::format::{self, IndexedChunk, SnapshotDoc};
+use crate::packread;
 use crate::remote::{ChunkMap, Remote};
 
 pub const BLOB_MISSING: &str = "blob_missing";
@@ -62,6 +63,57 @@ pub struct PullOutcome {
 struct Dest {
     file: usize,
     offset: u64,
+}
+
+/// A chunk of a pack and every place its bytes go.
+struct Placed {
+    chunk: IndexedChunk,
+    dests: Vec<Dest>,
+}
+
+/// Writes a checked chunk everywhere it goes.
+fn place_chunk(files: &[PathBuf], dests: &[Dest], data: &[u8]) -> Result<()> {
+    for d in dests {
+        let path = &files[d.file];
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(cairn_engine::error::io_at("open", path))?;
+        f.write_all_at(data, d.offset)
+            .map_err(cairn_engine::error::io_at("write", path))?;
+    }
+    cairn_engine::progress::advance(data.len() as u64 * dests.len() as u64);
+    Ok(())
+}
+
+/// The few chunks wanted from a pack, one ranged read each, each checked
+/// against its hash; what does not match is returned, not placed.
+fn ranges(
+    remote: &Remote,
+    pack: &str,
+    chunks: &[IndexedChunk],
+    mut place: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<Vec<Problem>> {
+    let key = format::pack_key(pack);
+    let mut problems = Vec::new();
+    for (i, c) in chunks.iter().enumerate() {
+        let data = remote.backend.get_range(&key, c.offset, c.length)?;
+        if Checksum::of(&data) == c.sha256 {
+            place(i, &data)?;
+        } else {
+            problems.push(
+                Problem::new(
+                    BLOB_CHECKSUM_MISMATCH,
+                    format!(
+                        "chunk {} at offset {} does not match its hash",
+                        c.sha256, c.offset
+                    ),
+                )
+                .at(&key),
+            );
+        }
+    }
+    Ok(problems)
 }
 
 fn unsound(id: &str, problem: Problem) -> Error {
@@ -133,8 +185,46 @@ pub fn pull(
             return Err(unsound(id.as_str(), problem));
         }
     }
+    rebuild(remote, doc, id, &snap, &mut out)?;
+
+    // Every byte against the manifest, and each kind's own check.
+    let (report, _) = cairn_engine::validate::validate_snapshot(&staging, stores, id, Depth::Deep);
+    if !report.valid {
+        return Err(Error::Unsound {
+            id: id.to_string(),
+            problems: report.errors,
+        });
+    }
+    let dest = repo.snapshot_dir(id);
+    if dest.exists() {
+        return Err(Error::Usage {
+            message: format!(
+                "snapshot {id} appeared in {} while it was pulled",
+                repo.root().display()
+            ),
+        });
+    }
+    fs::rename(&snap, &dest).map_err(cairn_engine::error::io_at("publish", &dest))?;
+    cairn_engine::fsutil::sync_dir(&repo.snapshots_dir())?;
+    drop(work);
+    out.requests = remote.backend.stats.requests.load(Ordering::Relaxed) - requests0;
+    out.bytes_downloaded = remote.backend.stats.bytes_down.load(Ordering::Relaxed) - down0;
+    Ok(out)
+}
+
+/// Writes snapshot `doc` into `snap` from the remote: its manifest, its
+/// tree, every chunk checked. Owns what it builds (the parsed manifest,
+/// the chunk map, where each chunk goes), so all of it is freed before
+/// the deep validation that follows.
+fn rebuild(
+    remote: &Remote,
+    doc: SnapshotDoc,
+    id: &SnapshotId,
+    snap: &Path,
+    out: &mut PullOutcome,
+) -> Result<()> {
     let map = indexes(remote, &doc, id.as_str())?;
-    let manifest = fetch_manifest(remote, &map, &doc, id.as_str(), &snap)?;
+    let manifest = fetch_manifest(remote, &map, &doc, id.as_str(), snap)?;
     out.files = manifest.stores.iter().map(|s| s.files() as u64).sum();
     out.bytes = manifest.total_bytes();
 
@@ -192,8 +282,8 @@ pub fn pull(
         }
     }
 
-    // Where each chunk goes.
-    let mut wanted: BTreeMap<u32, HashMap<Checksum, Vec<Dest>>> = BTreeMap::new();
+    // Where each chunk goes, pack by pack, in the order it lies there.
+    let mut wanted: BTreeMap<u32, BTreeMap<u64, Placed>> = BTreeMap::new();
     for fc in &doc.contents {
         let Some(&file) = slots.get(&(fc.store.as_str(), fc.entry)) else {
             return Err(unsound(
@@ -220,89 +310,41 @@ pub fn pull(
             wanted
                 .entry(loc.pack)
                 .or_default()
-                .entry(*hash)
-                .or_default()
+                .entry(loc.offset)
+                .or_insert_with(|| Placed {
+                    chunk: IndexedChunk {
+                        sha256: *hash,
+                        offset: loc.offset,
+                        length: loc.length,
+                    },
+                    dests: Vec::new(),
+                })
+                .dests
                 .push(Dest { file, offset });
             offset += loc.length;
         }
     }
 
     cairn_engine::progress::begin("pull", Some(out.bytes));
-    for (pack_n, chunks) in &wanted {
+    for (pack_n, placed) in &wanted {
         cairn_engine::cancel::check()?;
         let (pack, size) = &map.packs[*pack_n as usize];
-        let key = format::pack_key(pack);
-        let needed: u64 = chunks
-            .keys()
-            .filter_map(|h| map.chunks.get(h))
-            .map(|l| l.length)
-            .sum();
-        // Whole when most of it is wanted (one request, checked against
-        // its name); chunk by chunk otherwise (each checked against its hash).
-        let whole = if needed * 2 >= *size || chunks.len() > 64 {
-            let bytes = remote.backend.get(&key)?.ok_or_else(|| {
-                unsound(
-                    id.as_str(),
-                    Problem::new(BLOB_MISSING, "not on the remote").at(&key),
-                )
-            })?;
-            if bytes.len() as u64 != *size {
-                return Err(unsound(
-                    id.as_str(),
-                    Problem::new(
-                        BLOB_SIZE_MISMATCH,
-                        format!("{} bytes, the snapshot records {size}", bytes.len()),
-                    )
-                    .at(&key),
-                ));
-            }
-            if Checksum::of(&bytes).to_hex() != *pack {
-                return Err(unsound(
-                    id.as_str(),
-                    Problem::new(BLOB_CHECKSUM_MISMATCH, "its bytes do not hash to its name")
-                        .at(&key),
-                ));
-            }
-            Some(bytes)
+        let chunks: Vec<IndexedChunk> = placed.values().map(|p| p.chunk.clone()).collect();
+        let dests: Vec<&[Dest]> = placed.values().map(|p| p.dests.as_slice()).collect();
+        let place = |i: usize, data: &[u8]| place_chunk(&files, dests[i], data);
+        let needed: u64 = chunks.iter().map(|c| c.length).sum();
+        // Streamed whole when most of it is wanted (one request, the pack
+        // checked against its name too); chunk by chunk otherwise.
+        let problems = if needed * 2 >= *size || chunks.len() > 64 {
+            packread::stream_pack(&remote.backend, pack, *size, &chunks, place)?
         } else {
-            None
+            ranges(remote, pack, &chunks, place)?
         };
-        for (hash, dests) in chunks {
-            let Some(loc) = map.chunks.get(hash) else {
-                continue;
-            };
-            let data = match &whole {
-                Some(bytes) => usize::try_from(loc.offset)
-                    .ok()
-                    .zip(usize::try_from(loc.offset + loc.length).ok())
-                    .and_then(|(a, b)| bytes.get(a..b))
-                    .map(<[u8]>::to_vec)
-                    .unwrap_or_default(),
-                None => remote.backend.get_range(&key, loc.offset, loc.length)?,
-            };
-            if Checksum::of(&data) != *hash {
-                return Err(unsound(
-                    id.as_str(),
-                    Problem::new(
-                        BLOB_CHECKSUM_MISMATCH,
-                        format!(
-                            "chunk {hash} at offset {} does not match its hash",
-                            loc.offset
-                        ),
-                    )
-                    .at(&key),
-                ));
-            }
-            for d in dests {
-                let path = &files[d.file];
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .map_err(cairn_engine::error::io_at("open", path))?;
-                f.write_all_at(&data, d.offset)
-                    .map_err(cairn_engine::error::io_at("write", path))?;
-            }
-            cairn_engine::progress::advance(data.len() as u64 * dests.len() as u64);
+        if !problems.is_empty() {
+            return Err(Error::Unsound {
+                id: id.to_string(),
+                problems,
+            });
         }
     }
     cairn_engine::progress::finish();
@@ -315,30 +357,7 @@ pub fn pull(
     for (first, path) in &links {
         fs::hard_link(first, path).map_err(cairn_engine::error::io_at("link", path))?;
     }
-
-    // Every byte against the manifest, and each kind's own check.
-    let (report, _) = cairn_engine::validate::validate_snapshot(&staging, stores, id, Depth::Deep);
-    if !report.valid {
-        return Err(Error::Unsound {
-            id: id.to_string(),
-            problems: report.errors,
-        });
-    }
-    let dest = repo.snapshot_dir(id);
-    if dest.exists() {
-        return Err(Error::Usage {
-            message: format!(
-                "snapshot {id} appeared in {} while it was pulled",
-                repo.root().display()
-            ),
-        });
-    }
-    fs::rename(&snap, &dest).map_err(cairn_engine::error::io_at("publish", &dest))?;
-    cairn_engine::fsutil::sync_dir(&repo.snapshots_dir())?;
-    drop(work);
-    out.requests = remote.backend.stats.requests.load(Ordering::Relaxed) - requests0;
-    out.bytes_downloaded = remote.backend.stats.bytes_down.load(Ordering::Relaxed) - down0;
-    Ok(out)
+    Ok(())
 }
 
 /// The indexes of the packs `doc` needs (one request each).

@@ -71,6 +71,11 @@ impl Packer<'_> {
             length: data.len() as u64,
         });
         self.pending_set.insert(hash);
+        if self.buf.capacity() == 0 {
+            // Once per pack, whole: growing by doubling would copy it and
+            // leave freed blocks of every size behind in the heap.
+            self.buf.reserve_exact(format::MAX_PACK_BYTES);
+        }
         self.buf.extend_from_slice(data);
         self.new_chunks += 1;
         self.new_chunk_bytes += data.len() as u64;
@@ -85,7 +90,9 @@ impl Packer<'_> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let bytes = std::mem::replace(&mut self.buf, Vec::with_capacity(format::MAX_PACK_BYTES));
+        // Taken, not replaced: the next pack's buffer is allocated only
+        // after this one is sent and freed, so one pack is held at a time.
+        let bytes = std::mem::take(&mut self.buf);
         let pack = Checksum::of(&bytes).to_hex();
         let index = PackIndex {
             format_version: format::FORMAT_VERSION,
@@ -215,7 +222,7 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
     let mut packer = Packer {
         remote,
         map: &mut map,
-        buf: Vec::with_capacity(format::MAX_PACK_BYTES),
+        buf: Vec::new(),
         pending: Vec::new(),
         pending_set: HashSet::new(),
         new_chunks: 0,

@@ -219,6 +219,9 @@ impl Remote {
                 if index.pack != pack {
                     return Err(self.format_error(format!("{key} indexes pack {}", index.pack)));
                 }
+                if let Some(why) = index_flaw(&index) {
+                    return Err(self.format_error(format!("{key} {why}")));
+                }
                 Ok(Some(index))
             }
         }
@@ -242,10 +245,15 @@ impl Remote {
             let Some(&size) = packs.get(pack) else {
                 continue;
             };
-            if let Some(index) = self.index(pack)? {
-                if index.size == size {
-                    map.add_pack(&index);
+            // A damaged index only costs a re-upload of its chunks: push
+            // must not be stopped by what it can repair.
+            match self.index(pack) {
+                Ok(Some(index)) if index.size == size => map.add_pack(&index),
+                Ok(_) => {}
+                Err(Error::RemoteFormat { message, .. }) => {
+                    tracing::warn!(remote = %self.config.name, %message, "ignoring an unusable index");
                 }
+                Err(e) => return Err(e),
             }
         }
         Ok(map)
@@ -351,6 +359,27 @@ impl Remote {
         }
         Ok(held)
     }
+}
+
+/// What makes an index unusable, if anything: its chunks must be sorted,
+/// inside the pack, apart, and no longer than a chunk can be, so a reader
+/// streams the pack once and holds one chunk at most.
+fn index_flaw(index: &PackIndex) -> Option<String> {
+    let mut end = 0u64;
+    for c in &index.chunks {
+        let last = c.offset.checked_add(c.length);
+        if c.length == 0 || c.length > crate::chunk::CDC_MAX as u64 {
+            return Some(format!("lists chunk {} of {} bytes", c.sha256, c.length));
+        }
+        if c.offset < end || last.is_none_or(|last| last > index.size) {
+            return Some(format!(
+                "lists chunk {} at offset {} overlapping another or past the pack's {} bytes",
+                c.sha256, c.offset, index.size
+            ));
+        }
+        end = last.unwrap_or(u64::MAX);
+    }
+    None
 }
 
 fn sanitize(s: &str) -> String {
