@@ -577,3 +577,57 @@ fn show_takes_latest_on_a_remote_and_restore_from_a_remote_needs_an_id() {
     assert!(r.stderr.contains("list --remote offsite"), "{}", r.stderr);
     assert_eq!(memories(&env.path("data/atocore.db")), before);
 }
+
+#[test]
+fn an_index_that_lists_an_impossible_chunk_is_refused_by_pull_and_worked_around_by_the_next_push() {
+    let env = Env::new();
+    let remote = fs_remote(&env, "");
+    let first = env.snapshot(&[]);
+    ok(&env.cairn(&["--json", "push"]));
+    // Every index of the remote claims a chunk of 1 TiB: a reader that
+    // trusted it would try to hold that much.
+    let indexes = files_under(&remote.join("index"));
+    assert!(!indexes.is_empty());
+    for name in &indexes {
+        let path = remote.join("index").join(name);
+        let mut index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        index["chunks"][0]["length"] = serde_json::json!(1u64 << 40);
+        std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    }
+    let live = tree(&env.path("data"));
+    std::fs::remove_dir_all(env.path("backups")).unwrap();
+    // A remote document this cairn cannot use: exit 1, as for any
+    // unreadable remote document, naming the index and the chunk.
+    let r = env.cairn(&["pull", &first, "--remote", "offsite"]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("index/") && r.stderr.contains("1099511627776 bytes"),
+        "{}",
+        r.stderr
+    );
+    assert!(env.listed_ids().is_empty());
+
+    // The next push does not trust those indexes either: it sends the
+    // chunks again, and the snapshot it publishes pulls whole.
+    // Ids are by the second, and the local repository that would make
+    // the next one differ is gone.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let second = env.snapshot(&[]);
+    assert_ne!(second, first);
+    let sent = pushed(&env.cairn(&["--json", "push", &second]));
+    assert!(sent["new_chunks"].as_u64().unwrap() > 0, "{sent}");
+    let before = tree(&env.snapshot_dir(&second).join("stores"));
+    std::fs::remove_dir_all(env.path("backups")).unwrap();
+    ok(&env.cairn(&["--json", "pull", &second, "--remote", "offsite"]));
+    let after = tree(&env.snapshot_dir(&second).join("stores"));
+    assert_eq!(
+        after.iter().map(|(p, _, b)| (p, b)).collect::<Vec<_>>(),
+        before.iter().map(|(p, _, b)| (p, b)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        tree(&env.path("data")),
+        live,
+        "the live tree was not touched"
+    );
+}

@@ -26,6 +26,15 @@ impl Checksum {
     pub fn to_hex(&self) -> String {
         crate::fsutil::hex(&self.0)
     }
+
+    /// The 32 bytes of the digest, for fixed-size records.
+    pub fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Checksum(bytes)
+    }
 }
 
 impl fmt::Display for Checksum {

@@ -74,9 +74,12 @@ pub struct FileChunks {
     pub chunks: Vec<Checksum>,
 }
 
+/// A snapshot on the remote. `C` is how its files' chunks are held: as
+/// read back, one [`FileChunks`] each; as push builds it, [`Contents`]
+/// (the same JSON from a flat list a third the size in memory).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SnapshotDoc {
+pub struct SnapshotDoc<C = Vec<FileChunks>> {
     pub format_version: u64,
     pub id: String,
     pub created_at: DateTime<Utc>,
@@ -93,9 +96,71 @@ pub struct SnapshotDoc {
     pub pushed_at: DateTime<Utc>,
     /// `manifest.json` exactly as the local snapshot holds it.
     pub manifest: Blob,
-    pub contents: Vec<FileChunks>,
+    pub contents: C,
     /// Every pack a chunk of this snapshot lives in, with its size.
     pub packs: BTreeMap<String, u64>,
+}
+
+/// Each file's chunks as push collects them: every chunk in one list and
+/// a fixed row per file, instead of a `String` and a `Vec` per file (at
+/// 100,000 files, 4 MiB instead of 14). Serialized exactly as the
+/// `Vec<FileChunks>` a reader parses.
+#[derive(Debug, Default)]
+pub struct Contents {
+    stores: Vec<String>,
+    /// (store, entry, end of its chunks in `chunks`).
+    files: Vec<(u32, u32, usize)>,
+    chunks: Vec<Checksum>,
+}
+
+impl Contents {
+    pub fn new(stores: Vec<String>) -> Contents {
+        Contents {
+            stores,
+            ..Default::default()
+        }
+    }
+
+    /// Appends a chunk to the file being added; call [`Contents::end_file`] after its last.
+    pub fn push_chunk(&mut self, hash: Checksum) {
+        self.chunks.push(hash);
+    }
+
+    /// The chunks pushed since the last file end are entry `entry` of store `store`.
+    pub fn end_file(&mut self, store: u32, entry: u32) {
+        self.files.push((store, entry, self.chunks.len()));
+    }
+
+    /// Every chunk of every file, with repeats.
+    pub fn chunks(&self) -> &[Checksum] {
+        &self.chunks
+    }
+
+    fn each(&self) -> impl Iterator<Item = FileChunksRef<'_>> {
+        let mut start = 0;
+        self.files.iter().map(move |&(store, entry, end)| {
+            let chunks = self.chunks.get(start..end).unwrap_or_default();
+            start = end;
+            FileChunksRef {
+                store: self.stores.get(store as usize).map_or("", String::as_str),
+                entry: entry as usize,
+                chunks,
+            }
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct FileChunksRef<'a> {
+    store: &'a str,
+    entry: usize,
+    chunks: &'a [Checksum],
+}
+
+impl Serialize for Contents {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.each())
+    }
 }
 
 /// A lock or a push marker under `locks/`.
@@ -139,4 +204,35 @@ pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_serialize_as_the_file_chunks_a_reader_parses() {
+        let h = |n: u8| Checksum::of(&[n]);
+        let mut c = Contents::new(vec!["db".into(), "chroma".into()]);
+        c.push_chunk(h(1));
+        c.push_chunk(h(2));
+        c.end_file(0, 0);
+        c.end_file(1, 3); // an empty file: no chunks
+        c.push_chunk(h(1));
+        c.end_file(1, 7);
+        let text = serde_json::to_string(&c).unwrap();
+        let back: Vec<FileChunks> = serde_json::from_str(&text).unwrap();
+        let rows: Vec<(&str, usize, Vec<Checksum>)> = back
+            .iter()
+            .map(|f| (f.store.as_str(), f.entry, f.chunks.clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("db", 0, vec![h(1), h(2)]),
+                ("chroma", 3, vec![]),
+                ("chroma", 7, vec![h(1)]),
+            ]
+        );
+    }
 }

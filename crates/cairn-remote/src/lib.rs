@@ -20,6 +20,7 @@ pub mod chunk;
 pub mod format;
 pub mod gc;
 pub mod packread;
+pub mod placement;
 pub mod pull;
 pub mod push;
 pub mod remote;

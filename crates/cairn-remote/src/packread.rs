@@ -41,7 +41,8 @@ pub fn stream_pack(
     let mut hasher = Sha256::new();
     let mut at = 0u64;
     let mut chunk = Vec::new();
-    let mut short = false;
+    // The first wanted chunk the stream ended inside of, if any.
+    let mut short: Option<&IndexedChunk> = None;
     for (i, want) in wanted.iter().enumerate() {
         cairn_engine::cancel::check()?;
         let gap = want.offset.saturating_sub(at);
@@ -49,7 +50,7 @@ pub fn stream_pack(
             pass_over(&mut reader, gap, &mut hasher).map_err(|e| fail(backend, &key, e))?;
         at += skipped;
         if skipped < gap {
-            short = true;
+            short = Some(want);
             break;
         }
         let length = usize::try_from(want.length).unwrap_or(usize::MAX);
@@ -61,7 +62,7 @@ pub fn stream_pack(
         hasher.update(&chunk);
         at += got as u64;
         if got < length {
-            short = true;
+            short = Some(want);
             break;
         }
         if Checksum::of(&chunk) == want.sha256 {
@@ -81,14 +82,27 @@ pub fn stream_pack(
     }
     // The rest, for the pack's own hash and size; one byte past the
     // recorded size is enough to know it is longer.
-    if !short {
-        at += pass_over(
-            &mut reader,
-            (size - at.min(size)).saturating_add(1),
-            &mut hasher,
-        )
-        .map_err(|e| fail(backend, &key, e))?;
+    if let Some(cut) = short {
+        // Whatever the recorded size says: a chunk the caller needs is not
+        // all there, and it must hear so.
+        problems.push(
+            Problem::new(
+                BLOB_SIZE_MISMATCH,
+                format!(
+                    "ends at byte {at}, inside chunk {} at offset {} ({} bytes)",
+                    cut.sha256, cut.offset, cut.length
+                ),
+            )
+            .at(&key),
+        );
+        return Ok(problems);
     }
+    at += pass_over(
+        &mut reader,
+        (size - at.min(size)).saturating_add(1),
+        &mut hasher,
+    )
+    .map_err(|e| fail(backend, &key, e))?;
     if at != size {
         problems.push(
             Problem::new(
@@ -132,4 +146,152 @@ fn pass_over(reader: &mut impl Read, n: u64, hasher: &mut Sha256) -> io::Result<
         done += got as u64;
     }
     Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use cairn_engine::config::RemoteConfig;
+
+    use super::*;
+
+    fn backend(root: &std::path::Path) -> Backend {
+        let cfg = RemoteConfig {
+            name: "t".into(),
+            url: format!("file://{}", root.display()),
+            endpoint: None,
+            region: None,
+            push_after_snapshot: false,
+            rate_limit: None,
+            retention: None,
+            credentials_file: None,
+            key_file: None,
+            gc_grace: Duration::from_secs(0),
+            io_timeout: Duration::from_secs(5),
+            origin: root.join("cairn.toml"),
+        };
+        Backend::open(&cfg).unwrap()
+    }
+
+    /// Three chunks back to back (the middle one 200 KiB, so the gap
+    /// before the third spans several reads); the pack's name is its hash.
+    fn pack(root: &std::path::Path, flip: Option<usize>) -> (String, Vec<u8>, Vec<IndexedChunk>) {
+        let bytes: Vec<u8> = (0..(300 * 1024u32))
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let cuts = [
+            (0u64, 1000u64),
+            (1000, 200 * 1024),
+            (1000 + 200 * 1024, 300 * 1024 - 1000 - 200 * 1024),
+        ];
+        let chunks: Vec<IndexedChunk> = cuts
+            .iter()
+            .map(|&(offset, length)| IndexedChunk {
+                sha256: Checksum::of(&bytes[offset as usize..(offset + length) as usize]),
+                offset,
+                length,
+            })
+            .collect();
+        let name = Checksum::of(&bytes).to_hex();
+        let mut stored = bytes.clone();
+        if let Some(at) = flip {
+            stored[at] ^= 0x01;
+        }
+        let path = root.join(format::pack_key(&name));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &stored).unwrap();
+        (name, bytes, chunks)
+    }
+
+    /// (the wanted indexes handed over with their bytes, the problem codes).
+    fn read(
+        b: &Backend,
+        name: &str,
+        size: u64,
+        wanted: &[IndexedChunk],
+    ) -> (Vec<(usize, Vec<u8>)>, Vec<&'static str>) {
+        let mut got = Vec::new();
+        let problems = stream_pack(b, name, size, wanted, |i, data| {
+            got.push((i, data.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        (got, problems.iter().map(|p| p.code).collect())
+    }
+
+    #[test]
+    fn a_sound_pack_hands_over_exactly_the_wanted_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, bytes, chunks) = pack(dir.path(), None);
+        let b = backend(dir.path());
+        // The first and the last: the middle one is read past, not handed over.
+        let wanted = [chunks[0].clone(), chunks[2].clone()];
+        let (got, problems) = read(&b, &name, bytes.len() as u64, &wanted);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (0, bytes[..1000].to_vec()));
+        assert_eq!(got[1], (1, bytes[1000 + 200 * 1024..].to_vec()));
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_wanted_chunk_is_reported_and_that_chunk_withheld() {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, bytes, chunks) = pack(dir.path(), Some(500));
+        let b = backend(dir.path());
+        let (got, problems) = read(&b, &name, bytes.len() as u64, &chunks);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(problems, [BLOB_CHECKSUM_MISMATCH, BLOB_CHECKSUM_MISMATCH]);
+    }
+
+    #[test]
+    fn a_flipped_byte_between_wanted_chunks_fails_the_pack_but_not_the_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, bytes, chunks) = pack(dir.path(), Some(1000 + 100 * 1024));
+        let b = backend(dir.path());
+        let wanted = [chunks[0].clone(), chunks[2].clone()];
+        let (got, problems) = read(&b, &name, bytes.len() as u64, &wanted);
+        assert_eq!(got.len(), 2);
+        assert_eq!(problems, [BLOB_CHECKSUM_MISMATCH]);
+    }
+
+    #[test]
+    fn a_pack_shorter_or_longer_than_recorded_is_a_size_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (name, bytes, chunks) = pack(dir.path(), None);
+        let b = backend(dir.path());
+        let len = bytes.len() as u64;
+        let (_, longer) = read(&b, &name, len - 1, &chunks[..2]);
+        assert_eq!(longer, [BLOB_SIZE_MISMATCH]);
+        let (got, shorter) = read(&b, &name, len + 10, &chunks);
+        assert_eq!(shorter, [BLOB_SIZE_MISMATCH]);
+        assert_eq!(got.len(), 3, "the chunks that were there still matched");
+        // A chunk the pack ends before: size mismatch, nothing invented.
+        let past = IndexedChunk {
+            sha256: chunks[0].sha256,
+            offset: len + 5,
+            length: 10,
+        };
+        let (got, problems) = read(&b, &name, len + 15, &[past]);
+        assert!(got.is_empty());
+        assert_eq!(problems, [BLOB_SIZE_MISMATCH]);
+        // A chunk said to run past the end of a pack of the right size:
+        // still reported, never silently left out.
+        let overlong = IndexedChunk {
+            length: len + 100,
+            ..chunks[0].clone()
+        };
+        let (got, problems) = read(&b, &name, len, &[overlong]);
+        assert!(got.is_empty());
+        assert_eq!(problems, [BLOB_SIZE_MISMATCH]);
+    }
+
+    #[test]
+    fn a_pack_not_on_the_remote_is_blob_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let (got, problems) = read(&b, &"ab".repeat(32), 10, &[]);
+        assert!(got.is_empty());
+        assert_eq!(problems, [BLOB_MISSING]);
+    }
 }

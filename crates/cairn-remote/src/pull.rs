@@ -8,7 +8,6 @@
 //! own check); only a sound snapshot is moved into `snapshots/` by one
 //! rename. Anything else leaves the repository as it was.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,9 @@ use cairn_engine::{Depth, Error, Problem, Repository, Result, SnapshotId, Stores
 use crate::backend::Listed;
 use crate::format::{self, IndexedChunk, SnapshotDoc};
 use crate::packread;
+use crate::placement::{self, Placement};
 use crate::remote::{ChunkMap, Remote};
+use sha2::{Digest, Sha256};
 
 pub const BLOB_MISSING: &str = "blob_missing";
 pub const BLOB_SIZE_MISMATCH: &str = "blob_size_mismatch";
@@ -57,33 +58,6 @@ pub struct PullOutcome {
     pub requests: u64,
     /// Already in the local repository: nothing downloaded.
     pub already_local: bool,
-}
-
-/// One place a chunk's bytes go.
-struct Dest {
-    file: usize,
-    offset: u64,
-}
-
-/// A chunk of a pack and every place its bytes go.
-struct Placed {
-    chunk: IndexedChunk,
-    dests: Vec<Dest>,
-}
-
-/// Writes a checked chunk everywhere it goes.
-fn place_chunk(files: &[PathBuf], dests: &[Dest], data: &[u8]) -> Result<()> {
-    for d in dests {
-        let path = &files[d.file];
-        let f = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(cairn_engine::error::io_at("open", path))?;
-        f.write_all_at(data, d.offset)
-            .map_err(cairn_engine::error::io_at("write", path))?;
-    }
-    cairn_engine::progress::advance(data.len() as u64 * dests.len() as u64);
-    Ok(())
 }
 
 /// The few chunks wanted from a pack, one ranged read each, each checked
@@ -185,7 +159,7 @@ pub fn pull(
             return Err(unsound(id.as_str(), problem));
         }
     }
-    rebuild(remote, doc, id, &snap, &mut out)?;
+    rebuild(remote, doc, id, &snap, &work.0, &mut out)?;
 
     // Every byte against the manifest, and each kind's own check.
     let (report, _) = cairn_engine::validate::validate_snapshot(&staging, stores, id, Depth::Deep);
@@ -213,28 +187,137 @@ pub fn pull(
 }
 
 /// Writes snapshot `doc` into `snap` from the remote: its manifest, its
-/// tree, every chunk checked. Owns what it builds (the parsed manifest,
-/// the chunk map, where each chunk goes), so all of it is freed before
-/// the deep validation that follows.
+/// tree, every chunk checked. The order bounds memory: the manifest goes
+/// to disk as it arrives; the document and the chunk map become one flat
+/// list of placements, written to a scratch file in `scratch`, and are
+/// freed; only then is the manifest parsed (from disk, streamed) to build
+/// the tree and place the chunks, pack by pack; and all of it is freed
+/// before the deep validation that follows.
 fn rebuild(
     remote: &Remote,
     doc: SnapshotDoc,
     id: &SnapshotId,
     snap: &Path,
+    scratch: &Path,
     out: &mut PullOutcome,
 ) -> Result<()> {
     let map = indexes(remote, &doc, id.as_str())?;
-    let manifest = fetch_manifest(remote, &map, &doc, id.as_str(), snap)?;
+    fetch_manifest(remote, &map, &doc, id.as_str(), snap)?;
+    let sorted = placement::placements(&doc, &map, id.as_str())?;
+    let mut spill = placement::Spill::write(sorted, &scratch.join("placements"))?;
+    let packs = map.packs;
+    let doc_stores = doc.stores;
+    drop((doc.contents, map.chunks));
+
+    let manifest = Manifest::read_from(snap, id.as_str()).map_err(|p| unsound(id.as_str(), p))?;
+    if manifest
+        .stores
+        .iter()
+        .map(|s| &s.name)
+        .ne(doc_stores.iter())
+    {
+        return Err(unsound(
+            id.as_str(),
+            Problem::new(
+                codes::MANIFEST_INVALID,
+                "the remote's snapshot document lists other stores than its manifest",
+            ),
+        ));
+    }
     out.files = manifest.stores.iter().map(|s| s.files() as u64).sum();
     out.bytes = manifest.total_bytes();
-
-    // The tree: directories and symlinks now, files at their size, then
-    // every chunk written where it goes, pack by pack.
-    let mut files: Vec<PathBuf> = Vec::new();
-    let mut slots: HashMap<(&str, usize), usize> = HashMap::new();
-    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let stores_dir = snap.join(cairn_engine::repo::STORES_DIR);
-    cairn_engine::fsutil::create_dir_private(&stores_dir)?;
+    let links = build_tree(&manifest, &stores_dir, id.as_str())?;
+    let file_of = |p: &Placement| -> Result<PathBuf> {
+        let record = manifest.stores.get(p.store as usize);
+        match record.and_then(|r| r.entries.get(p.entry as usize).map(|e| (r, e))) {
+            Some((r, e))
+                if r.status == StoreStatus::Captured
+                    && e.kind == EntryKind::File
+                    && e.link_of.is_none() =>
+            {
+                Ok(stores_dir.join(&r.name).join(e.path.as_path()))
+            }
+            _ => Err(unsound(
+                id.as_str(),
+                Problem::new(
+                    codes::MANIFEST_INVALID,
+                    format!(
+                        "the remote's chunk list names entry {} that is not a file of the manifest",
+                        p.entry
+                    ),
+                )
+                .in_store(doc_stores.get(p.store as usize).map_or("", String::as_str)),
+            )),
+        }
+    };
+    // Before a byte is fetched: every placement is into a file.
+    spill.for_each_pack(|rows| rows.iter().try_for_each(|p| file_of(p).map(drop)))?;
+
+    cairn_engine::progress::begin("pull", Some(out.bytes));
+    spill.for_each_pack(|rows| {
+        let Some(group) = placement::by_pack(rows).pop() else {
+            return Ok(());
+        };
+        cairn_engine::cancel::check()?;
+        let (pack, size) = &packs[group.pack as usize];
+        let place = |i: usize, data: &[u8]| -> Result<()> {
+            for p in group.takers[i] {
+                let path = file_of(p)?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(cairn_engine::error::io_at("open", &path))?;
+                f.write_all_at(data, p.at)
+                    .map_err(cairn_engine::error::io_at("write", &path))?;
+            }
+            cairn_engine::progress::advance(data.len() as u64 * group.takers[i].len() as u64);
+            Ok(())
+        };
+        let needed: u64 = group.chunks.iter().map(|c| c.length).sum();
+        // Streamed whole when most of it is wanted (one request, the pack
+        // checked against its name too); chunk by chunk otherwise.
+        let problems = if needed * 2 >= *size || group.chunks.len() > 64 {
+            packread::stream_pack(&remote.backend, pack, *size, &group.chunks, place)?
+        } else {
+            ranges(remote, pack, &group.chunks, place)?
+        };
+        if !problems.is_empty() {
+            return Err(Error::Unsound {
+                id: id.to_string(),
+                problems,
+            });
+        }
+        Ok(())
+    })?;
+    cairn_engine::progress::finish();
+    for record in manifest
+        .stores
+        .iter()
+        .filter(|r| r.status == StoreStatus::Captured)
+    {
+        for entry in &record.entries {
+            if entry.kind == EntryKind::File && entry.link_of.is_none() {
+                let path = stores_dir.join(&record.name).join(entry.path.as_path());
+                let f = File::open(&path).map_err(cairn_engine::error::io_at("open", &path))?;
+                f.sync_all()
+                    .map_err(cairn_engine::error::io_at("sync", &path))?;
+                cairn_engine::fsutil::make_read_only(&path)?;
+            }
+        }
+    }
+    for (first, path) in &links {
+        fs::hard_link(first, path).map_err(cairn_engine::error::io_at("link", path))?;
+    }
+    Ok(())
+}
+
+/// The tree of `manifest` under `stores_dir`: directories and symlinks,
+/// each plain file created at its size (its chunks come after). Returns
+/// the hard links to make once the files they point at are complete.
+fn build_tree(manifest: &Manifest, stores_dir: &Path, id: &str) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut links = Vec::new();
+    cairn_engine::fsutil::create_dir_private(stores_dir)?;
     for record in manifest
         .stores
         .iter()
@@ -242,7 +325,7 @@ fn rebuild(
     {
         let root = stores_dir.join(&record.name);
         cairn_engine::fsutil::create_dir_private(&root)?;
-        for (i, entry) in record.entries.iter().enumerate() {
+        for entry in &record.entries {
             let rel = entry.path.as_path();
             if rel.is_absolute()
                 || rel
@@ -250,7 +333,7 @@ fn rebuild(
                     .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {
                 return Err(unsound(
-                    id.as_str(),
+                    id,
                     Problem::new(codes::MANIFEST_INVALID, "a path that leaves its store")
                         .in_store(&record.name)
                         .at(&entry.path),
@@ -275,89 +358,11 @@ fn rebuild(
                         File::create(&path).map_err(cairn_engine::error::io_at("create", &path))?;
                     f.set_len(entry.size.unwrap_or(0))
                         .map_err(cairn_engine::error::io_at("write", &path))?;
-                    slots.insert((record.name.as_str(), i), files.len());
-                    files.push(path);
                 }
             }
         }
     }
-
-    // Where each chunk goes, pack by pack, in the order it lies there.
-    let mut wanted: BTreeMap<u32, BTreeMap<u64, Placed>> = BTreeMap::new();
-    for fc in &doc.contents {
-        let Some(&file) = slots.get(&(fc.store.as_str(), fc.entry)) else {
-            return Err(unsound(
-                id.as_str(),
-                Problem::new(
-                    codes::MANIFEST_INVALID,
-                    format!(
-                        "the remote's chunk list names entry {} that is not a file of the manifest",
-                        fc.entry
-                    ),
-                )
-                .in_store(&fc.store),
-            ));
-        };
-        let mut offset = 0u64;
-        for hash in &fc.chunks {
-            let loc = map.chunks.get(hash).ok_or_else(|| {
-                unsound(
-                    id.as_str(),
-                    Problem::new(BLOB_MISSING, format!("chunk {hash} is in no pack index"))
-                        .in_store(&fc.store),
-                )
-            })?;
-            wanted
-                .entry(loc.pack)
-                .or_default()
-                .entry(loc.offset)
-                .or_insert_with(|| Placed {
-                    chunk: IndexedChunk {
-                        sha256: *hash,
-                        offset: loc.offset,
-                        length: loc.length,
-                    },
-                    dests: Vec::new(),
-                })
-                .dests
-                .push(Dest { file, offset });
-            offset += loc.length;
-        }
-    }
-
-    cairn_engine::progress::begin("pull", Some(out.bytes));
-    for (pack_n, placed) in &wanted {
-        cairn_engine::cancel::check()?;
-        let (pack, size) = &map.packs[*pack_n as usize];
-        let chunks: Vec<IndexedChunk> = placed.values().map(|p| p.chunk.clone()).collect();
-        let dests: Vec<&[Dest]> = placed.values().map(|p| p.dests.as_slice()).collect();
-        let place = |i: usize, data: &[u8]| place_chunk(&files, dests[i], data);
-        let needed: u64 = chunks.iter().map(|c| c.length).sum();
-        // Streamed whole when most of it is wanted (one request, the pack
-        // checked against its name too); chunk by chunk otherwise.
-        let problems = if needed * 2 >= *size || chunks.len() > 64 {
-            packread::stream_pack(&remote.backend, pack, *size, &chunks, place)?
-        } else {
-            ranges(remote, pack, &chunks, place)?
-        };
-        if !problems.is_empty() {
-            return Err(Error::Unsound {
-                id: id.to_string(),
-                problems,
-            });
-        }
-    }
-    cairn_engine::progress::finish();
-    for path in &files {
-        let f = File::open(path).map_err(cairn_engine::error::io_at("open", path))?;
-        f.sync_all()
-            .map_err(cairn_engine::error::io_at("sync", path))?;
-        cairn_engine::fsutil::make_read_only(path)?;
-    }
-    for (first, path) in &links {
-        fs::hard_link(first, path).map_err(cairn_engine::error::io_at("link", path))?;
-    }
-    Ok(())
+    Ok(links)
 }
 
 /// The indexes of the packs `doc` needs (one request each).
@@ -389,24 +394,25 @@ pub fn indexes(remote: &Remote, doc: &SnapshotDoc, id: &str) -> Result<ChunkMap>
 }
 
 /// The manifest's bytes, chunk by chunk, checked, written as
-/// `manifest.json` in `snap`, and parsed.
+/// `manifest.json` in `snap` as they arrive (never held whole: at 100,000
+/// files it is tens of MiB), synced and made read-only.
 pub fn fetch_manifest(
     remote: &Remote,
     map: &ChunkMap,
     doc: &SnapshotDoc,
     id: &str,
     snap: &Path,
-) -> Result<Manifest> {
-    let bytes = manifest_bytes(remote, map, doc, id)?;
+) -> Result<()> {
     let path = snap.join(cairn_engine::manifest::FILE_NAME);
-    fs::write(&path, &bytes).map_err(cairn_engine::error::io_at("write", &path))?;
-    File::open(&path)
-        .and_then(|f| f.sync_all())
+    let mut file = File::create(&path).map_err(cairn_engine::error::io_at("create", &path))?;
+    manifest_into(remote, map, doc, id, &mut file, &path)?;
+    file.sync_all()
         .map_err(cairn_engine::error::io_at("sync", &path))?;
-    cairn_engine::fsutil::make_read_only(&path)?;
-    Manifest::parse(&bytes, id).map_err(|p| unsound(id, p))
+    cairn_engine::fsutil::make_read_only(&path)
 }
 
+/// The manifest's bytes in memory, checked (for `validate --remote
+/// --read-data`, which has no local directory to write them to).
 pub fn manifest_bytes(
     remote: &Remote,
     map: &ChunkMap,
@@ -418,6 +424,22 @@ pub fn manifest_bytes(
             .unwrap_or(0)
             .min(format::MAX_DOC_BYTES),
     );
+    manifest_into(remote, map, doc, id, &mut bytes, Path::new("memory"))?;
+    Ok(bytes)
+}
+
+/// The manifest's chunks into `sink` (named `shown` in a write error),
+/// each against its hash, the whole against its recorded size and SHA-256.
+fn manifest_into(
+    remote: &Remote,
+    map: &ChunkMap,
+    doc: &SnapshotDoc,
+    id: &str,
+    sink: &mut impl std::io::Write,
+    shown: &Path,
+) -> Result<()> {
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
     for hash in &doc.manifest.chunks {
         let loc = map.chunks.get(hash).ok_or_else(|| {
             unsound(
@@ -441,15 +463,18 @@ pub fn manifest_bytes(
                 .at(&key),
             ));
         }
-        bytes.extend_from_slice(&data);
-        if bytes.len() > format::MAX_DOC_BYTES {
+        size += data.len() as u64;
+        if size > format::MAX_DOC_BYTES as u64 {
             return Err(unsound(
                 id,
                 Problem::new(codes::MANIFEST_INVALID, "the manifest is too large"),
             ));
         }
+        hasher.update(&data);
+        sink.write_all(&data)
+            .map_err(cairn_engine::error::io_at("write", shown))?;
     }
-    if bytes.len() as u64 != doc.manifest.size || Checksum::of(&bytes) != doc.manifest.sha256 {
+    if size != doc.manifest.size || Checksum::from_hasher(hasher) != doc.manifest.sha256 {
         return Err(unsound(
             id,
             Problem::new(
@@ -459,5 +484,5 @@ pub fn manifest_bytes(
             .at(cairn_engine::manifest::FILE_NAME),
         ));
     }
-    Ok(bytes)
+    Ok(())
 }

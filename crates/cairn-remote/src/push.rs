@@ -14,15 +14,15 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use cairn_engine::checksum::Checksum;
-use cairn_engine::manifest::{EntryKind, Manifest, StoreStatus};
+use cairn_engine::manifest::{EntryKind, Manifest, RawPath, StoreStatus};
 use cairn_engine::problem::codes;
 use cairn_engine::{Error, Problem, Repository, Result, SnapshotId};
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::chunk::{self, ChunkError};
-use crate::format::{self, Blob, FileChunks, IndexedChunk, PackIndex, SnapshotDoc};
-use crate::remote::{chunks_of, ChunkMap, Held, Loc, Remote};
+use crate::format::{self, Blob, Contents, IndexedChunk, PackIndex, SnapshotDoc};
+use crate::remote::{ChunkMap, Held, Loc, Remote};
 
 /// What one push did.
 #[derive(Debug, Clone, Default)]
@@ -116,21 +116,56 @@ impl Packer<'_> {
     }
 }
 
-/// Chunks `path`, checking its bytes against the manifest's size and
-/// SHA-256 as they are read: a damaged local copy is never sent.
+/// One regular file of the snapshot to send.
+struct ToSend {
+    /// Index of its store in the manifest.
+    store: u32,
+    /// Index of its entry in the store's record.
+    entry: u32,
+    path: RawPath,
+    /// Size and SHA-256 the manifest records.
+    expected: Option<(u64, Checksum)>,
+}
+
+/// The plain files of captured stores (a hard link's content is its first
+/// path's), in manifest order.
+fn files_to_send(manifest: &Manifest) -> Vec<ToSend> {
+    let mut out = Vec::new();
+    for (s, record) in manifest.stores.iter().enumerate() {
+        if record.status != StoreStatus::Captured {
+            continue;
+        }
+        for (i, entry) in record.entries.iter().enumerate() {
+            if entry.kind != EntryKind::File || entry.link_of.is_some() {
+                continue;
+            }
+            out.push(ToSend {
+                store: u32::try_from(s).unwrap_or(u32::MAX),
+                entry: u32::try_from(i).unwrap_or(u32::MAX),
+                path: entry.path.clone(),
+                expected: entry.size.zip(entry.sha256),
+            });
+        }
+    }
+    out
+}
+
+/// Chunks `path` into `contents`, checking its bytes against the
+/// manifest's size and SHA-256 as they are read: a damaged local copy is
+/// never sent.
 fn chunk_file(
     packer: &mut Packer<'_>,
+    contents: &mut Contents,
     path: &Path,
-    expected: Option<(u64, Checksum)>,
+    file: &ToSend,
     store: &str,
-    shown: &str,
     id: &str,
-) -> Result<Vec<Checksum>> {
+) -> Result<()> {
     let damaged = |code: &'static str, detail: String| Error::Unsound {
         id: id.to_owned(),
-        problems: vec![Problem::new(code, detail).in_store(store).at(shown)],
+        problems: vec![Problem::new(code, detail).in_store(store).at(&file.path)],
     };
-    let file = match cairn_engine::fsutil::open_nofollow(path) {
+    let reader = match cairn_engine::fsutil::open_nofollow(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(damaged(
@@ -142,18 +177,17 @@ fn chunk_file(
     };
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    let mut chunks = Vec::new();
     let read_failed = |e: std::io::Error| Error::io("read", path, e);
-    chunk::for_each_chunk::<ChunkError>(file, |data| {
+    chunk::for_each_chunk::<ChunkError>(reader, |data| {
         cairn_engine::cancel::check()?;
         hasher.update(data);
         size += data.len() as u64;
         cairn_engine::progress::advance(data.len() as u64);
-        chunks.push(packer.add(data)?);
+        contents.push_chunk(packer.add(data)?);
         Ok(())
     })
     .map_err(|e| e.into_error(read_failed))?;
-    if let Some((want_size, want_sha)) = expected {
+    if let Some((want_size, want_sha)) = file.expected {
         let got = Checksum::from_hasher(hasher);
         if size != want_size {
             return Err(damaged(
@@ -170,7 +204,7 @@ fn chunk_file(
             ));
         }
     }
-    Ok(chunks)
+    Ok(())
 }
 
 /// Pushes snapshot `id` of `repo` to `remote`.
@@ -217,6 +251,31 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
         }
     }
 
+    // What push needs of the manifest, taken before anything is read, so
+    // the parsed manifest (the largest thing here at 100,000 files) is
+    // freed before packs are built.
+    let to_send = files_to_send(&manifest);
+    let mut doc = SnapshotDoc {
+        format_version: format::FORMAT_VERSION,
+        id: id.to_string(),
+        created_at: manifest.created_at,
+        host: manifest.host.clone(),
+        tags: manifest.tags.clone(),
+        restore_of: manifest.restore_of.clone(),
+        stores: manifest.stores.iter().map(|s| s.name.clone()).collect(),
+        bytes: manifest.total_bytes(),
+        files: manifest.stores.iter().map(|s| s.files()).sum(),
+        pushed_at: Utc::now(),
+        manifest: Blob {
+            size: 0,
+            sha256: Checksum::of(b""),
+            chunks: Vec::new(),
+        },
+        contents: Contents::new(manifest.stores.iter().map(|s| s.name.clone()).collect()),
+        packs: BTreeMap::new(),
+    };
+    drop(manifest);
+
     let mut map = remote.chunk_map()?;
     let crash_after = std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok());
     let mut packer = Packer {
@@ -232,86 +291,57 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
         marker: &marker,
     };
 
-    cairn_engine::progress::begin("push", Some(manifest.total_bytes()));
-    let mut contents = Vec::new();
-    for record in manifest
-        .stores
-        .iter()
-        .filter(|r| r.status == StoreStatus::Captured)
-    {
-        let root = repo.store_dir(id, &record.name);
-        for (i, entry) in record.entries.iter().enumerate() {
-            if entry.kind != EntryKind::File || entry.link_of.is_some() {
-                continue;
-            }
-            let path = root.join(entry.path.as_path());
-            let expected = entry.size.zip(entry.sha256);
-            let chunks = chunk_file(
-                &mut packer,
-                &path,
-                expected,
-                &record.name,
-                &entry.path.shown(),
-                id.as_str(),
-            )?;
-            contents.push(FileChunks {
-                store: record.name.clone(),
-                entry: i,
-                chunks,
-            });
-        }
+    cairn_engine::progress::begin("push", Some(doc.bytes));
+    for file in &to_send {
+        let store = &doc.stores[file.store as usize];
+        let path = repo.store_dir(id, store).join(file.path.as_path());
+        chunk_file(
+            &mut packer,
+            &mut doc.contents,
+            &path,
+            file,
+            store,
+            id.as_str(),
+        )?;
+        doc.contents.end_file(file.store, file.entry);
     }
+    drop(to_send);
     // The manifest itself, byte for byte (its digest covers its content).
     // Streamed, not read whole: a 100,000-file manifest is tens of MiB.
     let manifest_path = dir.join(cairn_engine::manifest::FILE_NAME);
     let manifest_file = cairn_engine::fsutil::open_nofollow(&manifest_path)
         .map_err(cairn_engine::error::io_at("open", &manifest_path))?;
-    let mut manifest_chunks = Vec::new();
     let mut manifest_hasher = Sha256::new();
-    let mut manifest_size = 0u64;
     chunk::for_each_chunk::<ChunkError>(manifest_file, |data| {
         manifest_hasher.update(data);
-        manifest_size += data.len() as u64;
-        manifest_chunks.push(packer.add(data)?);
+        doc.manifest.size += data.len() as u64;
+        doc.manifest.chunks.push(packer.add(data)?);
         Ok(())
     })
     .map_err(|e| e.into_error(|e| Error::io("read", &manifest_path, e)))?;
+    doc.manifest.sha256 = Checksum::from_hasher(manifest_hasher);
     packer.flush()?;
     cairn_engine::progress::finish();
     out.new_chunks = packer.new_chunks;
     out.new_chunk_bytes = packer.new_chunk_bytes;
     out.packs_uploaded = packer.packs_uploaded;
+    drop(packer);
 
-    let mut doc = SnapshotDoc {
-        format_version: format::FORMAT_VERSION,
-        id: id.to_string(),
-        created_at: manifest.created_at,
-        host: manifest.host.clone(),
-        tags: manifest.tags.clone(),
-        restore_of: manifest.restore_of.clone(),
-        stores: manifest.stores.iter().map(|s| s.name.clone()).collect(),
-        bytes: manifest.total_bytes(),
-        files: manifest.stores.iter().map(|s| s.files()).sum(),
-        pushed_at: Utc::now(),
-        manifest: Blob {
-            size: manifest_size,
-            sha256: Checksum::from_hasher(manifest_hasher),
-            chunks: manifest_chunks,
-        },
-        contents,
-        packs: BTreeMap::new(),
-    };
-    drop(manifest);
-    let all = chunks_of(&doc);
-    out.chunks = all.len() as u64;
-    for hash in &all {
+    let mut seen = HashSet::new();
+    for hash in doc.contents.chunks().iter().chain(&doc.manifest.chunks) {
+        if !seen.insert(*hash) {
+            continue;
+        }
         let Some(Loc { pack, .. }) = map.chunks.get(hash) else {
             return Err(remote.format_error(format!("chunk {hash} was packed but is in no index")));
         };
         let (pack, size) = &map.packs[*pack as usize];
         doc.packs.insert(pack.clone(), *size);
     }
-    confirm(remote, &doc)?;
+    out.chunks = seen.len() as u64;
+    drop((seen, map));
+    confirm(remote, &doc.packs)?;
+    doc.pushed_at = Utc::now();
     let bytes = serde_json::to_vec(&doc).unwrap_or_default();
     if replace_broken {
         remote.backend.put(&key, bytes)?;
@@ -330,10 +360,10 @@ pub fn push(remote: &Remote, repo: &Repository, id: &SnapshotId) -> Result<PushO
 
 /// From two listings, not one request per object: every pack the
 /// snapshot needs is there with its size, and so is its index.
-fn confirm(remote: &Remote, doc: &SnapshotDoc) -> Result<()> {
+fn confirm(remote: &Remote, needed: &BTreeMap<String, u64>) -> Result<()> {
     let packs = remote.listing("packs/")?;
     let indexes = remote.listing("index/")?;
-    for (pack, size) in &doc.packs {
+    for (pack, size) in needed {
         let found = packs.get(&format::pack_key(pack)).map(|l| l.size);
         if found != Some(*size) || !indexes.contains_key(&format::index_key(pack)) {
             return Err(Error::RemoteUnreachable {
