@@ -8,8 +8,9 @@
 //! own check); only a sound snapshot is moved into `snapshots/` by one
 //! rename. Anything else leaves the repository as it was.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -266,6 +267,7 @@ fn rebuild(
                 let path = file_of(p)?;
                 let f = OpenOptions::new()
                     .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(cairn_engine::error::io_at("open", &path))?;
                 f.write_all_at(data, p.at)
@@ -325,8 +327,38 @@ fn build_tree(manifest: &Manifest, stores_dir: &Path, id: &str) -> Result<Vec<(P
     {
         let root = stores_dir.join(&record.name);
         cairn_engine::fsutil::create_dir_private(&root)?;
+        // The directories made so far: an entry goes only into one of
+        // them (or the store's root), so a symlink the manifest lists can
+        // never be a way out of the tree for a later entry or a hard link
+        // (a hostile remote could otherwise have a root pull write
+        // through `a -> /etc` into `a/passwd`).
+        let mut dirs: HashSet<&[u8]> = HashSet::new();
+        let in_tree =
+            |dirs: &HashSet<&[u8]>, path: &[u8]| match path.iter().rposition(|&b| b == b'/') {
+                None => true,
+                Some(cut) => dirs.contains(&path[..cut]),
+            };
         for entry in &record.entries {
             let rel = entry.path.as_path();
+            let outside = |what: &str| {
+                unsound(
+                    id,
+                    Problem::new(
+                        codes::MANIFEST_INVALID,
+                        format!("{what} is not under a directory the manifest lists"),
+                    )
+                    .in_store(&record.name)
+                    .at(&entry.path),
+                )
+            };
+            if !in_tree(&dirs, entry.path.as_bytes()) {
+                return Err(outside("the entry"));
+            }
+            if let Some(first) = &entry.link_of {
+                if !in_tree(&dirs, first.as_bytes()) {
+                    return Err(outside("the file it is a hard link of"));
+                }
+            }
             if rel.is_absolute()
                 || rel
                     .components()
@@ -341,8 +373,11 @@ fn build_tree(manifest: &Manifest, stores_dir: &Path, id: &str) -> Result<Vec<(P
             }
             let path = root.join(rel);
             match (entry.kind, &entry.link_of) {
-                (EntryKind::Dir, _) => fs::create_dir(&path)
-                    .map_err(cairn_engine::error::io_at("create directory", &path))?,
+                (EntryKind::Dir, _) => {
+                    fs::create_dir(&path)
+                        .map_err(cairn_engine::error::io_at("create directory", &path))?;
+                    dirs.insert(entry.path.as_bytes());
+                }
                 (EntryKind::Symlink, _) => {
                     let target = entry
                         .target
@@ -354,8 +389,13 @@ fn build_tree(manifest: &Manifest, stores_dir: &Path, id: &str) -> Result<Vec<(P
                 }
                 (EntryKind::File, Some(first)) => links.push((root.join(first.as_path()), path)),
                 (EntryKind::File, None) => {
-                    let f =
-                        File::create(&path).map_err(cairn_engine::error::io_at("create", &path))?;
+                    // A new file, never an existing name: a symlink listed
+                    // under the same path is not followed.
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&path)
+                        .map_err(cairn_engine::error::io_at("create", &path))?;
                     f.set_len(entry.size.unwrap_or(0))
                         .map_err(cairn_engine::error::io_at("write", &path))?;
                 }
@@ -485,4 +525,83 @@ fn manifest_into(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_engine::manifest::{Entry, RawPath, Shape, StoreRecord};
+
+    use super::*;
+
+    fn manifest(entries: Vec<Entry>) -> Manifest {
+        Manifest {
+            created_at: chrono::Utc::now(),
+            format_version: 3,
+            host: "h".into(),
+            id: "20260101T000000Z".into(),
+            restore_of: None,
+            stores: vec![StoreRecord {
+                entries,
+                kind: "chroma-dir".into(),
+                metadata: Default::default(),
+                name: "chroma".into(),
+                options: Default::default(),
+                root: None,
+                shape: Shape::Dir,
+                source: "/x".into(),
+                status: StoreStatus::Captured,
+                warnings: Vec::new(),
+            }],
+            tags: Vec::new(),
+            tool_version: "t".into(),
+        }
+    }
+
+    fn symlink(path: &str, target: &Path) -> Entry {
+        let mut e = Entry::new(path, EntryKind::Symlink);
+        e.target = Some(RawPath::from_bytes(target.as_os_str().as_encoded_bytes()));
+        e
+    }
+
+    fn file(path: &str) -> Entry {
+        let mut e = Entry::new(path, EntryKind::File);
+        e.size = Some(4);
+        e
+    }
+
+    /// A hostile remote's manifest: a symlink out of the tree, then
+    /// entries through it or at its name. Nothing outside is written.
+    #[test]
+    fn a_listed_symlink_is_never_a_way_out_of_the_tree() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("passwd"), b"root").unwrap();
+        let cases = [
+            vec![symlink("a", outside.path()), file("a/passwd")],
+            vec![symlink("a", outside.path()), {
+                let mut e = file("b");
+                e.link_of = Some(RawPath::from("a/passwd"));
+                e
+            }],
+            vec![symlink("p", &outside.path().join("passwd")), file("p")],
+        ];
+        for entries in cases {
+            let work = tempfile::tempdir().unwrap();
+            let got = build_tree(
+                &manifest(entries.clone()),
+                &work.path().join("stores"),
+                "id",
+            );
+            assert!(got.is_err(), "{entries:?}");
+            assert_eq!(
+                std::fs::read(outside.path().join("passwd")).unwrap(),
+                b"root"
+            );
+            assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+        }
+        // The same names under a listed directory are fine.
+        let work = tempfile::tempdir().unwrap();
+        let ok = manifest(vec![Entry::new("a", EntryKind::Dir), file("a/passwd")]);
+        build_tree(&ok, &work.path().join("stores"), "id").unwrap();
+        assert!(work.path().join("stores/chroma/a/passwd").is_file());
+    }
 }
