@@ -76,6 +76,27 @@ impl From<String> for CopyError {
     }
 }
 
+/// A backup step's failure, naming both files: it may be the source's
+/// (a read) or the copy's (a write; a full disk under the repository).
+/// SQLite reports a full disk as SQLITE_FULL, and the message rusqlite
+/// takes from the connection can then be "not an error" (the error was
+/// the other connection's); the code's own words are used instead.
+fn step_failed(src: &Path, dst: &Path, e: &rusqlite::Error) -> CopyError {
+    let why = match e {
+        rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::DiskFull => {
+            "no space left on the device (SQLITE_FULL)".to_owned()
+        }
+        rusqlite::Error::SqliteFailure(code, Some(msg)) if msg == "not an error" => {
+            code.to_string()
+        }
+        _ => e.to_string(),
+    };
+    CopyError {
+        failure: failure_of(e),
+        message: format!("copy {} into {}: {why}", src.display(), dst.display()),
+    }
+}
+
 fn failure_of(e: &rusqlite::Error) -> CopyFailure {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
@@ -161,7 +182,7 @@ fn copy_with_hook(
         let start = Instant::now();
         loop {
             // -1: every page in one step, i.e. inside one read transaction.
-            match backup.step(-1).map_err(|e| fail("copy", e))? {
+            match backup.step(-1).map_err(|e| step_failed(src, dst, &e))? {
                 StepResult::Done => break,
                 StepResult::More => continue,
                 StepResult::Busy | StepResult::Locked if start.elapsed() < busy_timeout => {
