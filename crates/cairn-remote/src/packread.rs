@@ -68,16 +68,7 @@ pub fn stream_pack(
         if Checksum::of(&chunk) == want.sha256 {
             each(i, &chunk)?;
         } else {
-            problems.push(
-                Problem::new(
-                    BLOB_CHECKSUM_MISMATCH,
-                    format!(
-                        "chunk {} at offset {} does not match its hash",
-                        want.sha256, want.offset
-                    ),
-                )
-                .at(&key),
-            );
+            problems.push(chunk_mismatch(&key, want));
         }
     }
     // The rest, for the pack's own hash and size; one byte past the
@@ -126,6 +117,40 @@ pub fn stream_pack(
     Ok(problems)
 }
 
+/// The few chunks wanted from pack `pack`, one ranged read each (cheaper
+/// than the whole pack when they are a small part of it), each checked
+/// against its hash; what does not match is reported, not handed over.
+pub fn read_chunks(
+    backend: &Backend,
+    pack: &str,
+    wanted: &[IndexedChunk],
+    mut each: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<Vec<Problem>> {
+    let key = format::pack_key(pack);
+    let mut problems = Vec::new();
+    for (i, want) in wanted.iter().enumerate() {
+        cairn_engine::cancel::check()?;
+        let data = backend.get_range(&key, want.offset, want.length)?;
+        if Checksum::of(&data) == want.sha256 {
+            each(i, &data)?;
+        } else {
+            problems.push(chunk_mismatch(&key, want));
+        }
+    }
+    Ok(problems)
+}
+
+fn chunk_mismatch(key: &str, chunk: &IndexedChunk) -> Problem {
+    Problem::new(
+        BLOB_CHECKSUM_MISMATCH,
+        format!(
+            "chunk {} at offset {} does not match its hash",
+            chunk.sha256, chunk.offset
+        ),
+    )
+    .at(key)
+}
+
 fn fail(backend: &Backend, key: &str, e: io::Error) -> cairn_engine::Error {
     backend.read_failed(key, e)
 }
@@ -150,28 +175,11 @@ fn pass_over(reader: &mut impl Read, n: u64, hasher: &mut Sha256) -> io::Result<
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use cairn_engine::config::RemoteConfig;
-
     use super::*;
 
     fn backend(root: &std::path::Path) -> Backend {
-        let cfg = RemoteConfig {
-            name: "t".into(),
-            url: format!("file://{}", root.display()),
-            endpoint: None,
-            region: None,
-            push_after_snapshot: false,
-            rate_limit: None,
-            retention: None,
-            credentials_file: None,
-            key_file: None,
-            gc_grace: Duration::from_secs(0),
-            io_timeout: Duration::from_secs(5),
-            origin: root.join("cairn.toml"),
-        };
-        Backend::open(&cfg).unwrap()
+        let url = format!("file://{}", root.display());
+        Backend::open(&crate::target::test_config(&url)).unwrap()
     }
 
     /// Three chunks back to back (the middle one 200 KiB, so the gap

@@ -20,7 +20,7 @@ use cairn_engine::problem::codes;
 use cairn_engine::{Depth, Error, Problem, Repository, Result, SnapshotId, Stores};
 
 use crate::backend::Listed;
-use crate::format::{self, IndexedChunk, SnapshotDoc};
+use crate::format::{self, SnapshotDoc};
 use crate::packread;
 use crate::placement::{self, Placement};
 use crate::remote::{ChunkMap, Remote};
@@ -59,36 +59,6 @@ pub struct PullOutcome {
     pub requests: u64,
     /// Already in the local repository: nothing downloaded.
     pub already_local: bool,
-}
-
-/// The few chunks wanted from a pack, one ranged read each, each checked
-/// against its hash; what does not match is returned, not placed.
-fn ranges(
-    remote: &Remote,
-    pack: &str,
-    chunks: &[IndexedChunk],
-    mut place: impl FnMut(usize, &[u8]) -> Result<()>,
-) -> Result<Vec<Problem>> {
-    let key = format::pack_key(pack);
-    let mut problems = Vec::new();
-    for (i, c) in chunks.iter().enumerate() {
-        let data = remote.backend.get_range(&key, c.offset, c.length)?;
-        if Checksum::of(&data) == c.sha256 {
-            place(i, &data)?;
-        } else {
-            problems.push(
-                Problem::new(
-                    BLOB_CHECKSUM_MISMATCH,
-                    format!(
-                        "chunk {} at offset {} does not match its hash",
-                        c.sha256, c.offset
-                    ),
-                )
-                .at(&key),
-            );
-        }
-    }
-    Ok(problems)
 }
 
 fn unsound(id: &str, problem: Problem) -> Error {
@@ -282,7 +252,7 @@ fn rebuild(
         let problems = if needed * 2 >= *size || group.chunks.len() > 64 {
             packread::stream_pack(&remote.backend, pack, *size, &group.chunks, place)?
         } else {
-            ranges(remote, pack, &group.chunks, place)?
+            packread::read_chunks(&remote.backend, pack, &group.chunks, place)?
         };
         if !problems.is_empty() {
             return Err(Error::Unsound {

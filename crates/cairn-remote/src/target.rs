@@ -94,26 +94,32 @@ impl Target {
     }
 }
 
+/// A remote config with `url` and nothing else set, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_config(url: &str) -> RemoteConfig {
+    use std::time::Duration;
+    RemoteConfig {
+        name: "r".into(),
+        url: url.into(),
+        endpoint: None,
+        region: None,
+        push_after_snapshot: false,
+        rate_limit: None,
+        retention: None,
+        credentials_file: None,
+        key_file: None,
+        gc_grace: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(1),
+        origin: "cairn.toml".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn cfg(url: &str) -> RemoteConfig {
-        RemoteConfig {
-            name: "r".into(),
-            url: url.into(),
-            endpoint: None,
-            region: None,
-            push_after_snapshot: false,
-            rate_limit: None,
-            retention: None,
-            credentials_file: None,
-            key_file: None,
-            gc_grace: Duration::from_secs(1),
-            io_timeout: Duration::from_secs(1),
-            origin: "cairn.toml".into(),
-        }
+        test_config(url)
     }
 
     #[test]
