@@ -76,13 +76,22 @@ impl From<String> for CopyError {
     }
 }
 
-/// A backup step's failure, naming both files: it may be the source's
-/// (a read) or the copy's (a write; a full disk under the repository).
-/// SQLite reports a full disk as SQLITE_FULL, and the message rusqlite
-/// takes from the connection can then be "not an error" (the error was
-/// the other connection's); the code's own words are used instead.
-fn step_failed(src: &Path, dst: &Path, e: &rusqlite::Error) -> CopyError {
-    let why = match e {
+/// A backup's failure, naming both files: it may be the source's (a
+/// read) or the copy's (a write; a full disk under the repository).
+fn backup_failed(src: &Path, dst: &Path, e: &rusqlite::Error) -> CopyError {
+    CopyError {
+        failure: failure_of(e),
+        message: format!("copy {} into {}: {}", src.display(), dst.display(), why(e)),
+    }
+}
+
+/// What went wrong, in words an operator can act on. SQLite reports a
+/// full disk as SQLITE_FULL ("database or disk is full"), and the text
+/// rusqlite takes from a connection can be "not an error" when the error
+/// was the other connection's (a backup has two); the code's own words
+/// are used then.
+fn why(e: &rusqlite::Error) -> String {
+    match e {
         rusqlite::Error::SqliteFailure(code, _) if code.code == rusqlite::ErrorCode::DiskFull => {
             "no space left on the device (SQLITE_FULL)".to_owned()
         }
@@ -90,10 +99,6 @@ fn step_failed(src: &Path, dst: &Path, e: &rusqlite::Error) -> CopyError {
             code.to_string()
         }
         _ => e.to_string(),
-    };
-    CopyError {
-        failure: failure_of(e),
-        message: format!("copy {} into {}: {why}", src.display(), dst.display()),
     }
 }
 
@@ -168,21 +173,22 @@ fn copy_with_hook(
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| fail("read user_version of", e))?;
 
-    let mut dest = Connection::open(dst).map_err(|e| format!("create {}: {e}", dst.display()))?;
+    let mut dest =
+        Connection::open(dst).map_err(|e| format!("create {}: {}", dst.display(), why(&e)))?;
     // The destination is a private temp file that is synced once by the
     // caller: journaling and per-page syncs there only cost time.
     dest.pragma_update(None, "journal_mode", "OFF")
         .and_then(|_| dest.pragma_update(None, "synchronous", "OFF"))
-        .map_err(|e| format!("configure {}: {e}", dst.display()))?;
+        .map_err(|e| format!("configure {}: {}", dst.display(), why(&e)))?;
     // The pragmas above ran (and ended) their own read transactions; the
     // backup's starts with its first step, after this.
     before_read();
     {
-        let backup = Backup::new(&source, &mut dest).map_err(|e| fail("start backup of", e))?;
+        let backup = Backup::new(&source, &mut dest).map_err(|e| backup_failed(src, dst, &e))?;
         let start = Instant::now();
         loop {
             // -1: every page in one step, i.e. inside one read transaction.
-            match backup.step(-1).map_err(|e| step_failed(src, dst, &e))? {
+            match backup.step(-1).map_err(|e| backup_failed(src, dst, &e))? {
                 StepResult::Done => break,
                 StepResult::More => continue,
                 StepResult::Busy | StepResult::Locked if start.elapsed() < busy_timeout => {
@@ -206,7 +212,7 @@ fn copy_with_hook(
     // removes the copy's `-wal` and `-shm` and writes the rollback flag.
     let copy_mode: String = dest
         .query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))
-        .map_err(|e| format!("set journal_mode=DELETE on {}: {e}", dst.display()))?;
+        .map_err(|e| format!("set journal_mode=DELETE on {}: {}", dst.display(), why(&e)))?;
     if !copy_mode.eq_ignore_ascii_case("delete") {
         return Err(format!(
             "set journal_mode=DELETE on {}: SQLite left it in mode {copy_mode}",
@@ -216,12 +222,12 @@ fn copy_with_hook(
     }
     let page_size: i64 = dest
         .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .map_err(|e| format!("read {}: {e}", dst.display()))?;
+        .map_err(|e| format!("read {}: {}", dst.display(), why(&e)))?;
     let page_count: i64 = dest
         .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .map_err(|e| format!("read {}: {e}", dst.display()))?;
+        .map_err(|e| format!("read {}: {}", dst.display(), why(&e)))?;
     dest.close()
-        .map_err(|(_, e)| format!("close {}: {e}", dst.display()))?;
+        .map_err(|(_, e)| format!("close {}: {}", dst.display(), why(&e)))?;
     Ok(CopyInfo {
         page_size,
         page_count,
