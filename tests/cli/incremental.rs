@@ -476,3 +476,63 @@ fn a_database_nobody_has_open_is_reused_and_one_written_meanwhile_is_not() {
         Some("meanwhile")
     );
 }
+
+/// The chroma-dir kind's embedded databases, as the snapshot's manifest
+/// lists them.
+fn listed_databases(env: &Env, id: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(env.snapshot_dir(id).join("manifest.json")).unwrap();
+    let manifest: Value = serde_json::from_str(&text).unwrap();
+    let chroma = manifest["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "chroma")
+        .unwrap();
+    chroma["metadata"]["sqlite_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The chroma-dir kind reads the header of a file it saw unchanged since
+/// the parent only if the parent listed it as a database: an unchanged
+/// plain file is linked, an unchanged embedded database is still one,
+/// and a plain file overwritten with a database (its ctime moved) is
+/// found by its header again and copied online, rows and all.
+#[test]
+fn a_file_that_becomes_a_database_is_found_again_and_unchanged_ones_keep_their_kind() {
+    let env = Env::new();
+    let later = env.path("data/chroma/seg-0001/later.db");
+    std::fs::write(&later, b"not a database yet").unwrap();
+    let_timestamps_settle();
+    let (s0, _) = snapshot_json(&env);
+    assert_eq!(listed_databases(&env, &s0), ["chroma.sqlite3"]);
+
+    let (s1, errors) = snapshot_json(&env);
+    assert_eq!(errors, []);
+    assert_eq!(listed_databases(&env, &s1), ["chroma.sqlite3"]);
+    assert_eq!(
+        inode(&chroma_copy(&env, &s1, "seg-0001/later.db")),
+        inode(&chroma_copy(&env, &s0, "seg-0001/later.db")),
+        "an unchanged plain file is the parent's copy"
+    );
+
+    // Overwritten in place (same inode) with a database's bytes.
+    let scratch = env.path("scratch.db");
+    let conn = rusqlite::Connection::open(&scratch).unwrap();
+    conn.execute_batch("CREATE TABLE t(v TEXT); INSERT INTO t VALUES ('found');")
+        .unwrap();
+    drop(conn);
+    std::fs::write(&later, std::fs::read(&scratch).unwrap()).unwrap();
+    let (s2, errors) = snapshot_json(&env);
+    assert_eq!(errors, []);
+    assert_eq!(
+        listed_databases(&env, &s2),
+        ["chroma.sqlite3", "seg-0001/later.db"]
+    );
+    let copy = rusqlite::Connection::open(chroma_copy(&env, &s2, "seg-0001/later.db")).unwrap();
+    let v: String = copy.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
+    assert_eq!(v, "found");
+}

@@ -89,6 +89,12 @@ pub struct CaptureCtx<'a> {
     source_dir: Option<DirFd>,
     dest: PathBuf,
     parent: Option<Parent>,
+    /// The parent's store directory and `dest`, open: reused files are
+    /// linked and checked relative to them, so the kernel walks a file's
+    /// path inside the store, not the repository's path before it again
+    /// for every file. `None` without a parent, or when either would not
+    /// open (then nothing is reused).
+    link_dirs: Option<(DirFd, DirFd)>,
     entries: Vec<Entry>,
     metadata: Map<String, Value>,
     warnings: Vec<String>,
@@ -137,6 +143,11 @@ impl<'a> CaptureCtx<'a> {
         dest: PathBuf,
         parent: Option<Parent>,
     ) -> Self {
+        let link_dirs = parent.as_ref().and_then(|p| {
+            let from = DirFd::open_trusted(&p.root).ok()?;
+            let to = DirFd::open_trusted(&dest).ok()?;
+            Some((from, to))
+        });
         CaptureCtx {
             store,
             source,
@@ -144,6 +155,7 @@ impl<'a> CaptureCtx<'a> {
             source_dir,
             dest,
             parent,
+            link_dirs,
             entries: Vec::new(),
             metadata: Map::new(),
             warnings: Vec::new(),
@@ -405,39 +417,58 @@ impl<'a> CaptureCtx<'a> {
         dst: &Path,
         derived: bool,
     ) -> Option<Copied> {
-        let parent = self.parent.as_ref()?;
-        let old = parent.files.get(rel)?;
-        let unchanged = (derived || old.size == meta.len())
-            && old.mtime_ns == fsutil::mtime_ns(meta)
-            && old.source_stat == source_stat(meta);
-        if !unchanged {
-            return None;
-        }
-        // Reuse only what still looks like Cairn wrote it.
-        let old_path = parent.root.join(rel);
-        let on_disk = fs::symlink_metadata(&old_path).ok()?;
-        if !is_intact_copy(&on_disk, old.size) {
-            return None;
-        }
-        fs::hard_link(&old_path, dst).ok()?;
-        // The name now in this snapshot must be that very inode, as it was:
-        // anything else (the parent's name replaced in between) is copied.
-        let linked = fs::symlink_metadata(dst).ok();
-        let same = linked.as_ref().is_some_and(|l| {
-            (l.dev(), l.ino()) == (on_disk.dev(), on_disk.ino()) && is_intact_copy(l, old.size)
-        });
-        if !same {
+        let old = self.parent_file_unchanged(rel, meta, derived)?;
+        let (parent_dir, dest_dir) = self.link_dirs.as_ref()?;
+        let rel_os = Path::new(rel).as_os_str();
+        // `linkat` without AT_SYMLINK_FOLLOW: whatever holds the parent's
+        // name is linked as it is, a symlink as a symlink.
+        parent_dir.link(rel_os, dest_dir, rel_os).ok()?;
+        // Reuse only what still looks like Cairn wrote it. One `lstat` of
+        // the new name decides, after the link: a check of the parent's
+        // name before it would be a second look at what the link already
+        // holds. The inode seen here is the one the validation expects.
+        let linked = dest_dir
+            .stat(rel_os)
+            .ok()
+            .filter(|l| is_intact_copy(l, old.size));
+        let Some(linked) = linked else {
             if let Err(e) = fs::remove_file(dst) {
                 // The copy that follows then fails on the name, loudly.
                 tracing::warn!(path = %dst.display(), error = %e, "could not remove a link that is not the parent's copy");
             }
             return None;
-        }
+        };
         Some(Copied {
             size: old.size,
             sha256: old.sha256,
-            parent_ino: on_disk.ino(),
+            parent_ino: linked.st_ino,
         })
+    }
+
+    /// The parent's record of `rel` when the source is, by its metadata,
+    /// the very file the parent copied: same mtime, device, inode and
+    /// ctime (which the file's owner cannot set back), and same size
+    /// unless `derived`.
+    fn parent_file_unchanged(
+        &self,
+        rel: &RawPath,
+        meta: &Metadata,
+        derived: bool,
+    ) -> Option<&ParentFile> {
+        let old = self.parent.as_ref()?.files.get(rel)?;
+        let unchanged = (derived || old.size == meta.len())
+            && old.mtime_ns == fsutil::mtime_ns(meta)
+            && old.source_stat == source_stat(meta);
+        unchanged.then_some(old)
+    }
+
+    /// Whether the source file `rel` (`meta`, not followed) is unchanged
+    /// since the parent snapshot copied it, by the same test that lets
+    /// its copy be reused: its bytes are then the parent's. A plug-in may
+    /// carry over what it decided from those bytes last time instead of
+    /// reading them again (the chroma-dir kind: "not an SQLite file").
+    pub fn unchanged_since_parent(&self, rel: &RawPath, meta: &Metadata) -> bool {
+        self.parent_file_unchanged(rel, meta, false).is_some()
     }
 
     /// What the parent snapshot's plug-in recorded for this store (empty
@@ -659,11 +690,14 @@ struct Copied {
     parent_ino: u64,
 }
 
-/// What a snapshot copy looks like while it is as Cairn left it: a regular
-/// file (not a link planted in its place), of the recorded size, still
-/// read-only (a copy made writable was touched by hand).
-fn is_intact_copy(meta: &Metadata, size: u64) -> bool {
-    meta.is_file() && meta.len() == size && meta.mode() & 0o222 == 0
+/// What a snapshot copy looks like while it is as Cairn left it (`stat`:
+/// an `lstat` made by descriptor): a regular file (not a link planted in
+/// its place), of the recorded size, still read-only (a copy made
+/// writable was touched by hand).
+fn is_intact_copy(stat: &rustix::fs::Stat, size: u64) -> bool {
+    crate::dirfd::is_regular(stat)
+        && u64::try_from(stat.st_size).is_ok_and(|len| len == size)
+        && stat.st_mode & 0o222 == 0
 }
 
 fn source_stat(meta: &Metadata) -> SourceStat {

@@ -109,18 +109,22 @@ impl DirFd {
         rustix::fs::statat(&*self.fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)
     }
 
-    /// `lstat` of a child as std's `Metadata`, through an `O_PATH` handle
-    /// (which reads nothing and opens no FIFO or device): cheaper than a
-    /// path through `/proc/self/fd`, and still never through a link.
-    pub(crate) fn metadata(&self, name: &OsStr) -> std::io::Result<std::fs::Metadata> {
-        let fd = rustix::fs::openat(
-            &*self.fd,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_err)?;
-        File::from(fd).metadata()
+    /// Every entry, in name order, as std's `DirEntry` of this very
+    /// directory, listed through `/proc/self/fd/N/.` (the open directory
+    /// itself, whatever its path has become). Std's `DirEntry::metadata`
+    /// is an `lstat` relative to the listing's own descriptor (never
+    /// through a link): one system call per entry, where an `O_PATH`
+    /// open, a `statx` and a `close` by name were three. Only the names
+    /// are held, not every entry's metadata at once.
+    pub(crate) fn entries(&self) -> Result<Vec<(OsString, std::fs::DirEntry)>> {
+        let read_failed = |e| Error::io("read directory", &self.shown, e);
+        let mut entries = std::fs::read_dir(self.fd_path(""))
+            .map_err(read_failed)?
+            .map(|entry| entry.map(|e| (e.file_name(), e)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(read_failed)?;
+        entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+        Ok(entries)
     }
 
     pub(crate) fn stat_self(&self) -> std::io::Result<Stat> {

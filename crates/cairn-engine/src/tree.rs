@@ -129,10 +129,10 @@ fn walk(
             Some((parent, name)) => parent.open_dir(&name)?,
         };
         let mut children = Vec::new();
-        for name in dir.names()? {
+        for (name, entry) in dir.entries()? {
             // Any bytes but `/` and NUL, which no name holds.
             let rel = rel_dir.join(&name);
-            let meta = match dir.metadata(&name) {
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("stat", dir.shown(&name), e)),

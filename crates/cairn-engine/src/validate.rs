@@ -631,13 +631,18 @@ pub(crate) fn kind_unavailable(
 /// per captured store, the pin marker and the validation record. Anything
 /// else is unexpected.
 pub(crate) fn check_layout(dir: &Path, manifest: &Manifest) -> Vec<Problem> {
-    let mut problems = Vec::new();
     let captured: BTreeSet<&str> = manifest
         .stores
         .iter()
         .filter(|s| s.status == StoreStatus::Captured)
         .map(|s| s.name.as_str())
         .collect();
+    check_layout_of(dir, &captured)
+}
+
+/// [`check_layout`] for the names of the captured stores.
+pub(crate) fn check_layout_of(dir: &Path, captured: &BTreeSet<&str>) -> Vec<Problem> {
+    let mut problems = Vec::new();
     for (rel, meta) in list_shallow(dir) {
         let ok = match rel.as_str() {
             manifest::FILE_NAME | PINNED_MARKER | VALIDATION_RECORD => meta.is_file(),

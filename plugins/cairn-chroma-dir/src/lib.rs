@@ -113,11 +113,21 @@ impl StoreHandler for ChromaDir {
 
         let mut sqlite_files: Vec<serde_json::Value> = Vec::new();
         let mut journal_modes = serde_json::Map::new();
+        let parent_databases = parent_sqlite_files(ctx);
         capture_tree(ctx, &mut |ctx, path, rel, meta| {
             if is_sidecar_of_sqlite(path) {
                 return Ok(FileAction::Skip);
             }
-            if !cairn_sqlite_support::is_sqlite_file(path) {
+            // A file unchanged since the parent snapshot holds the bytes
+            // the parent read: one it did not find to be a database is
+            // none now, and its header is not opened and read again (an
+            // open and a read per file, most of a nightly snapshot's
+            // system calls in a large tree).
+            let known_plain = parent_databases
+                .as_ref()
+                .is_some_and(|dbs| !dbs.contains(&String::from(rel)))
+                && ctx.unchanged_since_parent(rel, meta);
+            if known_plain || !cairn_sqlite_support::is_sqlite_file(path) {
                 return Ok(FileAction::Copy);
             }
             // Its path as the manifest writes it (readable form).
@@ -238,6 +248,17 @@ impl StoreHandler for ChromaDir {
 
 /// `x.sqlite3-wal` next to an SQLite `x.sqlite3`: its content is in the
 /// database's online copy already.
+/// The embedded SQLite files the parent snapshot listed, by path as the
+/// manifest writes it; `None` without a parent, or with one that kept no
+/// list (then every file's header is read).
+fn parent_sqlite_files(ctx: &CaptureCtx<'_>) -> Option<std::collections::HashSet<String>> {
+    let listed = ctx.parent_metadata()?.get(SQLITE_FILES)?.as_array()?;
+    listed
+        .iter()
+        .map(|path| path.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn is_sidecar_of_sqlite(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;

@@ -49,17 +49,20 @@ impl Manifest {
     }
 
     /// Writes the manifest in Cairn's layout: `{"digest":"<hex>",`, the
-    /// canonical form without its opening brace, a newline.
-    pub fn write_into(&self, out: &mut impl Write) -> io::Result<()> {
+    /// canonical form without its opening brace, a newline. Returns the
+    /// digest written.
+    pub fn write_into(&self, out: &mut impl Write) -> io::Result<Checksum> {
+        let digest = self.digest();
         out.write_all(DIGEST_PREFIX)?;
-        out.write_all(self.digest().to_hex().as_bytes())?;
+        out.write_all(digest.to_hex().as_bytes())?;
         out.write_all(b"\",")?;
         let mut body = SkipFirstByte {
             inner: &mut *out,
             skipped: false,
         };
         serde_json::to_writer(&mut body, self).map_err(io::Error::other)?;
-        out.write_all(b"\n")
+        out.write_all(b"\n")?;
+        Ok(digest)
     }
 
     /// The manifest as [`Manifest::write_to`] writes it (tests, tools).
@@ -70,12 +73,13 @@ impl Manifest {
         out
     }
 
-    /// Writes `manifest.json` into `dir` and syncs it.
-    pub fn write_to(&self, dir: &Path) -> crate::Result<()> {
+    /// Writes `manifest.json` into `dir` and syncs it; returns its digest.
+    pub fn write_to(&self, dir: &Path) -> crate::Result<Checksum> {
         let path = dir.join(FILE_NAME);
         let file = File::create(&path).map_err(crate::error::io_at("create", &path))?;
         let mut out = BufWriter::with_capacity(IO_BUFFER, file);
-        self.write_into(&mut out)
+        let digest = self
+            .write_into(&mut out)
             .map_err(crate::error::io_at("write", &path))?;
         let file = out
             .into_inner()
@@ -83,7 +87,8 @@ impl Manifest {
         file.sync_all()
             .map_err(crate::error::io_at("sync", &path))?;
         drop(file);
-        fsutil::make_read_only(&path)
+        fsutil::make_read_only(&path)?;
+        Ok(digest)
     }
 
     /// Reads and checks `dir/manifest.json` for the snapshot `expected_id`.
@@ -164,6 +169,39 @@ impl Manifest {
             .and_then(|f| f.take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes))
             .map_err(read_failed)?;
         parse_any_layout(&bytes, expected_id).map_err(|p| p.at(FILE_NAME))
+    }
+
+    /// The digest of `dir/manifest.json` if its bytes are exactly what
+    /// [`Manifest::write_into`] writes for that digest: the header's digest
+    /// is the SHA-256 of the canonical form that follows it. How a new
+    /// snapshot checks its own manifest once published without parsing
+    /// every entry again: bytes that hash to the digest of what was
+    /// serialized are what was serialized.
+    pub fn digest_as_written(dir: &Path) -> Result<Checksum, Problem> {
+        let path = dir.join(FILE_NAME);
+        let file = fsutil::open_nofollow(&path).map_err(|e| {
+            Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME)
+        })?;
+        let mut input = BufReader::with_capacity(IO_BUFFER, file);
+        let mut header = [0u8; HEADER_LEN];
+        let recorded = input
+            .read_exact(&mut header)
+            .ok()
+            .and_then(|()| header.strip_prefix(DIGEST_PREFIX)?.strip_suffix(b"\","))
+            .and_then(|hex| std::str::from_utf8(hex).ok()?.parse::<Checksum>().ok());
+        let mut hashing = HashingReader::new(io::Cursor::new(b"{").chain(input));
+        let hashed = io::copy(&mut hashing, &mut io::sink()).map(|_| hashing.finish());
+        match (recorded, hashed) {
+            (Some(recorded), Ok(hashed)) if recorded == hashed => Ok(recorded),
+            (_, Err(e)) => {
+                Err(Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME))
+            }
+            _ => Err(Problem::new(
+                codes::MANIFEST_DIGEST_MISMATCH,
+                "manifest.json is not in Cairn's layout or does not match its digest",
+            )
+            .at(FILE_NAME)),
+        }
     }
 
     /// Parses manifest bytes; every failure is a coded [`Problem`].
@@ -463,5 +501,35 @@ mod tests {
         let on_disk = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
         assert_eq!(on_disk, m.to_bytes());
         assert_eq!(Manifest::read_from(dir.path(), &m.id).unwrap(), m);
+    }
+
+    /// The publish-time check of a new snapshot's own manifest: the digest
+    /// `write_to` returned comes back from the bytes on disk, and any
+    /// change to them (a flipped byte anywhere, a cut, another layout of
+    /// the same JSON) is a digest mismatch, never that digest.
+    #[test]
+    fn the_digest_as_written_is_the_one_written_and_nothing_else_gives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = super::super::tests::every_case();
+        let digest = m.write_to(dir.path()).unwrap();
+        assert_eq!(digest, m.digest());
+        assert_eq!(Manifest::digest_as_written(dir.path()).unwrap(), digest);
+
+        let path = dir.path().join(FILE_NAME);
+        let bytes = std::fs::read(&path).unwrap();
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+        let mut variants = vec![bytes[..bytes.len() / 2].to_vec(), pretty, Vec::new()];
+        for i in (0..bytes.len() - 1).step_by(5) {
+            let mut edited = bytes.clone();
+            edited[i] ^= 0x01;
+            variants.push(edited);
+        }
+        for (i, variant) in variants.iter().enumerate() {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::write(&path, variant).unwrap();
+            let problem = Manifest::digest_as_written(dir.path()).unwrap_err();
+            assert_eq!(problem.code, codes::MANIFEST_DIGEST_MISMATCH, "variant {i}");
+        }
     }
 }
