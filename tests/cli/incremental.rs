@@ -67,13 +67,6 @@ fn snapshot_json(env: &Env) -> (String, Vec<(String, String)>) {
     (doc["id"].as_str().unwrap().to_owned(), errors)
 }
 
-/// Live files whose last write is older than the racy margin, so the
-/// state a snapshot records of them can prove the next one unchanged.
-/// (The margin is `cairn_sqlite_support::RACY_MARGIN_NS`, 2 s.)
-fn let_timestamps_settle() {
-    std::thread::sleep(Duration::from_millis(2_300));
-}
-
 // ---------------------------------------------------------------------------
 // Reused copies: verified by identity, re-read in rotation.
 
@@ -87,6 +80,7 @@ fn a_parent_copy_touched_by_hand_is_copied_again_not_linked() {
     let extra: Vec<u8> = (0..50_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(env.path("data/chroma/seg-0001/extra.bin"), &extra).unwrap();
     std::fs::write(env.path("data/chroma/seg-0001/kept.bin"), &extra).unwrap();
+    support::let_timestamps_settle();
     let s0 = env.snapshot(&[]);
     let writable = chroma_copy(&env, &s0, "seg-0001/header.bin");
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -149,6 +143,7 @@ fn the_rotation_rereads_every_reused_copy_within_verify_rotation_snapshots() {
         let bytes: Vec<u8> = (0..4096u32).map(|b| (b as usize * 7 + i) as u8).collect();
         std::fs::write(env.path("data/chroma").join(name), bytes).unwrap();
     }
+    support::let_timestamps_settle();
     let (s0, errors) = snapshot_json(&env);
     assert_eq!(errors, []);
     for name in &names {
@@ -377,7 +372,7 @@ fn an_unchanged_database_is_reused_and_a_written_one_is_always_copied_fresh() {
     let db = env.path("data/atocore.db");
     let writer = Writer::start(db.clone());
     writer.commit();
-    let_timestamps_settle();
+    support::let_timestamps_settle();
 
     let (s1, errors) = snapshot_json(&env);
     assert_eq!(errors, []);
@@ -423,7 +418,7 @@ fn an_unchanged_database_is_reused_and_a_written_one_is_always_copied_fresh() {
     // Quiet again: a commit, then a snapshot taken once it settled (a
     // fresh copy), then one reusing it.
     let last = writer.commit();
-    let_timestamps_settle();
+    support::let_timestamps_settle();
     let (quiet, _) = snapshot_json(&env);
     assert_eq!(max_row(&db_copy(&env, &quiet)), last);
     let (again, errors) = snapshot_json(&env);
@@ -458,7 +453,7 @@ fn a_database_written_just_before_a_snapshot_is_not_reused_by_the_next() {
 fn a_database_nobody_has_open_is_reused_and_one_written_meanwhile_is_not() {
     let env = Env::new();
     let db = env.path("data/atocore.db");
-    let_timestamps_settle();
+    support::let_timestamps_settle();
     let (s1, _) = snapshot_json(&env);
     let (s2, errors) = snapshot_json(&env);
     assert_eq!(errors, []);
@@ -506,7 +501,7 @@ fn a_file_that_becomes_a_database_is_found_again_and_unchanged_ones_keep_their_k
     let env = Env::new();
     let later = env.path("data/chroma/seg-0001/later.db");
     std::fs::write(&later, b"not a database yet").unwrap();
-    let_timestamps_settle();
+    support::let_timestamps_settle();
     let (s0, _) = snapshot_json(&env);
     assert_eq!(listed_databases(&env, &s0), ["chroma.sqlite3"]);
 
@@ -535,4 +530,43 @@ fn a_file_that_becomes_a_database_is_found_again_and_unchanged_ones_keep_their_k
     let copy = rusqlite::Connection::open(chroma_copy(&env, &s2, "seg-0001/later.db")).unwrap();
     let v: String = copy.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
     assert_eq!(v, "found");
+}
+
+/// A file written less than the racy margin before a snapshot (its
+/// timestamps could be those of a write still to come in the same tick)
+/// is copied again by the next snapshot, never reused on a possibly stale
+/// record; once its timestamps have settled, the copy is shared.
+#[test]
+fn a_file_written_just_before_a_snapshot_is_copied_again_by_the_next() {
+    let env = Env::new();
+    support::let_timestamps_settle();
+    let fresh = env.path("data/chroma/seg-0001/fresh.bin");
+    std::fs::write(&fresh, b"written just now").unwrap();
+    let (s0, _) = snapshot_json(&env);
+    let (s1, errors) = snapshot_json(&env);
+    assert_eq!(errors, []);
+    assert_ne!(
+        inode(&chroma_copy(&env, &s1, "seg-0001/fresh.bin")),
+        inode(&chroma_copy(&env, &s0, "seg-0001/fresh.bin")),
+        "a racy record is not a proof"
+    );
+    assert_eq!(
+        std::fs::read(chroma_copy(&env, &s1, "seg-0001/fresh.bin")).unwrap(),
+        b"written just now"
+    );
+    assert_eq!(
+        inode(&chroma_copy(&env, &s1, "seg-0001/header.bin")),
+        inode(&chroma_copy(&env, &s0, "seg-0001/header.bin")),
+        "a settled file is shared"
+    );
+
+    support::let_timestamps_settle();
+    let (s2, _) = snapshot_json(&env);
+    let (s3, errors) = snapshot_json(&env);
+    assert_eq!(errors, []);
+    assert_eq!(
+        inode(&chroma_copy(&env, &s3, "seg-0001/fresh.bin")),
+        inode(&chroma_copy(&env, &s2, "seg-0001/fresh.bin")),
+        "settled, the copy is shared"
+    );
 }

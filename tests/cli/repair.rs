@@ -75,6 +75,7 @@ fn listed<'a>(doc: &'a Value, id: &str) -> &'a Value {
 #[test]
 fn the_next_snapshot_never_hard_links_a_copy_a_validation_found_damaged() {
     let env = Env::new();
+    support::let_timestamps_settle();
     let s0 = env.snapshot(&[]);
     rot(&copy_of(&env, &s0));
     let found = env.cairn(&["--json", "validate", &s0]);
@@ -128,6 +129,7 @@ fn the_next_snapshot_never_hard_links_a_copy_a_validation_found_damaged() {
 #[test]
 fn list_shows_the_damage_an_earlier_validate_found() {
     let env = Env::new();
+    support::let_timestamps_settle();
     let s0 = env.snapshot(&[]);
     let s1 = env.snapshot(&[]);
     let before = env.cairn(&["--json", "list"]).json();
@@ -187,6 +189,7 @@ fn list_shows_the_damage_an_earlier_validate_found() {
 #[test]
 fn repair_heals_a_shared_damaged_copy_in_place_from_the_live_file() {
     let env = Env::new();
+    support::let_timestamps_settle();
     let s0 = env.snapshot(&[]);
     let s1 = env.snapshot(&[]);
     let damaged = copy_of(&env, &s0);
@@ -277,6 +280,7 @@ fn repair_heals_a_shared_damaged_copy_in_place_from_the_live_file() {
 #[test]
 fn repair_uses_another_snapshots_intact_copy_when_the_live_file_changed() {
     let env = Env::new();
+    support::let_timestamps_settle();
     let s0 = env.snapshot(&[]);
     // An independent copy of the same bytes, and one sharing S0's inode.
     let full = env.snapshot(&["--full"]);
@@ -361,6 +365,7 @@ fn a_file_that_cannot_be_repaired_is_listed_and_exits_1() {
 fn a_snapshot_that_linked_a_rotten_copy_points_at_repair_and_the_next_one_copies() {
     let env = Env::new();
     env.write_config(&format!("verify_rotation = 1\n{}", support::CONFIG));
+    support::let_timestamps_settle();
     let s0 = env.snapshot(&[]);
     rot(&copy_of(&env, &s0));
     let run = env.cairn(&["snapshot"]);

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::support::Env;
+use crate::support::{self, Env};
 
 /// Blocks × 512 of every distinct inode under `dirs`, computed here,
 /// independently of cairn.
@@ -41,6 +41,7 @@ fn stats_counts_a_hard_linked_file_once_per_snapshot_and_in_total() {
         env.path("data/chroma/big-again.bin"),
     )
     .unwrap();
+    support::let_timestamps_settle();
     let a = env.snapshot(&[]);
     // Unchanged since: the second snapshot hard-links the first's copies.
     let b = env.snapshot(&[]);
@@ -94,6 +95,7 @@ fn prune_reports_the_bytes_its_deletions_free_not_their_apparent_size() {
     env.write_config(&format!("{config}{policy}"));
     let big: Vec<u8> = (0..1_048_576u32).map(|i| (i * 13 % 251) as u8).collect();
     std::fs::write(env.path("data/chroma/big.bin"), &big).unwrap();
+    support::let_timestamps_settle();
     let old = env.snapshot(&["--at", "2026-01-01T00:00:00Z"]);
     // The next day: big.bin unchanged (shared by hard link), header changed.
     std::fs::write(env.path("data/chroma/seg-0001/header.bin"), b"header v2").unwrap();

@@ -247,6 +247,15 @@ impl Env {
 /// `#[ignore = "needs root"]` and call this first: run on purpose
 /// (`cargo test -- --ignored`, as .ci/run does as root), they must fail,
 /// not pass without having tested anything.
+/// Live files whose last write is older than the racy margin, so what a
+/// snapshot records of them can prove the next one unchanged: a file
+/// written less than 2 s before a snapshot is copied again by the next
+/// (`cairn_engine::capture::RACY_MARGIN_NS`; the sqlite kind's
+/// `RACY_MARGIN_NS` is the same).
+pub fn let_timestamps_settle() {
+    std::thread::sleep(std::time::Duration::from_millis(2_300));
+}
+
 pub fn require_root() {
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to the process's effective user.

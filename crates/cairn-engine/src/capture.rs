@@ -37,6 +37,17 @@ const QUEUE_FILES: usize = 4096;
 /// open files.
 const QUEUE_DIRS: usize = 256;
 
+/// How much older than the capture's start a file's mtime and ctime must
+/// be for the next snapshot to trust them: the coarsest common timestamp
+/// granularity (FAT's two seconds; a kernel tick elsewhere) plus the
+/// coarse clock's lag, rounded up. A write in the same tick as the walk's
+/// stat, after the copy read the file, can leave both timestamps and the
+/// size as they were (git's "racily clean" entries); such a file is
+/// recorded without its [`SourceStat`], so the next snapshot copies it
+/// again instead of reusing a copy that may be stale. An empty file is
+/// never racy: no write can give it content and keep its size.
+pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
+
 /// The previous snapshot of the same store, to reuse unchanged files from.
 #[derive(Debug, Default)]
 pub struct Parent {
@@ -109,6 +120,9 @@ pub struct CaptureCtx<'a> {
     reused: Vec<(usize, u64)>,
     /// A directory store's own directory.
     root: Option<RootDir>,
+    /// Timestamps at or after this (the capture's start less
+    /// [`RACY_MARGIN_NS`]) do not prove the next snapshot anything.
+    settled_before_ns: i64,
     /// Files with more than one name, by (device, inode): the first path
     /// queued, which later names of the inode are hard links of.
     inodes: HashMap<(u64, u64), RawPath>,
@@ -156,6 +170,7 @@ impl<'a> CaptureCtx<'a> {
             dest,
             parent,
             link_dirs,
+            settled_before_ns: now_ns().saturating_sub(RACY_MARGIN_NS),
             entries: Vec::new(),
             metadata: Map::new(),
             warnings: Vec::new(),
@@ -632,6 +647,16 @@ impl<'a> CaptureCtx<'a> {
     /// Flushes pending copies and hands back what was captured.
     pub(crate) fn finish(mut self) -> Result<Captured> {
         self.flush_copies()?;
+        let settled_before = self.settled_before_ns;
+        for entry in &mut self.entries {
+            let racy = entry.size.is_some_and(|size| size > 0)
+                && entry.source_stat.is_some_and(|stat| {
+                    entry.mtime_ns >= settled_before || stat.ctime_ns >= settled_before
+                });
+            if racy {
+                entry.source_stat = None;
+            }
+        }
         let mut reused = crate::validate::Reused {
             inodes: vec![
                 0;
@@ -698,6 +723,13 @@ fn is_intact_copy(stat: &rustix::fs::Stat, size: u64) -> bool {
     crate::dirfd::is_regular(stat)
         && u64::try_from(stat.st_size).is_ok_and(|len| len == size)
         && stat.st_mode & 0o222 == 0
+}
+
+/// The wall clock, in the nanoseconds file timestamps use.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn source_stat(meta: &Metadata) -> SourceStat {

@@ -49,8 +49,9 @@ use serde_json::{json, Map, Value};
 /// How much older than the moment it was recorded a timestamp must be for
 /// the state not to be racy: the coarsest common timestamp granularity
 /// (FAT's two seconds; ext3's and many network filesystems' one), plus the
-/// kernel's coarse clock lag, rounded up.
-pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
+/// kernel's coarse clock lag, rounded up. The engine's margin for every
+/// file it reuses, so the two cannot drift apart.
+pub const RACY_MARGIN_NS: i64 = cairn_engine::capture::RACY_MARGIN_NS;
 
 /// The manifest metadata key the state is recorded under.
 pub const LIVE_STATE_KEY: &str = "live_state";
