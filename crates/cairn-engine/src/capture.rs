@@ -48,6 +48,16 @@ const QUEUE_DIRS: usize = 256;
 /// never racy: no write can give it content and keep its size.
 pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
 
+/// Whether a file stat'ed after `moment_ns` with this size and these
+/// timestamps is bound to show any later write: both timestamps at least
+/// [`RACY_MARGIN_NS`] older than the moment, or an empty file (any write
+/// that gives it bytes changes its size). The one rule for the engine's
+/// reuse of files and the sqlite kind's live states.
+pub fn settled_before(size: u64, mtime_ns: i64, ctime_ns: i64, moment_ns: i64) -> bool {
+    let limit = moment_ns.saturating_sub(RACY_MARGIN_NS);
+    size == 0 || (mtime_ns < limit && ctime_ns < limit)
+}
+
 /// The previous snapshot of the same store, to reuse unchanged files from.
 #[derive(Debug, Default)]
 pub struct Parent {
@@ -120,9 +130,10 @@ pub struct CaptureCtx<'a> {
     reused: Vec<(usize, u64)>,
     /// A directory store's own directory.
     root: Option<RootDir>,
-    /// Timestamps at or after this (the capture's start less
-    /// [`RACY_MARGIN_NS`]) do not prove the next snapshot anything.
-    settled_before_ns: i64,
+    /// When the capture started, before any stat: a file whose
+    /// timestamps are not [`settled_before`] it proves the next snapshot
+    /// nothing.
+    started_ns: i64,
     /// Files with more than one name, by (device, inode): the first path
     /// queued, which later names of the inode are hard links of.
     inodes: HashMap<(u64, u64), RawPath>,
@@ -170,7 +181,7 @@ impl<'a> CaptureCtx<'a> {
             dest,
             parent,
             link_dirs,
-            settled_before_ns: now_ns().saturating_sub(RACY_MARGIN_NS),
+            started_ns: fsutil::now_ns(),
             entries: Vec::new(),
             metadata: Map::new(),
             warnings: Vec::new(),
@@ -647,12 +658,12 @@ impl<'a> CaptureCtx<'a> {
     /// Flushes pending copies and hands back what was captured.
     pub(crate) fn finish(mut self) -> Result<Captured> {
         self.flush_copies()?;
-        let settled_before = self.settled_before_ns;
+        let started = self.started_ns;
         for entry in &mut self.entries {
-            let racy = entry.size.is_some_and(|size| size > 0)
-                && entry.source_stat.is_some_and(|stat| {
-                    entry.mtime_ns >= settled_before || stat.ctime_ns >= settled_before
-                });
+            let size = entry.size.unwrap_or(0);
+            let racy = entry
+                .source_stat
+                .is_some_and(|stat| !settled_before(size, entry.mtime_ns, stat.ctime_ns, started));
             if racy {
                 entry.source_stat = None;
             }
@@ -723,13 +734,6 @@ fn is_intact_copy(stat: &rustix::fs::Stat, size: u64) -> bool {
     crate::dirfd::is_regular(stat)
         && u64::try_from(stat.st_size).is_ok_and(|len| len == size)
         && stat.st_mode & 0o222 == 0
-}
-
-/// The wall clock, in the nanoseconds file timestamps use.
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 fn source_stat(meta: &Metadata) -> SourceStat {

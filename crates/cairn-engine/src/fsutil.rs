@@ -329,6 +329,16 @@ pub(crate) fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<
     result
 }
 
+/// The wall clock, in the nanoseconds file timestamps use. A clock before
+/// 1970 reads as the earliest time there is, so every timestamp looks
+/// recent (racy, see `capture::settled_before`).
+pub fn now_ns() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => i64::MIN,
+    }
+}
+
 pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
     meta.mtime()
         .saturating_mul(1_000_000_000)

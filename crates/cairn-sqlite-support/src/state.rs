@@ -42,7 +42,6 @@
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -103,8 +102,7 @@ impl FileState {
     /// size, whatever the timestamps (this covers the empty `-wal` SQLite
     /// creates for Cairn's own reader just before the state is recorded).
     fn settled_before(&self, moment_ns: i64) -> bool {
-        let limit = moment_ns.saturating_sub(RACY_MARGIN_NS);
-        self.size == 0 || (self.mtime_ns < limit && self.ctime_ns < limit)
+        cairn_engine::capture::settled_before(self.size, self.mtime_ns, self.ctime_ns, moment_ns)
     }
 }
 
@@ -129,7 +127,7 @@ impl LiveState {
     /// transaction starts.
     pub fn record(db: &Path) -> std::io::Result<(LiveState, Metadata)> {
         // The clock first: every stat below happens after this moment.
-        let recorded_at_ns = now_ns();
+        let recorded_at_ns = cairn_engine::fsutil::now_ns();
         let meta = std::fs::symlink_metadata(db)?;
         let mut regular = meta.is_file();
         let mut sidecar =
@@ -206,18 +204,10 @@ impl LiveState {
     }
 }
 
-fn now_ns() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        // A clock before 1970: every timestamp looks recent, so racy.
-        Err(_) => i64::MIN,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
 
     fn set_times_back(path: &Path, secs: u64) {
         let old = SystemTime::now() - Duration::from_secs(secs);
