@@ -45,6 +45,7 @@ mod dirfd;
 mod fault;
 mod hooks;
 mod parallel;
+mod path_index;
 mod replace;
 mod trust;
 mod xattr;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::fsutil;
 use crate::id::SnapshotId;
 use crate::manifest::{self, Entry, EntryKind, Manifest, RawPath, StoreRecord, StoreStatus};
+use crate::path_index::EntriesByPath;
 use crate::plugin::{Depth, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, PINNED_MARKER, STORES_DIR, VALIDATION_RECORD};
@@ -715,21 +716,25 @@ pub(crate) fn check_files_reading(
 ) -> FilesChecked {
     let store = record.name.as_str();
     let mut not_verified_reuses = 0;
-    let index: HashMap<&RawPath, usize> = record
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (&e.path, i))
-        .collect();
+    let index = EntriesByPath::new(&record.entries);
     let mut seen = vec![false; record.entries.len()];
-    // The inode of each file met, for the hard links' check.
-    let mut inodes: Vec<Option<(u64, u64)>> = vec![None; record.entries.len()];
+    // The inode met of each file a hard link names or is, for the hard
+    // links' check; only those, as there are few.
+    let mut inodes: HashMap<usize, Option<(u64, u64)>> = HashMap::new();
+    for (i, entry) in record.entries.iter().enumerate() {
+        if let Some(first) = &entry.link_of {
+            inodes.insert(i, None);
+            if let Some(f) = index.position(first.as_bytes()) {
+                inodes.insert(f, None);
+            }
+        }
+    }
     let mut unexpected = Vec::new();
     // (entry index, problem): reported in manifest order whatever the walk's.
     let mut entry_problems: Vec<(usize, Problem)> = Vec::new();
     let mut to_hash: Vec<&Entry> = Vec::new();
     let walked = crate::tree::walk_tree(root, &mut |rel, meta| {
-        let Some(&i) = index.get(rel) else {
+        let Some(i) = index.position(rel.as_bytes()) else {
             unexpected.push(
                 Problem::new(
                     codes::FILE_UNEXPECTED,
@@ -745,7 +750,9 @@ pub(crate) fn check_files_reading(
         match check_entry(root, entry, meta) {
             Some(p) => entry_problems.push((i, p.in_store(store).at(&entry.path))),
             None if entry.kind == EntryKind::File => {
-                inodes[i] = Some((meta.dev(), meta.ino()));
+                if let Some(inode) = inodes.get_mut(&i) {
+                    *inode = Some((meta.dev(), meta.ino()));
+                }
                 let read = match reading {
                     Reading::Sizes => false,
                     Reading::All => true,
@@ -800,8 +807,9 @@ pub(crate) fn check_files_reading(
         let Some(first) = &entry.link_of else {
             continue;
         };
-        let first_inode = index.get(first).and_then(|&f| inodes[f]);
-        if let (Some(this), Some(that)) = (inodes[i], first_inode) {
+        let inode_of = |i| inodes.get(&i).copied().flatten();
+        let first_inode = index.position(first.as_bytes()).and_then(inode_of);
+        if let (Some(this), Some(that)) = (inode_of(i), first_inode) {
             if this != that {
                 entry_problems.push((
                     i,
@@ -911,15 +919,10 @@ fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
 pub(crate) fn check_restored_metadata(root: &Path, record: &StoreRecord) -> Vec<Problem> {
     let store = record.name.as_str();
     let root_user = rustix::process::geteuid().is_root();
-    let index: HashMap<&RawPath, usize> = record
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (&e.path, i))
-        .collect();
+    let index = EntriesByPath::new(&record.entries);
     let mut problems: Vec<(usize, Problem)> = Vec::new();
     let walked = crate::tree::walk_tree(root, &mut |rel, meta| {
-        let Some(&i) = index.get(rel) else {
+        let Some(i) = index.position(rel.as_bytes()) else {
             return Ok(()); // check_files reports it
         };
         let entry = &record.entries[i];

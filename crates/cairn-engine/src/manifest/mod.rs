@@ -12,7 +12,7 @@ mod codec;
 mod raw;
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub use crate::checksum::Checksum;
 use crate::id::SnapshotId;
+use crate::path_index::PathIndex;
 pub use codec::digest_of;
 pub use raw::RawPath;
 
@@ -453,12 +454,14 @@ impl Manifest {
                     .and_then(|()| check_xattrs(&root.xattrs))
                     .map_err(|why| format!("store {:?}: its root directory {why}", store.name))?;
             }
-            let mut paths: HashMap<&[u8], &Entry> = HashMap::with_capacity(store.entries.len());
-            for entry in &store.entries {
+            let entries = &store.entries;
+            let at = |i: usize| entries[i].path.as_bytes();
+            let mut paths = PathIndex::with_capacity(entries.len());
+            for (i, entry) in entries.iter().enumerate() {
                 check_rel_path(entry.path.as_bytes()).map_err(|why| {
                     format!("store {:?}: entry path {:?} {why}", store.name, entry.path)
                 })?;
-                if paths.insert(entry.path.as_bytes(), entry).is_some() {
+                if paths.insert(i, at).is_err() {
                     return Err(format!(
                         "store {:?}: entry {:?} is listed twice",
                         store.name, entry.path
@@ -468,11 +471,12 @@ impl Manifest {
                     format!("store {:?}: entry {:?} {why}", store.name, entry.path)
                 })?;
             }
-            for entry in &store.entries {
+            let by_path = |path: &[u8]| paths.find(path, at).map(|i| &entries[i]);
+            for entry in entries {
                 // Every parent is listed as a directory, so restore can
                 // create the tree from the manifest alone.
                 if let (Some(parent), _) = entry.path.split_last() {
-                    if !paths.get(parent).is_some_and(|p| p.kind == EntryKind::Dir) {
+                    if !by_path(parent).is_some_and(|p| p.kind == EntryKind::Dir) {
                         return Err(format!(
                             "store {:?}: entry {:?} has no directory entry for {:?}",
                             store.name,
@@ -484,7 +488,7 @@ impl Manifest {
                 // A hard link names a file entry of the same content that
                 // is not itself a link, so restore links to a file it made.
                 if let Some(first) = &entry.link_of {
-                    let ok = paths.get(first.as_bytes()).is_some_and(|f| {
+                    let ok = by_path(first.as_bytes()).is_some_and(|f| {
                         f.kind == EntryKind::File
                             && f.link_of.is_none()
                             && f.size == entry.size

@@ -14,12 +14,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// A path (or a link target, or an attribute name) as exact bytes.
+///
+/// A boxed slice, not a `Vec`: a manifest of a million files holds three
+/// per entry, and a name never grows once read, so the capacity word and
+/// any spare capacity would be memory for nothing.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RawPath(Vec<u8>);
+pub struct RawPath(Box<[u8]>);
 
 impl RawPath {
     pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> RawPath {
-        RawPath(bytes.into())
+        RawPath(bytes.into().into_boxed_slice())
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -58,13 +62,13 @@ impl RawPath {
     /// `self/name`; `name` alone when `self` is empty (the store's root).
     pub fn join(&self, name: &OsStr) -> RawPath {
         if self.0.is_empty() {
-            return RawPath(name.as_bytes().to_vec());
+            return RawPath::from_bytes(name.as_bytes());
         }
         let mut bytes = Vec::with_capacity(self.0.len() + 1 + name.len());
         bytes.extend_from_slice(&self.0);
         bytes.push(b'/');
         bytes.extend_from_slice(name.as_bytes());
-        RawPath(bytes)
+        RawPath::from_bytes(bytes)
     }
 
     /// The directory part (`None` at the top level) and the last name.
@@ -108,25 +112,25 @@ impl AsRef<[u8]> for RawPath {
 
 impl From<&str> for RawPath {
     fn from(s: &str) -> Self {
-        RawPath(s.as_bytes().to_vec())
+        RawPath::from_bytes(s.as_bytes())
     }
 }
 
 impl From<String> for RawPath {
     fn from(s: String) -> Self {
-        RawPath(s.into_bytes())
+        RawPath::from_bytes(s)
     }
 }
 
 impl From<&Path> for RawPath {
     fn from(p: &Path) -> Self {
-        RawPath(p.as_os_str().as_bytes().to_vec())
+        RawPath::from_bytes(p.as_os_str().as_bytes())
     }
 }
 
 impl From<&OsStr> for RawPath {
     fn from(s: &OsStr) -> Self {
-        RawPath(s.as_bytes().to_vec())
+        RawPath::from_bytes(s.as_bytes())
     }
 }
 
@@ -139,7 +143,7 @@ impl From<&RawPath> for String {
 
 impl From<RawPath> for String {
     fn from(p: RawPath) -> Self {
-        match String::from_utf8(p.0) {
+        match String::from_utf8(p.0.into_vec()) {
             Ok(s) => s,
             Err(e) => shown(e.as_bytes()).into_owned(),
         }
@@ -148,19 +152,19 @@ impl From<RawPath> for String {
 
 impl PartialEq<str> for RawPath {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other.as_bytes()
+        *self.0 == *other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for RawPath {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == other.as_bytes()
+        *self.0 == *other.as_bytes()
     }
 }
 
 impl PartialEq<String> for RawPath {
     fn eq(&self, other: &String) -> bool {
-        self.0 == other.as_bytes()
+        *self.0 == *other.as_bytes()
     }
 }
 
