@@ -103,7 +103,7 @@ fn hostile_manifest_paths_are_refused_before_anything_is_written() {
         link.kind = EntryKind::Symlink;
         link.size = None;
         link.sha256 = None;
-        link.target = Some("/etc/passwd".into());
+        link.set_target(Some("/etc/passwd".into()));
         chroma.entries.push(link);
     });
     assert_refused_untouched(&env, &id, "entry below a file");

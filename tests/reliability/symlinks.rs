@@ -56,7 +56,7 @@ fn symlinks_are_kept_as_links_and_a_fifo_is_skipped_without_hanging() {
             .unwrap_or_else(|| panic!("{name} not in the manifest"));
         assert_eq!(e.kind, cairn_engine::EntryKind::Symlink, "{name}");
         assert_eq!(
-            e.target.as_ref().and_then(|t| t.to_str()),
+            e.target().and_then(|t| t.to_str()),
             Some(target.as_str()),
             "{name}"
         );

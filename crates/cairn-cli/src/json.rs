@@ -305,10 +305,10 @@ fn entry_doc(store: &str, e: &Entry) -> Value {
     map.insert("sha256".into(), json!(e.sha256.map(|c| c.to_hex())));
     map.insert("uid".into(), json!(e.uid));
     map.insert("gid".into(), json!(e.gid));
-    if let Some(t) = &e.target {
+    if let Some(t) = e.target() {
         raw_path_fields(&mut map, "target", t);
     }
-    if let Some(l) = &e.link_of {
+    if let Some(l) = e.link_of() {
         raw_path_fields(&mut map, "link_of", l);
     }
     Value::Object(map)

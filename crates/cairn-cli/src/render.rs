@@ -761,10 +761,10 @@ fn entry_line(store: &str, e: &Entry) -> String {
             .unwrap_or_else(|| "-".into()),
         clean(&crate::browse::joined(store, &e.path))
     );
-    if let Some(t) = &e.target {
+    if let Some(t) = e.target() {
         let _ = write!(line, " -> {}", clean(&t.shown()));
     }
-    if let Some(first) = &e.link_of {
+    if let Some(first) = e.link_of() {
         let _ = write!(
             line,
             " (hard link of {})",
@@ -781,7 +781,7 @@ pub fn ls(listed: &[crate::browse::Listed<'_>]) -> String {
     }
     let bytes = listed
         .iter()
-        .filter(|l| l.entry.link_of.is_none())
+        .filter(|l| l.entry.link_of().is_none())
         .filter_map(|l| l.entry.size)
         .fold(0u64, u64::saturating_add);
     let _ = writeln!(

@@ -248,7 +248,7 @@ fn differences(a: &Entry, b: &Entry) -> Vec<&'static str> {
     if a.sha256 != b.sha256 || a.size != b.size {
         what.push("content");
     }
-    if a.target != b.target {
+    if a.target() != b.target() {
         what.push("target");
     }
     if a.mode != b.mode {
@@ -260,10 +260,10 @@ fn differences(a: &Entry, b: &Entry) -> Vec<&'static str> {
     if a.mtime_ns != b.mtime_ns {
         what.push("mtime");
     }
-    if a.link_of != b.link_of {
+    if a.link_of() != b.link_of() {
         what.push("hard_link");
     }
-    if a.xattrs != b.xattrs {
+    if a.xattrs() != b.xattrs() {
         what.push("xattrs");
     }
     what

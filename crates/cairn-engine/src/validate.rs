@@ -482,7 +482,7 @@ impl Reused {
             .entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.kind == EntryKind::File && e.link_of.is_none());
+            .filter(|(_, e)| e.kind == EntryKind::File && e.link_of().is_none());
         let mut any = false;
         for (i, _) in files {
             if self.inodes.get(i).copied().unwrap_or(0) == 0 {
@@ -722,7 +722,7 @@ pub(crate) fn check_files_reading(
     // links' check; only those, as there are few.
     let mut inodes: HashMap<usize, Option<(u64, u64)>> = HashMap::new();
     for (i, entry) in record.entries.iter().enumerate() {
-        if let Some(first) = &entry.link_of {
+        if let Some(first) = entry.link_of() {
             inodes.insert(i, None);
             if let Some(f) = index.position(first.as_bytes()) {
                 inodes.insert(f, None);
@@ -774,7 +774,7 @@ pub(crate) fn check_files_reading(
                         }
                     }
                 };
-                if read && entry.link_of.is_none() {
+                if read && entry.link_of().is_none() {
                     to_hash.push(entry);
                 }
             }
@@ -804,7 +804,7 @@ pub(crate) fn check_files_reading(
     // A hard link is the very inode of the entry it links (whose bytes
     // are hashed once, above).
     for (i, entry) in record.entries.iter().enumerate() {
-        let Some(first) = &entry.link_of else {
+        let Some(first) = entry.link_of() else {
             continue;
         };
         let inode_of = |i| inodes.get(&i).copied().flatten();
@@ -869,12 +869,12 @@ fn check_entry(root: &Path, entry: &Entry, meta: &Metadata) -> Option<Problem> {
             let actual = std::fs::read_link(root.join(&entry.path))
                 .map(|t| RawPath::from(t.as_path()))
                 .unwrap_or_default();
-            (Some(&actual) != entry.target.as_ref()).then(|| {
+            (Some(&actual) != entry.target()).then(|| {
                 Problem::new(
                     codes::SYMLINK_TARGET_MISMATCH,
                     format!(
                         "manifest says -> {:?}, found -> {actual:?}",
-                        entry.target.clone().unwrap_or_default()
+                        entry.target().cloned().unwrap_or_default()
                     ),
                 )
             })
@@ -953,7 +953,7 @@ pub(crate) fn check_restored_metadata(root: &Path, record: &StoreRecord) -> Vec<
             ));
         }
         let path = root.join(rel);
-        for x in &entry.xattrs {
+        for x in entry.xattrs() {
             let name = x.name.as_bytes();
             let settable = root_user
                 || name.starts_with(b"user.")
@@ -1010,24 +1010,19 @@ mod tests {
         std::fs::write(dir.path().join("c"), b"abc").unwrap();
         std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o640)).unwrap();
         let meta = std::fs::metadata(&a).unwrap();
-        let file = |path: &str| Entry {
-            mode: 0o640,
-            size: Some(3),
-            sha256: Some(crate::checksum::Checksum::of(b"abc")),
-            uid: Some(meta.uid()),
-            gid: Some(meta.gid()),
-            ..Entry::new(path, EntryKind::File)
+        let file = |path: &str, mode: u32| {
+            let mut e = Entry::new(path, EntryKind::File);
+            e.mode = mode;
+            e.size = Some(3);
+            e.sha256 = Some(crate::checksum::Checksum::of(b"abc"));
+            e.uid = Some(meta.uid());
+            e.gid = Some(meta.gid());
+            e
         };
         let mut entries = vec![
-            file("a"),
-            Entry {
-                link_of: Some("a".into()),
-                ..file("b")
-            },
-            Entry {
-                mode: 0o644,
-                ..file("c")
-            },
+            file("a", 0o640),
+            file("b", 0o640).with_link_of("a"),
+            file("c", 0o644),
         ];
         std::fs::set_permissions(dir.path().join("c"), std::fs::Permissions::from_mode(0o644))
             .unwrap();
@@ -1037,12 +1032,12 @@ mod tests {
 
         // `c` recorded as a link of `a`, a mode that differs, an attribute
         // that is not there.
-        entries[2].link_of = Some("a".into());
+        entries[2].set_link_of(Some("a".into()));
         entries[0].mode = 0o600;
-        entries[0].xattrs = vec![Xattr {
+        entries[0].set_xattrs(vec![Xattr {
             name: "user.origin".into(),
             value: b"seed".to_vec(),
-        }];
+        }]);
         let rec = record(entries);
         let files = check_files(dir.path(), &rec, Depth::Quick);
         assert_eq!(files.len(), 1, "{files:?}");
@@ -1077,11 +1072,10 @@ mod tests {
             std::fs::write(&path, b"rotten! bytes!!").unwrap();
             let mode = if name == "writable" { 0o600 } else { 0o400 };
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            entries.push(Entry {
-                size: Some(if name == "truncated" { 99 } else { 15 }),
-                sha256: Some(recorded),
-                ..Entry::new(name, EntryKind::File)
-            });
+            let mut entry = Entry::new(name, EntryKind::File);
+            entry.size = Some(if name == "truncated" { 99 } else { 15 });
+            entry.sha256 = Some(recorded);
+            entries.push(entry);
         }
         let ino = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().ino();
         let reused = Reused {

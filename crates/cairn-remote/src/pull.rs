@@ -205,7 +205,7 @@ fn rebuild(
             Some((r, e))
                 if r.status == StoreStatus::Captured
                     && e.kind == EntryKind::File
-                    && e.link_of.is_none() =>
+                    && e.link_of().is_none() =>
             {
                 Ok(stores_dir.join(&r.name).join(e.path.as_path()))
             }
@@ -269,7 +269,7 @@ fn rebuild(
         .filter(|r| r.status == StoreStatus::Captured)
     {
         for entry in &record.entries {
-            if entry.kind == EntryKind::File && entry.link_of.is_none() {
+            if entry.kind == EntryKind::File && entry.link_of().is_none() {
                 let path = stores_dir.join(&record.name).join(entry.path.as_path());
                 let f = File::open(&path).map_err(cairn_engine::error::io_at("open", &path))?;
                 f.sync_all()
@@ -324,7 +324,7 @@ fn build_tree(manifest: &Manifest, stores_dir: &Path, id: &str) -> Result<Vec<(P
             if !in_tree(&dirs, entry.path.as_bytes()) {
                 return Err(outside("the entry"));
             }
-            if let Some(first) = &entry.link_of {
+            if let Some(first) = entry.link_of() {
                 if !in_tree(&dirs, first.as_bytes()) {
                     return Err(outside("the file it is a hard link of"));
                 }
@@ -342,18 +342,14 @@ fn build_tree(manifest: &Manifest, stores_dir: &Path, id: &str) -> Result<Vec<(P
                 ));
             }
             let path = root.join(rel);
-            match (entry.kind, &entry.link_of) {
+            match (entry.kind, entry.link_of()) {
                 (EntryKind::Dir, _) => {
                     fs::create_dir(&path)
                         .map_err(cairn_engine::error::io_at("create directory", &path))?;
                     dirs.insert(entry.path.as_bytes());
                 }
                 (EntryKind::Symlink, _) => {
-                    let target = entry
-                        .target
-                        .as_ref()
-                        .map(|t| t.as_path())
-                        .unwrap_or(Path::new(""));
+                    let target = entry.target().map(|t| t.as_path()).unwrap_or(Path::new(""));
                     std::os::unix::fs::symlink(target, &path)
                         .map_err(cairn_engine::error::io_at("create symlink", &path))?
                 }
@@ -529,7 +525,9 @@ mod tests {
 
     fn symlink(path: &str, target: &Path) -> Entry {
         let mut e = Entry::new(path, EntryKind::Symlink);
-        e.target = Some(RawPath::from_bytes(target.as_os_str().as_encoded_bytes()));
+        e.set_target(Some(RawPath::from_bytes(
+            target.as_os_str().as_encoded_bytes(),
+        )));
         e
     }
 
@@ -547,11 +545,10 @@ mod tests {
         std::fs::write(outside.path().join("passwd"), b"root").unwrap();
         let cases = [
             vec![symlink("a", outside.path()), file("a/passwd")],
-            vec![symlink("a", outside.path()), {
-                let mut e = file("b");
-                e.link_of = Some(RawPath::from("a/passwd"));
-                e
-            }],
+            vec![
+                symlink("a", outside.path()),
+                file("b").with_link_of("a/passwd"),
+            ],
             vec![symlink("p", &outside.path().join("passwd")), file("p")],
         ];
         for entries in cases {

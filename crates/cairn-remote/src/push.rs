@@ -136,7 +136,7 @@ fn files_to_send(manifest: &Manifest) -> Vec<ToSend> {
             continue;
         }
         for (i, entry) in record.entries.iter().enumerate() {
-            if entry.kind != EntryKind::File || entry.link_of.is_some() {
+            if entry.kind != EntryKind::File || entry.link_of().is_some() {
                 continue;
             }
             out.push(ToSend {

@@ -153,21 +153,31 @@ pub struct Entry {
     pub mtime_ns: i64,
     pub size: Option<u64>,
     pub sha256: Option<Checksum>,
-    /// A symlink's target, exactly as the link holds it.
-    pub target: Option<RawPath>,
     /// Identity of the source file when it was captured, so the next
     /// snapshot can tell it is unchanged and hard-link this copy.
     pub source_stat: Option<SourceStat>,
     /// The source's owner and group (v3; `None` in older manifests).
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    /// A hard link: the entry of the first path met of the same inode. The
-    /// snapshot holds one copy (this path is a hard link to it) and a
-    /// restore links the two again.
-    pub link_of: Option<RawPath>,
-    /// Extended attributes kept (`user.`, `trusted.`, `security.`, and
-    /// the POSIX ACLs `system.posix_acl_access`/`_default`), by name.
-    pub xattrs: Vec<Xattr>,
+    /// What few entries have (see [`Entry::target`], [`Entry::link_of`],
+    /// [`Entry::xattrs`]), boxed and `None` when it is all empty: a
+    /// million plain files would otherwise carry 56 bytes each of
+    /// nothing, a quarter of an entry. Never `Some` of all empty, so
+    /// entries compare equal exactly when they record the same.
+    rare: Option<Box<Rare>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Rare {
+    target: Option<RawPath>,
+    link_of: Option<RawPath>,
+    xattrs: Vec<Xattr>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.target.is_none() && self.link_of.is_none() && self.xattrs.is_empty()
+    }
 }
 
 impl Entry {
@@ -180,12 +190,66 @@ impl Entry {
             mtime_ns: 0,
             size: None,
             sha256: None,
-            target: None,
             source_stat: None,
             uid: None,
             gid: None,
-            link_of: None,
-            xattrs: Vec::new(),
+            rare: None,
+        }
+    }
+
+    /// A symlink's target, exactly as the link holds it.
+    pub fn target(&self) -> Option<&RawPath> {
+        self.rare.as_ref()?.target.as_ref()
+    }
+
+    /// A hard link: the entry of the first path met of the same inode. The
+    /// snapshot holds one copy (this path is a hard link to it) and a
+    /// restore links the two again.
+    pub fn link_of(&self) -> Option<&RawPath> {
+        self.rare.as_ref()?.link_of.as_ref()
+    }
+
+    /// Extended attributes kept (`user.`, `trusted.`, `security.`, and
+    /// the POSIX ACLs `system.posix_acl_access`/`_default`), by name.
+    pub fn xattrs(&self) -> &[Xattr] {
+        self.rare.as_ref().map_or(&[], |r| &r.xattrs)
+    }
+
+    pub fn set_target(&mut self, target: Option<RawPath>) {
+        self.edit_rare(|r| r.target = target);
+    }
+
+    pub fn set_link_of(&mut self, first: Option<RawPath>) {
+        self.edit_rare(|r| r.link_of = first);
+    }
+
+    pub fn set_xattrs(&mut self, xattrs: Vec<Xattr>) {
+        self.edit_rare(|r| r.xattrs = xattrs);
+    }
+
+    /// [`Entry::set_target`], by value.
+    pub fn with_target(mut self, target: impl Into<RawPath>) -> Entry {
+        self.set_target(Some(target.into()));
+        self
+    }
+
+    /// [`Entry::set_link_of`], by value.
+    pub fn with_link_of(mut self, first: impl Into<RawPath>) -> Entry {
+        self.set_link_of(Some(first.into()));
+        self
+    }
+
+    /// [`Entry::set_xattrs`], by value.
+    pub fn with_xattrs(mut self, xattrs: Vec<Xattr>) -> Entry {
+        self.set_xattrs(xattrs);
+        self
+    }
+
+    fn edit_rare(&mut self, edit: impl FnOnce(&mut Rare)) {
+        let mut rare = self.rare.take().unwrap_or_default();
+        edit(&mut rare);
+        if !rare.is_empty() {
+            self.rare = Some(rare);
         }
     }
 }
@@ -244,8 +308,8 @@ struct EntryOut<'a> {
 impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (path, path_b64) = raw::to_fields(self.path.as_bytes());
-        let (target, target_b64) = split_fields(self.target.as_ref());
-        let (link_of, link_of_b64) = split_fields(self.link_of.as_ref());
+        let (target, target_b64) = split_fields(self.target());
+        let (link_of, link_of_b64) = split_fields(self.link_of());
         EntryOut {
             gid: self.gid,
             link_of,
@@ -261,7 +325,7 @@ impl Serialize for Entry {
             target_b64,
             kind: self.kind,
             uid: self.uid,
-            xattrs: &self.xattrs,
+            xattrs: self.xattrs(),
         }
         .serialize(serializer)
     }
@@ -323,6 +387,11 @@ impl TryFrom<EntryIn> for Entry {
     type Error = String;
 
     fn try_from(e: EntryIn) -> Result<Entry, String> {
+        let rare = Rare {
+            target: join_fields("target", e.target, e.target_b64)?,
+            link_of: join_fields("link_of", e.link_of, e.link_of_b64)?,
+            xattrs: e.xattrs,
+        };
         Ok(Entry {
             path: RawPath::from_bytes(raw::from_fields("path", e.path, e.path_b64)?),
             kind: e.kind,
@@ -330,12 +399,10 @@ impl TryFrom<EntryIn> for Entry {
             mtime_ns: e.mtime_ns,
             size: e.size,
             sha256: e.sha256,
-            target: join_fields("target", e.target, e.target_b64)?,
             source_stat: e.source_stat,
             uid: e.uid,
             gid: e.gid,
-            link_of: join_fields("link_of", e.link_of, e.link_of_b64)?,
-            xattrs: e.xattrs,
+            rare: (!rare.is_empty()).then(|| Box::new(rare)),
         })
     }
 }
@@ -442,7 +509,7 @@ impl Manifest {
                 && store
                     .entries
                     .iter()
-                    .any(|e| e.kind != EntryKind::File || e.link_of.is_some())
+                    .any(|e| e.kind != EntryKind::File || e.link_of().is_some())
             {
                 return Err(format!(
                     "store {:?} is a single-file store but its entry is not a regular file",
@@ -487,10 +554,10 @@ impl Manifest {
                 }
                 // A hard link names a file entry of the same content that
                 // is not itself a link, so restore links to a file it made.
-                if let Some(first) = &entry.link_of {
+                if let Some(first) = entry.link_of() {
                     let ok = by_path(first.as_bytes()).is_some_and(|f| {
                         f.kind == EntryKind::File
-                            && f.link_of.is_none()
+                            && f.link_of().is_none()
                             && f.size == entry.size
                             && f.sha256 == entry.sha256
                     });
@@ -520,21 +587,21 @@ impl Entry {
                 }
             }
             EntryKind::Symlink => {
-                let target = self.target.as_ref().ok_or("is a symlink without target")?;
+                let target = self.target().ok_or("is a symlink without target")?;
                 if target.is_empty() || target.as_bytes().contains(&0) {
                     return Err("has an empty symlink target");
                 }
             }
             EntryKind::Dir => {}
         }
-        if self.link_of.is_some() && self.kind != EntryKind::File {
+        if self.link_of().is_some() && self.kind != EntryKind::File {
             return Err("is a hard link but not a file");
         }
-        if self.kind != EntryKind::Symlink && self.target.is_some() {
+        if self.kind != EntryKind::Symlink && self.target().is_some() {
             return Err("has a symlink target but is not a symlink");
         }
         check_mode(self.mode)?;
-        check_xattrs(&self.xattrs)
+        check_xattrs(self.xattrs())
     }
 }
 
@@ -664,9 +731,9 @@ mod tests {
         m.stores[0].entries = vec![Entry {
             mode: 0o777,
             mtime_ns: 1,
-            target: Some("/etc/shadow".into()),
             ..Entry::new("app.db", EntryKind::Symlink)
-        }];
+        }
+        .with_target("/etc/shadow")];
         let p = Manifest::parse(&m.to_bytes(), &m.id).unwrap_err();
         assert_eq!(p.code, codes::MANIFEST_INVALID);
         assert!(p.detail.contains("not a regular file"), "{p}");
@@ -741,8 +808,8 @@ mod tests {
         };
         store.entries.push(file("seg/back\\slash".into()));
         store.entries.push(file("seg/line\nbreak".into()));
-        store.entries.push(Entry {
-            xattrs: vec![
+        store.entries.push(
+            file(RawPath::from_bytes(&b"seg/caf\xe9"[..])).with_xattrs(vec![
                 Xattr {
                     name: "user.origin".into(),
                     value: b"seed".to_vec(),
@@ -751,18 +818,19 @@ mod tests {
                     name: RawPath::from_bytes(&b"user.\xff"[..]),
                     value: vec![0, 0xff],
                 },
-            ],
-            ..file(RawPath::from_bytes(&b"seg/caf\xe9"[..]))
-        });
-        store.entries.push(Entry {
-            link_of: Some(RawPath::from_bytes(&b"seg/caf\xe9"[..])),
-            ..file(RawPath::from_bytes(&b"seg/\xff-link"[..]))
-        });
-        store.entries.push(Entry {
-            mode: 0o777,
-            target: Some(RawPath::from_bytes(&b"../\xfe"[..])),
-            ..Entry::new("seg/odd-link", EntryKind::Symlink)
-        });
+            ]),
+        );
+        store.entries.push(
+            file(RawPath::from_bytes(&b"seg/\xff-link"[..]))
+                .with_link_of(RawPath::from_bytes(&b"seg/caf\xe9"[..])),
+        );
+        store.entries.push(
+            Entry {
+                mode: 0o777,
+                ..Entry::new("seg/odd-link", EntryKind::Symlink)
+            }
+            .with_target(RawPath::from_bytes(&b"../\xfe"[..])),
+        );
         m
     }
 
@@ -793,6 +861,35 @@ mod tests {
     }
 
     #[test]
+    fn what_few_entries_have_is_boxed_only_while_something_is_recorded() {
+        let plain = Entry::new("seg/a", EntryKind::File);
+        let x = Xattr {
+            name: "user.a".into(),
+            value: b"v".to_vec(),
+        };
+        let mut edited = plain
+            .clone()
+            .with_xattrs(vec![x.clone()])
+            .with_link_of("seg/b");
+        assert_eq!(edited.xattrs(), [x]);
+        assert_eq!(edited.link_of(), Some(&RawPath::from("seg/b")));
+        assert_eq!(edited.target(), None);
+        assert_ne!(edited, plain);
+        edited.set_xattrs(Vec::new());
+        assert!(edited.rare.is_some(), "the link is still recorded");
+        edited.set_link_of(None);
+        // Nothing recorded is no box at all, so the two are equal.
+        assert!(edited.rare.is_none());
+        assert_eq!(edited, plain);
+        // A plain file read back holds no box either.
+        let m = sample();
+        let read = Manifest::parse(&m.to_bytes(), &m.id).unwrap();
+        assert!(read.stores[0].entries.iter().all(|e| e.rare.is_none()));
+        // The point of it: an entry of a million stays small.
+        assert!(std::mem::size_of::<Entry>() <= 136);
+    }
+
+    #[test]
     fn reads_version_2_manifests_without_owners_or_attributes() {
         let mut old = sample();
         old.format_version = 2;
@@ -801,7 +898,7 @@ mod tests {
         assert!(parsed.stores[0]
             .entries
             .iter()
-            .all(|e| e.uid.is_none() && e.xattrs.is_empty() && e.link_of.is_none()));
+            .all(|e| e.uid.is_none() && e.xattrs().is_empty() && e.link_of().is_none()));
     }
 
     #[test]
@@ -818,11 +915,11 @@ mod tests {
             ),
             (
                 "a hard link of a directory",
-                Box::new(|m| m.stores[0].entries[1].link_of = Some("seg".into())),
+                Box::new(|m| m.stores[0].entries[1].set_link_of(Some("seg".into()))),
             ),
             (
                 "a hard link of nothing",
-                Box::new(|m| m.stores[0].entries[1].link_of = Some("seg/none".into())),
+                Box::new(|m| m.stores[0].entries[1].set_link_of(Some("seg/none".into()))),
             ),
             (
                 "a hard link of another content",
@@ -831,7 +928,7 @@ mod tests {
                     other.path = "seg/other".into();
                     other.sha256 = Some(Checksum::of(b"xyz"));
                     m.stores[0].entries.push(other);
-                    m.stores[0].entries[1].link_of = Some("seg/other".into());
+                    m.stores[0].entries[1].set_link_of(Some("seg/other".into()));
                 }),
             ),
             (
@@ -841,7 +938,7 @@ mod tests {
                         name: "user.a".into(),
                         value: vec![],
                     };
-                    m.stores[0].entries[1].xattrs = vec![x.clone(), x];
+                    m.stores[0].entries[1].set_xattrs(vec![x.clone(), x]);
                 }),
             ),
         ];

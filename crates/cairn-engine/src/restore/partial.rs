@@ -66,11 +66,10 @@ pub(crate) fn subset(record: &StoreRecord, tops: Vec<RawPath>) -> Partial {
         .collect();
     let names: HashSet<Vec<u8>> = kept.iter().map(|e| e.path.as_bytes().to_vec()).collect();
     for e in &mut kept {
-        if e.link_of
-            .as_ref()
+        if e.link_of()
             .is_some_and(|first| !names.contains(first.as_bytes()))
         {
-            e.link_of = None;
+            e.set_link_of(None);
         }
     }
     Partial {

@@ -260,10 +260,10 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
             }
             EntryKind::Symlink => {
                 let (parent, leaf) = staged.dir.parent_beneath(&entry.path)?;
-                let to = entry.target.as_ref().map(RawPath::as_path);
+                let to = entry.target().map(RawPath::as_path);
                 parent.symlink(to.unwrap_or(Path::new("")), leaf)?;
             }
-            EntryKind::File if entry.link_of.is_some() => links.push(entry),
+            EntryKind::File if entry.link_of().is_some() => links.push(entry),
             EntryKind::File => files.push(entry),
         }
     }
@@ -284,7 +284,7 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
     // size and sha256), so it shares its content, owner, mode and
     // attributes, as it did.
     for entry in links {
-        let Some(first) = &entry.link_of else {
+        let Some(first) = entry.link_of() else {
             continue;
         };
         let (from_dir, from) = staged.dir.parent_beneath(first)?;
@@ -411,7 +411,7 @@ impl Apply<'_> {
     }
 
     fn xattrs(&self, fd: impl std::os::fd::AsFd, entry: &Entry, shown: &Path) -> Result<()> {
-        let not_set = xattr::apply(fd, &entry.xattrs, shown)?;
+        let not_set = xattr::apply(fd, entry.xattrs(), shown)?;
         if !not_set.is_empty() {
             self.note(|n| {
                 for name in not_set {
