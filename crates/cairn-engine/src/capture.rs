@@ -26,7 +26,7 @@ use crate::dirfd::DirFd;
 use crate::error::{io_at, Error, Result};
 use crate::fsutil;
 use crate::manifest::{Entry, EntryKind, RawPath, RootDir, SourceStat, Xattr};
-use crate::path_index::PathIndex;
+use crate::parent::{Parent, ParentFile};
 use crate::xattr;
 
 /// Copies waiting in the queue before [`CaptureCtx::queue_copy`] runs them:
@@ -57,92 +57,6 @@ pub const RACY_MARGIN_NS: i64 = 2_000_000_000;
 pub fn settled_before(size: u64, mtime_ns: i64, ctime_ns: i64, moment_ns: i64) -> bool {
     let limit = moment_ns.saturating_sub(RACY_MARGIN_NS);
     size == 0 || (mtime_ns < limit && ctime_ns < limit)
-}
-
-/// The previous snapshot of the same store, to reuse unchanged files from.
-#[derive(Debug, Default)]
-pub struct Parent {
-    /// The store's directory in the parent snapshot.
-    pub root: PathBuf,
-    /// What its file entries recorded, by path.
-    pub files: ParentFiles,
-    /// What the plug-in recorded in the parent's store record
-    /// ([`CaptureCtx::metadata_mut`] then), for a plug-in that proves
-    /// reuse by its own means ([`CaptureCtx::parent_metadata`]).
-    pub metadata: Map<String, Value>,
-    /// The parent's last validation recorded no finding for this store.
-    pub clean: bool,
-}
-
-/// The part of a parent's file entry that decides reuse: the source's
-/// identity when it was copied, and the copy's hash; and its extended
-/// attributes, unchanged as long as the ctime is.
-#[derive(Debug, Clone)]
-pub struct ParentFile {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub source_stat: SourceStat,
-    pub sha256: Checksum,
-    pub xattrs: Vec<Xattr>,
-}
-
-impl ParentFile {
-    /// `None` for entries that cannot be reused (not a file, or copied
-    /// without a record of its source, or by a Cairn that recorded no
-    /// owner and attributes).
-    pub fn of(entry: &Entry) -> Option<Self> {
-        Some(ParentFile {
-            size: entry.size?,
-            mtime_ns: entry.mtime_ns,
-            source_stat: entry.source_stat?,
-            sha256: entry.sha256?,
-            xattrs: entry.xattrs().to_vec(),
-        })
-        .filter(|_| entry.kind == EntryKind::File && entry.uid.is_some())
-    }
-}
-
-/// A parent's reusable files, found by path: a list and a
-/// [`PathIndex`] of it. 112 bytes a file and a 9-byte slot, where a
-/// `HashMap` of the same records had a 121-byte slot, and a hash table
-/// keeps up to twice as many slots as it holds.
-#[derive(Debug, Default)]
-pub struct ParentFiles {
-    files: Vec<(RawPath, ParentFile)>,
-    index: PathIndex,
-}
-
-impl ParentFiles {
-    pub fn get(&self, rel: &RawPath) -> Option<&ParentFile> {
-        let files = &self.files;
-        let at = |i: usize| files[i].0.as_bytes();
-        self.index.find(rel.as_bytes(), at).map(|i| &files[i].1)
-    }
-
-    /// Never found again (its record stays in the list, unreachable).
-    pub fn remove(&mut self, rel: &RawPath) {
-        let files = &self.files;
-        self.index.remove(rel.as_bytes(), |i| files[i].0.as_bytes());
-    }
-
-    pub fn len(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A path listed twice (never in a manifest that was read: its shape
-/// check refuses one) is found at its first record.
-impl FromIterator<(RawPath, ParentFile)> for ParentFiles {
-    fn from_iter<I: IntoIterator<Item = (RawPath, ParentFile)>>(iter: I) -> Self {
-        let mut files: Vec<_> = iter.into_iter().collect();
-        files.shrink_to_fit();
-        let index = PathIndex::build(files.len(), |i| files[i].0.as_bytes());
-        ParentFiles { files, index }
-    }
 }
 
 #[derive(Debug)]
@@ -361,7 +275,7 @@ impl<'a> CaptureCtx<'a> {
                         let entry = file_entry(&q.rel, &q.meta, size, sha256)
                             .with_link_of(first.clone())
                             .with_xattrs(xattrs);
-                        self.entries.push(entry);
+                        self.push_file(entry);
                         continue;
                     }
                     // The first name was not captured (deleted meanwhile):
@@ -373,6 +287,9 @@ impl<'a> CaptureCtx<'a> {
             let Some((copied, xattrs)) = copied else {
                 // The service deleted it after the walk saw it: the
                 // snapshot is still a consistent view of what was there.
+                if let Some(parent) = self.parent.as_mut() {
+                    parent.files.forget(q.rel.as_bytes());
+                }
                 self.warn(format!(
                     "{} disappeared between the walk and its copy (deleted by the service); not in this snapshot",
                     q.rel
@@ -387,10 +304,21 @@ impl<'a> CaptureCtx<'a> {
                 self.linked_firsts
                     .insert(q.rel.clone(), (copied.size, copied.sha256, xattrs.clone()));
             }
-            self.entries
-                .push(file_entry(&q.rel, &q.meta, copied.size, copied.sha256).with_xattrs(xattrs));
+            self.push_file(
+                file_entry(&q.rel, &q.meta, copied.size, copied.sha256).with_xattrs(xattrs),
+            );
         }
         Ok(())
+    }
+
+    /// Adds a file's entry. Nothing asks the parent about that path again,
+    /// so its record there is forgotten, which frees the parent's index
+    /// chunk by chunk as the capture goes (see `parent::ParentFiles`).
+    fn push_file(&mut self, entry: Entry) {
+        if let Some(parent) = self.parent.as_mut() {
+            parent.files.forget(entry.path.as_bytes());
+        }
+        self.entries.push(entry);
     }
 
     /// Makes `q` a hard link of the copy of `first`, the first name of its
@@ -545,7 +473,7 @@ impl<'a> CaptureCtx<'a> {
     /// the parent copied online, captured byte for byte this time).
     pub fn forget_parent(&mut self, rel: impl AsRef<Path>) {
         if let Some(parent) = self.parent.as_mut() {
-            parent.files.remove(&RawPath::from(rel.as_ref()));
+            parent.files.forget(RawPath::from(rel.as_ref()).as_bytes());
         }
     }
 
@@ -557,7 +485,7 @@ impl<'a> CaptureCtx<'a> {
         crate::progress::grow(fs::symlink_metadata(&dst).map(|m| m.len()).unwrap_or(0));
         let (size, sha256) = fsutil::hash_file(&dst)?;
         fsutil::make_read_only(&dst)?;
-        self.entries.push(file_entry(&rel, meta, size, sha256));
+        self.push_file(file_entry(&rel, meta, size, sha256));
         Ok(())
     }
 
@@ -578,8 +506,9 @@ impl<'a> CaptureCtx<'a> {
                 self.reused_bytes += copied.size;
                 self.reused.push((self.entries.len(), copied.parent_ino));
                 let xattrs = self.parent_xattrs(&rel);
-                self.entries
-                    .push(file_entry(&rel, meta, copied.size, copied.sha256).with_xattrs(xattrs));
+                self.push_file(
+                    file_entry(&rel, meta, copied.size, copied.sha256).with_xattrs(xattrs),
+                );
                 true
             }
             None => false,

@@ -45,6 +45,7 @@ mod dirfd;
 mod fault;
 mod hooks;
 mod parallel;
+mod parent;
 mod path_index;
 mod replace;
 mod trust;

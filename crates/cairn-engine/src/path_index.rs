@@ -98,6 +98,7 @@ impl PathIndex {
         Some(found.remove().0)
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.table.len()
     }

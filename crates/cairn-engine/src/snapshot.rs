@@ -11,13 +11,13 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::capture::CaptureCtx;
-use crate::capture::{Parent, ParentFile};
 use crate::config::Config;
 use crate::dirfd::{self, DirFd};
 use crate::error::{io_at, Error, Result};
 use crate::hooks;
 use crate::lock::FileLock;
 use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus, FORMAT_VERSION};
+use crate::parent::{Parent, ParentManifest};
 use crate::plugin::{PluginDescriptor, StoreHandler};
 use crate::problem::{codes, Problem};
 use crate::repo::{Repository, STORES_DIR};
@@ -443,7 +443,7 @@ fn build_snapshot(
         fsutil::create_dir_private(&dest)?;
         let parent = latest
             .as_mut()
-            .and_then(|(id, m)| parent_of(repo, id, m, &store.name, &store.kind, &mut warnings));
+            .and_then(|(id, m)| m.take_store(repo, id, &store.name, &store.kind, &mut warnings));
         jobs.push(CaptureJob {
             slot: records.len(),
             record: record.clone(),
@@ -648,71 +648,13 @@ impl CaptureJob<'_> {
     }
 }
 
-/// The newest readable snapshot, whose unchanged files can be reused.
-fn latest_manifest(repo: &Repository) -> Option<(crate::SnapshotId, Manifest)> {
+/// The newest snapshot's id and, when its manifest reads and checks, its
+/// parent index (streamed: see `parent`).
+fn latest_manifest(repo: &Repository) -> Option<(crate::SnapshotId, ParentManifest)> {
     let ids = repo.list().ok()?.ids;
     let id = ids.last()?.clone();
-    let manifest = Manifest::read_from(&repo.snapshot_dir(&id), id.as_str()).ok()?;
+    let manifest = ParentManifest::read(repo, &id)?;
     Some((id, manifest))
-}
-
-/// The parent index of one store, moved out of the latest manifest (each
-/// store is looked up once), so its entries are held in memory once.
-///
-/// A file the parent's last validation found damaged (its record, read
-/// once per store) is left out of the index, so it is copied from the
-/// source again instead of hard-linked: damage on the backup disk never
-/// spreads into the next snapshot. `warnings` gets a line saying so.
-fn parent_of(
-    repo: &Repository,
-    id: &crate::SnapshotId,
-    manifest: &mut Manifest,
-    store: &str,
-    kind: &str,
-    warnings: &mut Vec<String>,
-) -> Option<Parent> {
-    let record = manifest.stores.iter_mut().find(|s| s.name == store)?;
-    if record.kind != kind || record.status != StoreStatus::Captured {
-        return None;
-    }
-    let last = validate::last_validation(repo, id);
-    let damaged = last
-        .as_ref()
-        .map(|r| r.damaged_files(store))
-        .unwrap_or_default();
-    let clean = last
-        .as_ref()
-        .is_some_and(|r| !r.problems.iter().any(|p| p.store.as_deref() == Some(store)));
-    let mut not_reused: Vec<String> = Vec::new();
-    let files = std::mem::take(&mut record.entries)
-        .into_iter()
-        .filter_map(|e| {
-            let shown = String::from(&e.path);
-            if damaged.contains(&shown) {
-                not_reused.push(shown);
-                return None;
-            }
-            ParentFile::of(&e).map(|file| (e.path, file))
-        })
-        .collect();
-    if !not_reused.is_empty() {
-        tracing::warn!(store, parent = %id, files = not_reused.len(), "not reusing copies the parent's last validation found damaged");
-        let shown: Vec<&str> = not_reused.iter().take(3).map(String::as_str).collect();
-        warnings.push(format!(
-            "{} file{} copied from the source instead of reused from snapshot {id}, whose last validation found {} damaged: {}{}",
-            not_reused.len(),
-            if not_reused.len() == 1 { "" } else { "s" },
-            if not_reused.len() == 1 { "its copy" } else { "their copies" },
-            shown.join(", "),
-            if not_reused.len() > shown.len() { ", …" } else { "" }
-        ));
-    }
-    Some(Parent {
-        root: repo.store_dir(id, store),
-        files,
-        metadata: std::mem::take(&mut record.metadata),
-        clean,
-    })
 }
 
 fn hostname() -> String {

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -97,37 +98,7 @@ impl Manifest {
         let read_failed = |e: io::Error| {
             Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME)
         };
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(
-                    Problem::new(codes::MANIFEST_MISSING, "manifest.json is missing").at(FILE_NAME),
-                )
-            }
-            Err(e) => {
-                return Err(
-                    Problem::new(codes::READ_FAILED, format!("cannot stat: {e}")).at(FILE_NAME),
-                )
-            }
-        };
-        if !meta.is_file() {
-            return Err(Problem::new(
-                codes::MANIFEST_INVALID,
-                "manifest.json is not a regular file",
-            )
-            .at(FILE_NAME));
-        }
-        if meta.len() > MAX_MANIFEST_BYTES {
-            return Err(Problem::new(
-                codes::MANIFEST_INVALID,
-                format!(
-                    "manifest.json is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
-                    meta.len()
-                ),
-            )
-            .at(FILE_NAME));
-        }
-        let file = fsutil::open_nofollow(&path).map_err(read_failed)?;
+        let (file, meta) = open_checked(&path)?;
         if let Some(manifest) =
             read_as_written(BufReader::with_capacity(IO_BUFFER, file), expected_id)
         {
@@ -169,6 +140,16 @@ impl Manifest {
             .and_then(|f| f.take(MAX_MANIFEST_BYTES).read_to_end(&mut bytes))
             .map_err(read_failed)?;
         parse_any_layout(&bytes, expected_id).map_err(|p| p.at(FILE_NAME))
+    }
+
+    /// `dir/manifest.json` deserialized as `T` while every byte is hashed,
+    /// when it is exactly as Cairn writes it and matches its digest; a
+    /// reader that keeps less than a whole [`Manifest`] (the next
+    /// snapshot's parent index). `None` for anything else:
+    /// [`Manifest::read_from`] then says what is wrong.
+    pub(crate) fn read_streamed<T: DeserializeOwned>(dir: &Path) -> Option<T> {
+        let (file, _) = open_checked(&dir.join(FILE_NAME)).ok()?;
+        stream_as_written(BufReader::with_capacity(IO_BUFFER, file))
     }
 
     /// The digest of `dir/manifest.json` if its bytes are exactly what
@@ -213,12 +194,59 @@ impl Manifest {
     }
 }
 
+/// `path` opened for reading, when it is a regular file (never through
+/// a symlink) within the size limit.
+fn open_checked(path: &Path) -> Result<(File, std::fs::Metadata), Problem> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(
+                Problem::new(codes::MANIFEST_MISSING, "manifest.json is missing").at(FILE_NAME),
+            )
+        }
+        Err(e) => {
+            return Err(Problem::new(codes::READ_FAILED, format!("cannot stat: {e}")).at(FILE_NAME))
+        }
+    };
+    if !meta.is_file() {
+        return Err(Problem::new(
+            codes::MANIFEST_INVALID,
+            "manifest.json is not a regular file",
+        )
+        .at(FILE_NAME));
+    }
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(Problem::new(
+            codes::MANIFEST_INVALID,
+            format!(
+                "manifest.json is {} bytes, over the {MAX_MANIFEST_BYTES}-byte limit",
+                meta.len()
+            ),
+        )
+        .at(FILE_NAME));
+    }
+    let file = fsutil::open_nofollow(path)
+        .map_err(|e| Problem::new(codes::READ_FAILED, format!("cannot read: {e}")).at(FILE_NAME))?;
+    Ok((file, meta))
+}
+
 /// The fast path for a manifest exactly as [`Manifest::write_into`] writes
 /// it: deserialized straight from `input` while the bytes are hashed, the
-/// digest compared at the end. `None` for anything else (reformatted,
-/// damaged, another version): [`parse_any_layout`] then decides, and names
-/// the problem.
-fn read_as_written(mut input: impl Read, expected_id: &str) -> Option<Manifest> {
+/// digest compared at the end, then its version and shape checked. `None`
+/// for anything else (reformatted, damaged, another version):
+/// [`parse_any_layout`] then decides, and names the problem.
+fn read_as_written(input: impl Read, expected_id: &str) -> Option<Manifest> {
+    let manifest: Manifest = stream_as_written(input)?;
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
+        return None;
+    }
+    manifest.check_shape(expected_id).ok()?;
+    Some(manifest)
+}
+
+/// `input` deserialized as `T` if it is in Cairn's layout and its bytes
+/// hash to the digest its header records.
+fn stream_as_written<T: DeserializeOwned>(mut input: impl Read) -> Option<T> {
     let mut header = [0u8; HEADER_LEN];
     input.read_exact(&mut header).ok()?;
     let hex = header.strip_prefix(DIGEST_PREFIX)?.strip_suffix(b"\",")?;
@@ -227,18 +255,14 @@ fn read_as_written(mut input: impl Read, expected_id: &str) -> Option<Manifest> 
     // brace back, and serde sees exactly the bytes the digest covers.
     let body = io::Cursor::new(b"{").chain(input);
     let mut hashing = BufReader::with_capacity(IO_BUFFER, HashingReader::new(body));
-    let manifest: Manifest = serde_json::from_reader(&mut hashing).ok()?;
+    let read: T = serde_json::from_reader(&mut hashing).ok()?;
     // from_reader reads to the end to reject trailing data; drain anyway
     // so the digest always covers the whole file.
     io::copy(&mut hashing, &mut io::sink()).ok()?;
     if hashing.into_inner().finish() != recorded {
         return None;
     }
-    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&manifest.format_version) {
-        return None;
-    }
-    manifest.check_shape(expected_id).ok()?;
-    Some(manifest)
+    Some(read)
 }
 
 /// Any valid JSON layout: canonicalized through a JSON tree.
