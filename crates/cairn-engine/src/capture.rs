@@ -287,9 +287,7 @@ impl<'a> CaptureCtx<'a> {
             let Some((copied, xattrs)) = copied else {
                 // The service deleted it after the walk saw it: the
                 // snapshot is still a consistent view of what was there.
-                if let Some(parent) = self.parent.as_mut() {
-                    parent.files.forget(q.rel.as_bytes());
-                }
+                self.forget_in_parent(q.rel.as_bytes());
                 self.warn(format!(
                     "{} disappeared between the walk and its copy (deleted by the service); not in this snapshot",
                     q.rel
@@ -315,10 +313,14 @@ impl<'a> CaptureCtx<'a> {
     /// so its record there is forgotten, which frees the parent's index
     /// chunk by chunk as the capture goes (see `parent::ParentFiles`).
     fn push_file(&mut self, entry: Entry) {
-        if let Some(parent) = self.parent.as_mut() {
-            parent.files.forget(entry.path.as_bytes());
-        }
+        self.forget_in_parent(entry.path.as_bytes());
         self.entries.push(entry);
+    }
+
+    fn forget_in_parent(&mut self, rel: &[u8]) {
+        if let Some(parent) = self.parent.as_mut() {
+            parent.files.forget(rel);
+        }
     }
 
     /// Makes `q` a hard link of the copy of `first`, the first name of its
@@ -472,9 +474,7 @@ impl<'a> CaptureCtx<'a> {
     /// the parent's copy is not the bytes it captures now (an SQLite file
     /// the parent copied online, captured byte for byte this time).
     pub fn forget_parent(&mut self, rel: impl AsRef<Path>) {
-        if let Some(parent) = self.parent.as_mut() {
-            parent.files.forget(RawPath::from(rel.as_ref()).as_bytes());
-        }
+        self.forget_in_parent(RawPath::from(rel.as_ref()).as_bytes());
     }
 
     /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.

@@ -264,6 +264,12 @@ impl ParentManifest {
         {
             return Some(read);
         }
+        // In Cairn's layout but not read: damaged, or another snapshot's
+        // or version. The whole-file path would only read it all again to
+        // say so.
+        if Manifest::starts_as_written(&dir) {
+            return None;
+        }
         // Another layout (a manifest reformatted by hand): read whole, as
         // every such manifest is, within that path's size limit.
         let manifest = Manifest::read_from(&dir, id.as_str()).ok()?;

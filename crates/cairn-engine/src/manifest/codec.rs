@@ -112,11 +112,7 @@ impl Manifest {
             // A large manifest that starts as Cairn writes one is one of
             // its own that no longer matches its digest (a flipped bit on
             // the backup disk), not a file in another layout.
-            let mut head = [0u8; DIGEST_PREFIX.len()];
-            let as_written = fsutil::open_nofollow(&path)
-                .and_then(|mut f| f.read_exact(&mut head))
-                .is_ok_and(|()| head == *DIGEST_PREFIX);
-            let problem = if as_written {
+            let problem = if Manifest::starts_as_written(dir) {
                 Problem::new(
                     codes::MANIFEST_DIGEST_MISMATCH,
                     format!(
@@ -150,6 +146,17 @@ impl Manifest {
     pub(crate) fn read_streamed<T: DeserializeOwned>(dir: &Path) -> Option<T> {
         let (file, _) = open_checked(&dir.join(FILE_NAME)).ok()?;
         stream_as_written(BufReader::with_capacity(IO_BUFFER, file))
+    }
+
+    /// Whether `dir/manifest.json` starts as Cairn writes one: when it
+    /// still fails to read, it is one of Cairn's own that no longer
+    /// matches its digest (or names another snapshot or version), never a
+    /// file in another layout that the whole-file path could take.
+    pub(crate) fn starts_as_written(dir: &Path) -> bool {
+        let mut head = [0u8; DIGEST_PREFIX.len()];
+        fsutil::open_nofollow(&dir.join(FILE_NAME))
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok_and(|()| head == *DIGEST_PREFIX)
     }
 
     /// The digest of `dir/manifest.json` if its bytes are exactly what
