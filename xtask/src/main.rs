@@ -27,6 +27,8 @@ tasks:
                                   docs/performance.md (--cairn PATH: measure that binary
                                   instead, print only)
   fuzz [--seconds N]              run the `manifest` fuzz target (needs cargo-fuzz)
+  hash-floor PATH...              SHA-256 every regular file under the PATHs on every core,
+                                  largest first, and print the time (the bench's hashing floor)
   help                            print this message
 ";
 
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Some("man") => man::main(&rest),
         Some("bench") => bench::main(&rest),
         Some("fuzz") => fuzz::main(&rest),
+        Some("hash-floor") => bench::floor::main(&rest),
         Some(other) => {
             eprintln!("error: unknown task `{other}`\n\n{HELP}");
             Ok(ExitCode::from(2))

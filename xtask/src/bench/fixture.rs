@@ -132,6 +132,13 @@ pub fn ensure(dir: &Path, spec: Spec) -> Result<Fixture> {
         )
     })?;
     println!("fixture: generated in {:.1}s", t.elapsed().as_secs_f64());
+    // A file written less than the racy margin before a snapshot is
+    // copied again by the next one (never reused on a timestamp that a
+    // write in the same tick could share): without this wait, a fixture
+    // generated in under a second would make the first run's
+    // nothing-changed snapshot a full copy.
+    let margin = u64::try_from(cairn_engine::capture::RACY_MARGIN_NS).unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_nanos(margin) + std::time::Duration::from_secs(1));
     Ok(Fixture { root })
 }
 

@@ -4,6 +4,7 @@
 //! deterministic fixture, interleaved run by run, as whole processes.
 
 mod fixture;
+pub mod floor;
 mod offsite;
 mod reference;
 mod report;
@@ -52,7 +53,10 @@ impl Results {
 
 pub const CP: &str = "cp -a (the floor)";
 pub const CP_SYNC: &str = "cp -a + sync (durable floor)";
-pub const SQLITE3: &str = "sqlite3 .backup (db only)";
+pub const SQLITE3: &str = "sqlite3 .backup --async (db only)";
+pub const HASH_ALL: &str = "SHA-256 of every byte, all cores (hashing floor)";
+pub const HASH_DB: &str = "SHA-256 of the db, one core";
+pub const LINKS_SYNC: &str = "cp -al + sync (links floor)";
 pub const SNAP_FULL: &str = "cairn snapshot (full)";
 pub const REFERENCE_SYNC: &str = "reference algorithm + sync";
 pub const SNAP_UNCHANGED: &str = "cairn snapshot (second, nothing changed)";
@@ -179,6 +183,25 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         let s = runner.measure("cp -a + sync", cmd, None)?;
         note("cp+sync", &s);
         res.push(CP_SYNC, s);
+
+        // Links to the copy just made, not to the fixture: a link moves
+        // its target's ctime, and the snapshots below must find the
+        // fixture's files as the full snapshot recorded them.
+        let links_dest = work.join("links-dest");
+        reset_dir(&links_dest)?;
+        let copies: Vec<PathBuf> = fx
+            .top_dirs()
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| cp_dest.join(n)))
+            .collect();
+        let s = runner.measure(
+            LINKS_SYNC,
+            floor::link_farm_command(&copies, &links_dest),
+            None,
+        )?;
+        note("cp-al+sync", &s);
+        res.push(LINKS_SYNC, s);
+        remove(&links_dest)?;
         remove(&cp_dest)?;
 
         if let Some(sqlite3) = &sqlite3 {
@@ -186,12 +209,22 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             remove(&dest)?;
             let mut cmd = Command::new(sqlite3);
             cmd.arg(fx.db())
-                .arg(format!(".backup '{}'", dest.display()));
+                // --async: no journal and no fsync on the copy, as Cairn's
+                // own copy (which is synced once, with the whole snapshot).
+                .arg(format!(".backup --async '{}'", dest.display()));
             let s = runner.measure("sqlite3 .backup", cmd, None)?;
             note("sqlite3", &s);
             res.push(SQLITE3, s);
             remove(&dest)?;
         }
+
+        // The floors (see floor.rs): the guarantees' own cost, nothing else.
+        let s = runner.measure(HASH_ALL, floor::hash_command(&fx.top_dirs())?, None)?;
+        note("hash", &s);
+        res.push(HASH_ALL, s);
+        let s = runner.measure(HASH_DB, floor::hash_command(&[fx.db()])?, None)?;
+        note("hash-db", &s);
+        res.push(HASH_DB, s);
 
         // What the system Cairn replaces does, made as durable.
         let ref_dest = work.join("reference-dest");
