@@ -21,7 +21,9 @@ tasks:
                                   time cairn against cp -a, cp -a + sync, the reference
                                   algorithm + sync (python3), and sqlite3/restic/borg when
                                   installed, on a cached fixture (huge: 1,000,000 files);
-                                  full, nothing-changed and one-commit snapshots; push and
+                                  the floors under each target (hash-floor, cp -al + sync);
+                                  full, nothing-changed and one-commit snapshots, ls and
+                                  show of every entry; push and
                                   pull against an S3 server on 127.0.0.1 next to one multipart
                                   PUT of the same bytes (bytes and requests per push); writes
                                   docs/performance.md (--cairn PATH: measure that binary

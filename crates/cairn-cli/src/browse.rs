@@ -4,12 +4,12 @@ use std::ffi::OsString;
 use std::io::Write;
 
 use cairn_engine::manifest::RawPath;
-use cairn_engine::{browse, Config, Entry, Error, Repository, Result, SnapshotId};
+use cairn_engine::{browse, Config, Entry, Error, Manifest, Repository, Result, SnapshotId};
 use serde_json::Value;
 
 use crate::cli::BrowseArgs;
 use crate::commands::pick;
-use crate::{address, json, render, Output};
+use crate::{address, json, render, Format, Output};
 
 /// One listed entry: its store and the manifest's record of it.
 pub struct Listed<'m> {
@@ -47,35 +47,54 @@ pub fn ls(cfg: &Config, args: &BrowseArgs) -> Result<Output> {
     let repo = Repository::new(&cfg.repository);
     let (id, place) = split_args(&repo, args, "ls")?;
     let manifest = browse::manifest(&repo, &id)?;
-    let mut listed = Vec::new();
-    match place {
-        None => {
-            for record in &manifest.stores {
-                listed.extend(record.entries.iter().map(|entry| Listed {
-                    store: &record.name,
-                    entry,
-                }));
-            }
-        }
+    // Resolved now, so a wrong STORE/PATH is an error before anything is
+    // written; listed as the report is written.
+    let under = match place {
+        None => None,
         Some(place) => {
             let (store, given) = address::split(place);
             let record = browse::store(&manifest, &store)?;
             let path = address::entry_path(&id, record, &given)?;
-            listed.extend(
-                browse::entries_under(record, &path)
+            Some((record.name.clone(), path))
+        }
+    };
+    let json = serde_json::json!({ "id": id.as_str() });
+    Ok(Output {
+        human: String::new(),
+        json,
+        sound: true,
+        stream: Some(Box::new(move |out, format| {
+            let listed = listed(&manifest, under.as_ref());
+            match format {
+                Format::Human => render::ls(out, &listed),
+                Format::Json => json::write_ls(out, id.as_str(), &listed),
+            }
+        })),
+    })
+}
+
+/// Every entry of the snapshot, or those at or under one store's path,
+/// in manifest order.
+fn listed<'m>(manifest: &'m Manifest, under: Option<&(String, RawPath)>) -> Vec<Listed<'m>> {
+    let mut listed = Vec::new();
+    for record in &manifest.stores {
+        match under {
+            None => listed.extend(record.entries.iter().map(|entry| Listed {
+                store: &record.name,
+                entry,
+            })),
+            Some((store, path)) if *store == record.name => listed.extend(
+                browse::entries_under(record, path)
                     .into_iter()
                     .map(|entry| Listed {
                         store: &record.name,
                         entry,
                     }),
-            );
+            ),
+            Some(_) => {}
         }
     }
-    Ok(Output {
-        human: render::ls(&listed),
-        json: json::ls(id.as_str(), &listed),
-        sound: true,
-    })
+    listed
 }
 
 /// Streams the file to `out`; the report says nothing on success (stdout
@@ -107,6 +126,7 @@ pub fn cat(cfg: &Config, args: &BrowseArgs, out: &mut dyn Write) -> Result<Outpu
         human: String::new(),
         json: Value::Null,
         sound: true,
+        stream: None,
     })
 }
 

@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::cli::{
     Cli, Command, DrillArgs, IdArgs, RepairArgs, RestoreArgs, ShowArgs, SnapshotArgs, ValidateArgs,
 };
-use crate::{browse, clock, diff, json, render, starter, stats, Output};
+use crate::{browse, clock, diff, json, render, starter, stats, Format, Output};
 
 /// Set by the binary's `main`: commands that write stop at a safe point on
 /// SIGINT/SIGTERM. Left unset where `run` is called in-process (tests), so
@@ -219,6 +219,7 @@ fn stores(registry: &Registry) -> Output {
         human: render::stores(registry),
         json: json::stores(registry),
         sound: true,
+        stream: None,
     }
 }
 
@@ -270,6 +271,7 @@ fn init(registry: &Registry, path: Option<&Path>, config: Option<&Path>) -> Resu
         ),
         json: json!({ "path": path.display().to_string() }),
         sound: true,
+        stream: None,
     })
 }
 
@@ -282,6 +284,7 @@ fn completions(shell: clap_complete::Shell) -> Output {
         json: json!({ "shell": shell.to_string(), "script": script }),
         human: script,
         sound: true,
+        stream: None,
     }
 }
 
@@ -314,6 +317,7 @@ fn snapshot_cmd(cfg: &Config, stores: &Stores, args: &SnapshotArgs) -> Result<Ou
         human: render::snapshot(&outcome),
         json: json::snapshot(&outcome),
         sound: outcome.validation.valid && outcome.after_hook_error.is_none(),
+        stream: None,
     };
     // push_after_snapshot: only a sound snapshot goes off-site.
     if output.sound {
@@ -384,6 +388,7 @@ fn list(cfg: &Config) -> Result<Output> {
         human: render::list(&rows, &listing.unparseable, now),
         json: json::list(&rows, &listing.unparseable, now),
         sound: true,
+        stream: None,
     })
 }
 
@@ -397,9 +402,13 @@ fn show(cfg: &Config, which: &IdArgs) -> Result<Output> {
         })?;
     let pinned = repo.is_pinned(&id);
     Ok(Output {
-        human: render::show(&manifest, pinned),
-        json: json::show(&manifest, pinned),
+        human: String::new(),
+        json: serde_json::json!({ "id": id.as_str() }),
         sound: true,
+        stream: Some(Box::new(move |out, format| match format {
+            Format::Human => out.write_all(render::show(&manifest, pinned).as_bytes()),
+            Format::Json => json::write_show(out, manifest, pinned),
+        })),
     })
 }
 
@@ -441,6 +450,7 @@ fn validate(cfg: &Config, stores: &Stores, args: &ValidateArgs) -> Result<Output
         },
         json: json::validate(&results),
         sound,
+        stream: None,
     })
 }
 
@@ -469,6 +479,7 @@ fn restore_cmd(cfg: &Config, stores: &Stores, args: &RestoreArgs) -> Result<Outp
             human: render::restore_plan(&plan),
             json: json::restore_plan(&plan),
             sound: true,
+            stream: None,
         });
     }
     let outcome = plan.stage()?.swap()?;
@@ -476,6 +487,7 @@ fn restore_cmd(cfg: &Config, stores: &Stores, args: &RestoreArgs) -> Result<Outp
         human: render::restore(&outcome),
         json: json::restore(&outcome),
         sound: outcome.is_sound(),
+        stream: None,
     })
 }
 
@@ -485,6 +497,7 @@ fn prune_cmd(cfg: &Config, confirm: bool, allow_empty_policy: bool) -> Result<Ou
         human: render::prune(&plan, &cfg.retention),
         json: json::prune(&plan),
         sound: true,
+        stream: None,
     })
 }
 
@@ -509,6 +522,7 @@ fn pin(cfg: &Config, which: &IdArgs, pinned: bool) -> Result<Output> {
         ),
         json: json!({ "id": id.to_string(), "pinned": pinned }),
         sound: true,
+        stream: None,
     })
 }
 
@@ -527,6 +541,7 @@ fn drill_cmd(cfg: &Config, stores: &Stores, args: &DrillArgs) -> Result<Output> 
         human: render::drill(&report),
         json: json::drill(&report),
         sound: report.ok,
+        stream: None,
     })
 }
 
@@ -550,5 +565,6 @@ fn repair_cmd(cfg: &Config, stores: &Stores, args: &RepairArgs) -> Result<Output
         human: render::repair(&outcome),
         json: json::repair(&outcome),
         sound: outcome.is_sound(),
+        stream: None,
     })
 }

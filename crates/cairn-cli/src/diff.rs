@@ -41,5 +41,6 @@ pub fn run(cfg: &Config, stores: &Stores, args: &DiffArgs) -> Result<Output> {
         human: render::diff(&d),
         json: json::diff(&d),
         sound,
+        stream: None,
     })
 }

@@ -61,5 +61,6 @@ pub fn run(cfg: &Config, dir: &Path, confirm: bool, include_damaged: bool) -> Re
         human: render::import_legacy(&report),
         json: json::import_legacy(&report),
         sound,
+        stream: None,
     })
 }

@@ -17,10 +17,12 @@ use cairn_engine::{Depth, Error, Manifest, Problem, Registry, Shape, StoreStatus
 use cairn_engine::{Entry, EntryKind};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
+use std::io::{self, Write};
 
 use crate::browse::Listed;
 use crate::commands::ListRow;
 use crate::contract;
+use crate::pretty::{self, Field};
 
 pub fn error(e: &Error, hint: Option<String>) -> Value {
     json!({
@@ -132,12 +134,54 @@ fn last_validation(v: &ValidationRecord, now: DateTime<Utc>) -> Value {
     })
 }
 
+/// `show --json`: the manifest, and whether the snapshot is pinned.
+/// Written by [`write_show`]; whole, for its tests.
 pub fn show(manifest: &Manifest, pinned: bool) -> Value {
     let mut doc = serde_json::to_value(manifest).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut doc {
         map.insert("pinned".into(), pinned.into());
     }
     doc
+}
+
+/// [`show`]'s document written entry by entry (see `pretty`): only the
+/// manifest without its entries is ever a `Value`.
+pub fn write_show(out: &mut dyn Write, mut manifest: Manifest, pinned: bool) -> io::Result<()> {
+    let entries: Vec<Vec<Entry>> = manifest
+        .stores
+        .iter_mut()
+        .map(|store| std::mem::take(&mut store.entries))
+        .collect();
+    let top = show(&manifest, pinned);
+    let Value::Object(top) = &top else {
+        return pretty::write_value(out, &top, 0);
+    };
+    pretty::write_object(out, top, 0, &mut |key, out, depth| {
+        let Some(Value::Array(stores)) = top.get("stores").filter(|_| key == "stores") else {
+            return Ok(Field::AsIs);
+        };
+        pretty::write_array(
+            out,
+            stores.iter().zip(&entries),
+            depth,
+            |out, (store, entries), depth| {
+                let Value::Object(store) = store else {
+                    return pretty::write_value(out, store, depth);
+                };
+                pretty::write_object(out, store, depth, &mut |key, out, depth| {
+                    if key != "entries" {
+                        return Ok(Field::AsIs);
+                    }
+                    pretty::write_array(out, entries, depth, |out, entry, depth| {
+                        let doc = serde_json::to_value(entry).map_err(io::Error::other)?;
+                        pretty::write_value(out, &doc, depth)
+                    })?;
+                    Ok(Field::Written)
+                })
+            },
+        )?;
+        Ok(Field::Written)
+    })
 }
 
 pub fn validate(results: &[ValidationReport]) -> Value {
@@ -322,10 +366,28 @@ fn entry_kind(k: EntryKind) -> &'static str {
     }
 }
 
+/// `ls --json`, whole: the document [`write_ls`] writes (for its tests).
+#[cfg(test)]
 pub fn ls(id: &str, listed: &[Listed<'_>]) -> Value {
     json!({
         "id": id,
         "entries": listed.iter().map(|l| entry_doc(l.store, l.entry)).collect::<Vec<_>>(),
+    })
+}
+
+/// `ls --json`, written entry by entry (see `pretty`).
+pub fn write_ls(out: &mut dyn Write, id: &str, listed: &[Listed<'_>]) -> io::Result<()> {
+    let mut top = serde_json::Map::new();
+    top.insert("entries".into(), Value::Array(Vec::new()));
+    top.insert("id".into(), id.into());
+    pretty::write_object(out, &top, 0, &mut |key, out, depth| {
+        if key != "entries" {
+            return Ok(Field::AsIs);
+        }
+        pretty::write_array(out, listed, depth, |out, l, depth| {
+            pretty::write_value(out, &entry_doc(l.store, l.entry), depth)
+        })?;
+        Ok(Field::Written)
     })
 }
 
@@ -413,5 +475,86 @@ fn outcome_name(o: cairn_engine::legacy::Outcome) -> &'static str {
         cairn_engine::legacy::Outcome::Damaged => "damaged",
         cairn_engine::legacy::Outcome::Exists => "exists",
         cairn_engine::legacy::Outcome::NotASnapshot => "not_a_snapshot",
+    }
+}
+
+#[cfg(test)]
+mod streamed_tests {
+    use super::*;
+
+    /// Two stores, every kind of entry, odd bytes in names and metadata.
+    fn manifest() -> Manifest {
+        serde_json::from_value(json!({
+            "created_at": "2026-12-06T12:00:00Z",
+            "format_version": 3,
+            "host": "h\u{e9}st",
+            "id": "20261206T120000Z",
+            "stores": [
+                {
+                    "entries": [{
+                        "gid": 0, "mode": 420, "mtime_ns": 1, "path": "app.db",
+                        "sha256": "d60446e80cfedc590a56681a5862ca987e5f79926017d92a65bb1ab05ed0fe1f",
+                        "size": 8192, "type": "file", "uid": 0
+                    }],
+                    "kind": "sqlite",
+                    "metadata": {"journal_mode": "wal", "note": "line\nbreak \"q\""},
+                    "name": "db", "shape": "file", "source": "/srv/app.db", "status": "captured"
+                },
+                {
+                    "entries": [
+                        {"gid": 1000, "mode": 493, "mtime_ns": 2, "path": "d", "type": "dir", "uid": 1000},
+                        {"gid": 1000, "mode": 420, "mtime_ns": 3, "path": "d/a b\tc",
+                         "sha256": "85e84e88651f60f4a405438143d5c2da1998fbb3503b4ef9482f02669b001202",
+                         "size": 5, "type": "file", "uid": 1000},
+                        {"gid": 1000, "link_of": "d/a b\tc", "mode": 420, "mtime_ns": 3, "path": "d/second",
+                         "sha256": "85e84e88651f60f4a405438143d5c2da1998fbb3503b4ef9482f02669b001202",
+                         "size": 5, "type": "file", "uid": 1000},
+                        {"gid": 1000, "mode": 511, "mtime_ns": 4, "path": "d/link", "target": "../elsewhere",
+                         "type": "symlink", "uid": 1000}
+                    ],
+                    "kind": "chroma-dir", "metadata": {}, "name": "chroma", "shape": "dir",
+                    "source": "/srv/chroma", "status": "captured"
+                },
+                {
+                    "entries": [], "kind": "registry-json", "metadata": {}, "name": "registry",
+                    "shape": "file", "source": "/srv/r.json", "status": "absent"
+                }
+            ],
+            "tags": ["nightly"],
+            "tool_version": "0.1.0"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn show_json_streamed_is_the_whole_document_byte_for_byte() {
+        let m = manifest();
+        for pinned in [false, true] {
+            let expected = serde_json::to_string_pretty(&show(&m, pinned)).unwrap();
+            let mut out = Vec::new();
+            write_show(&mut out, m.clone(), pinned).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn ls_json_streamed_is_the_whole_document_byte_for_byte() {
+        let m = manifest();
+        let all: Vec<Listed<'_>> = m
+            .stores
+            .iter()
+            .flat_map(|s| {
+                s.entries.iter().map(|entry| Listed {
+                    store: &s.name,
+                    entry,
+                })
+            })
+            .collect();
+        for listed in [&all[..], &all[1..3], &[]] {
+            let expected = serde_json::to_string_pretty(&ls(&m.id, listed)).unwrap();
+            let mut out = Vec::new();
+            write_ls(&mut out, &m.id, listed).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
     }
 }

@@ -12,6 +12,7 @@ mod diff;
 mod import;
 mod json;
 mod monitor;
+mod pretty;
 mod progress;
 mod remote;
 mod remote_json;
@@ -34,6 +35,22 @@ pub struct Output {
     pub json: serde_json::Value,
     pub human: String,
     pub sound: bool,
+    /// A report too large to hold whole (every entry of a snapshot of a
+    /// million files): written to stdout as it is made, in the format
+    /// asked for, instead of `human` and `json`; `json` then holds only
+    /// what `[monitoring]` reads of it (the snapshot id).
+    pub stream: Option<Stream>,
+}
+
+/// Writes a streamed report; `Format::Json` writes one JSON document,
+/// laid out as `serde_json::to_string_pretty` lays it out, without the
+/// final newline.
+pub type Stream = Box<dyn FnOnce(&mut dyn Write, Format) -> std::io::Result<()>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
 }
 
 pub fn main() -> ExitCode {
@@ -143,8 +160,16 @@ pub fn run(
     }
     let result = commands::dispatch(&cli, &command_name, out);
     match result {
-        Ok(output) => {
-            if cli.json {
+        Ok(mut output) => {
+            if let Some(stream) = output.stream.take() {
+                // A reader that stops reading (`| head`) ends the stream;
+                // the command's result stands.
+                if cli.json {
+                    let _ = stream(out, Format::Json).and_then(|()| writeln!(out));
+                } else if !cli.quiet {
+                    let _ = stream(out, Format::Human);
+                }
+            } else if cli.json {
                 let _ = writeln!(
                     out,
                     "{}",

@@ -126,6 +126,7 @@ pub fn push_cmd(cfg: &Config, args: &PushArgs) -> Result<Output> {
         human: remote_render::push(&reports),
         json: remote_json::push(&reports),
         sound,
+        stream: None,
     })
 }
 
@@ -172,6 +173,7 @@ pub fn list(cfg: &Config, name: &str) -> Result<Output> {
         human: remote_render::list(&remote, &docs),
         json: remote_json::list(&remote, &docs),
         sound: true,
+        stream: None,
     })
 }
 
@@ -183,6 +185,7 @@ pub fn show(cfg: &Config, name: &str, which: &crate::cli::IdArgs) -> Result<Outp
         human: remote_render::show(&remote, &doc),
         json: remote_json::show(&remote, &doc),
         sound: true,
+        stream: None,
     })
 }
 
@@ -237,6 +240,7 @@ pub fn validate(cfg: &Config, name: &str, args: &ValidateArgs) -> Result<Output>
         human: remote_render::validate(&remote, &results, read),
         json: remote_json::validate(&remote, &results),
         sound,
+        stream: None,
     })
 }
 
@@ -251,6 +255,7 @@ pub fn pull_cmd(cfg: &Config, stores: &Stores, args: &PullArgs) -> Result<Output
         human: remote_render::pull(&remote, &out, started.elapsed().as_secs_f64()),
         json: remote_json::pull(&remote, &out, started.elapsed().as_secs_f64()),
         sound: true,
+        stream: None,
     })
 }
 
@@ -349,6 +354,7 @@ pub fn drill_cmd(cfg: &Config, stores: &Stores, name: &str, args: &DrillArgs) ->
         human,
         json,
         sound: report.ok,
+        stream: None,
     })
 }
 
@@ -376,5 +382,6 @@ pub fn prune_cmd(
         human: remote_render::prune(&remote, &plan),
         json: remote_json::prune(&remote, &plan),
         sound: plan.damaged.is_empty(),
+        stream: None,
     })
 }

@@ -774,23 +774,26 @@ fn entry_line(store: &str, e: &Entry) -> String {
     line
 }
 
-pub fn ls(listed: &[crate::browse::Listed<'_>]) -> String {
-    let mut s = String::new();
+/// One line an entry, then the count and the bytes, written as they
+/// come (a listing of a million entries is never one string).
+pub fn ls(
+    out: &mut dyn std::io::Write,
+    listed: &[crate::browse::Listed<'_>],
+) -> std::io::Result<()> {
     for l in listed {
-        let _ = writeln!(s, "{}", entry_line(l.store, l.entry));
+        writeln!(out, "{}", entry_line(l.store, l.entry))?;
     }
     let bytes = listed
         .iter()
         .filter(|l| l.entry.link_of().is_none())
         .filter_map(|l| l.entry.size)
         .fold(0u64, u64::saturating_add);
-    let _ = writeln!(
-        s,
+    writeln!(
+        out,
         "{}, {}",
         count(listed.len(), "entry", "entries"),
         human_bytes(bytes)
-    );
-    s
+    )
 }
 
 pub fn diff(d: &cairn_engine::diff::Diff) -> String {

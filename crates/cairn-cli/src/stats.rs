@@ -11,5 +11,6 @@ pub fn run(cfg: &Config) -> Result<Output> {
         human: render::stats(&space),
         json: json::stats(&space),
         sound: true,
+        stream: None,
     })
 }

@@ -63,6 +63,8 @@ pub const SNAP_UNCHANGED: &str = "cairn snapshot (second, nothing changed)";
 pub const SNAP_SECOND: &str = "cairn snapshot (second, one small db commit)";
 pub const VALIDATE: &str = "cairn validate (deep)";
 pub const RESTORE: &str = "cairn restore --to";
+pub const LS: &str = "cairn --json ls (every entry)";
+pub const SHOW: &str = "cairn --json show";
 pub const DRILL: &str = "cairn drill";
 pub const LIST: &str = "cairn list (1,000 snapshots)";
 pub const RESTIC: &str = "restic backup";
@@ -277,6 +279,22 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         )?;
         note("validate", &s);
         res.push(VALIDATE, s);
+
+        // The reports that list every entry: their memory, at any size.
+        let s = runner.measure(
+            LS,
+            cairn(&bin, &config, &["--json", "ls", &first]),
+            Some(&out),
+        )?;
+        note("ls", &s);
+        res.push(LS, s);
+        let s = runner.measure(
+            SHOW,
+            cairn(&bin, &config, &["--json", "show", &first]),
+            Some(&out),
+        )?;
+        note("show", &s);
+        res.push(SHOW, s);
 
         let dest = work.join("restore-dest");
         remove(&dest)?;
