@@ -4,7 +4,7 @@ use cairn_engine::{diff, Config, Error, Repository, Result, Stores};
 
 use crate::cli::DiffArgs;
 use crate::commands::pick;
-use crate::{json, render, Output};
+use crate::{json, render, Format, Output};
 
 pub fn run(cfg: &Config, stores: &Stores, args: &DiffArgs) -> Result<Output> {
     let repo = Repository::new(&cfg.repository);
@@ -38,9 +38,12 @@ pub fn run(cfg: &Config, stores: &Stores, args: &DiffArgs) -> Result<Output> {
     // incomplete: reported, and the run is not sound.
     let sound = d.count_failures().next().is_none();
     Ok(Output {
-        human: render::diff(&d),
-        json: json::diff(&d),
+        human: String::new(),
+        json: json::diff_summary(&d),
         sound,
-        stream: None,
+        stream: Some(Box::new(move |out, format| match format {
+            Format::Human => render::diff(out, &d),
+            Format::Json => json::write_diff(out, &d),
+        })),
     })
 }

@@ -4,7 +4,7 @@
 //! The one exception is `show`, which prints the manifest itself — the
 //! on-disk format, documented in docs/manifest.md.
 
-use cairn_engine::diff::{Diff, Presence};
+use cairn_engine::diff::{Changed, Diff, Presence};
 use cairn_engine::drill::DrillReport;
 use cairn_engine::manifest::RawPath;
 use cairn_engine::prune::PrunePlan;
@@ -391,7 +391,23 @@ pub fn write_ls(out: &mut dyn Write, id: &str, listed: &[Listed<'_>]) -> io::Res
     })
 }
 
+/// `diff --json`, whole: the document [`write_diff`] writes (for its
+/// tests).
+#[cfg(test)]
 pub fn diff(d: &Diff) -> Value {
+    diff_doc(d, Lists::Included)
+}
+
+/// Whether a diff document holds its entry lists, or leaves them empty
+/// for [`write_diff`] to stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lists {
+    #[cfg_attr(not(test), allow(dead_code))]
+    Included,
+    Empty,
+}
+
+fn diff_doc(d: &Diff, lists: Lists) -> Value {
     json!({
         "a": d.a,
         "b": d.b,
@@ -404,16 +420,9 @@ pub fn diff(d: &Diff) -> Value {
                 Presence::Added => "added",
                 Presence::Removed => "removed",
             },
-            "added": s.added.iter().map(|e| entry_doc(&s.name, e)).collect::<Vec<_>>(),
-            "removed": s.removed.iter().map(|e| entry_doc(&s.name, e)).collect::<Vec<_>>(),
-            "changed": s.changed.iter().map(|c| {
-                let mut map = serde_json::Map::new();
-                raw_path_fields(&mut map, "path", &c.path);
-                map.insert("what".into(), json!(c.what));
-                map.insert("a".into(), entry_doc(&s.name, &c.a));
-                map.insert("b".into(), entry_doc(&s.name, &c.b));
-                Value::Object(map)
-            }).collect::<Vec<_>>(),
+            "added": listed(lists, &s.added, |e| entry_doc(&s.name, e)),
+            "removed": listed(lists, &s.removed, |e| entry_doc(&s.name, e)),
+            "changed": listed(lists, &s.changed, |c| changed_doc(&s.name, c)),
             "row_counts": s.counts.iter().map(|c| json!({
                 "table": c.name,
                 "a": c.a,
@@ -425,6 +434,80 @@ pub fn diff(d: &Diff) -> Value {
                 "detail": f.detail,
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// The diff document without its entry lists: what `[monitoring]`
+/// reads while the whole document is streamed.
+pub fn diff_summary(d: &Diff) -> Value {
+    diff_doc(d, Lists::Empty)
+}
+
+fn listed<T>(lists: Lists, items: &[T], doc: impl Fn(&T) -> Value) -> Vec<Value> {
+    match lists {
+        Lists::Included => items.iter().map(doc).collect(),
+        Lists::Empty => Vec::new(),
+    }
+}
+
+fn changed_doc(store: &str, c: &Changed) -> Value {
+    let mut map = serde_json::Map::new();
+    raw_path_fields(&mut map, "path", &c.path);
+    map.insert("what".into(), json!(c.what));
+    map.insert("a".into(), entry_doc(store, &c.a));
+    map.insert("b".into(), entry_doc(store, &c.b));
+    Value::Object(map)
+}
+
+/// `diff --json` written entry by entry (see `pretty`): the document
+/// without its entry lists is a `Value`, the lists are streamed.
+pub fn write_diff(out: &mut dyn Write, d: &Diff) -> io::Result<()> {
+    let top = diff_summary(d);
+    let Value::Object(top) = &top else {
+        return pretty::write_value(out, &top, 0);
+    };
+    pretty::write_object(out, top, 0, &mut |key, out, depth| {
+        let Some(Value::Array(stores)) = top.get("stores").filter(|_| key == "stores") else {
+            return Ok(Field::AsIs);
+        };
+        pretty::write_array(
+            out,
+            stores.iter().zip(&d.stores),
+            depth,
+            |out, (doc, s), depth| {
+                let Value::Object(doc) = doc else {
+                    return pretty::write_value(out, doc, depth);
+                };
+                pretty::write_object(out, doc, depth, &mut |key, out, depth| {
+                    let item = |out: &mut dyn Write, doc: Value, depth| {
+                        pretty::write_value(out, &doc, depth)
+                    };
+                    match key {
+                        "added" => pretty::write_array(
+                            out,
+                            s.added.iter().map(|e| entry_doc(&s.name, e)),
+                            depth,
+                            item,
+                        )?,
+                        "removed" => pretty::write_array(
+                            out,
+                            s.removed.iter().map(|e| entry_doc(&s.name, e)),
+                            depth,
+                            item,
+                        )?,
+                        "changed" => pretty::write_array(
+                            out,
+                            s.changed.iter().map(|c| changed_doc(&s.name, c)),
+                            depth,
+                            item,
+                        )?,
+                        _ => return Ok(Field::AsIs),
+                    }
+                    Ok(Field::Written)
+                })
+            },
+        )?;
+        Ok(Field::Written)
     })
 }
 
@@ -533,6 +616,56 @@ mod streamed_tests {
             let expected = serde_json::to_string_pretty(&show(&m, pinned)).unwrap();
             let mut out = Vec::new();
             write_show(&mut out, m.clone(), pinned).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn diff_json_streamed_is_the_whole_document_byte_for_byte() {
+        use cairn_engine::diff::{CountChange, CountFailure, StoreDiff};
+        let m = manifest();
+        let (db, tree) = (&m.stores[0].entries, &m.stores[1].entries);
+        let store = |name: &str, presence, added: &[Entry], removed: &[Entry], changed| StoreDiff {
+            name: name.into(),
+            kind: "kind".into(),
+            presence,
+            added: added.to_vec(),
+            removed: removed.to_vec(),
+            changed,
+            counts: vec![CountChange {
+                name: "t\"1".into(),
+                a: Some(3),
+                b: None,
+            }],
+            count_failures: vec![CountFailure {
+                id: "x".into(),
+                detail: "line\nbreak".into(),
+            }],
+        };
+        let changed = vec![Changed {
+            path: tree[1].path.clone(),
+            what: vec!["content", "mtime"],
+            a: tree[1].clone(),
+            b: tree[2].clone(),
+        }];
+        let d = Diff {
+            a: "20261206T120000Z".into(),
+            b: "20261207T120000Z".into(),
+            stores: vec![
+                store("db", Presence::Both, db, &[], Vec::new()),
+                store("chroma", Presence::Both, &tree[..2], &tree[3..], changed),
+                store("gone", Presence::Removed, &[], &[], Vec::new()),
+            ],
+        };
+        let empty = Diff {
+            a: "a".into(),
+            b: "b".into(),
+            stores: Vec::new(),
+        };
+        for d in [&d, &empty] {
+            let expected = serde_json::to_string_pretty(&diff(d)).unwrap();
+            let mut out = Vec::new();
+            write_diff(&mut out, d).unwrap();
             assert_eq!(String::from_utf8(out).unwrap(), expected);
         }
     }

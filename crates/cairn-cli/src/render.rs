@@ -796,16 +796,18 @@ pub fn ls(
     )
 }
 
-pub fn diff(d: &cairn_engine::diff::Diff) -> String {
+/// Written line by line: a diff of a million changed files is never one
+/// string.
+pub fn diff(out: &mut dyn std::io::Write, d: &cairn_engine::diff::Diff) -> std::io::Result<()> {
     use cairn_engine::diff::Presence;
-    let mut s = format!("diff {} -> {}\n", clean(&d.a), clean(&d.b));
+    writeln!(out, "diff {} -> {}", clean(&d.a), clean(&d.b))?;
     let mut totals = (0usize, 0usize, 0usize);
     for st in &d.stores {
         if st.is_empty() && st.count_failures.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            s,
+        writeln!(
+            out,
             "store {} ({}){}",
             clean(&st.name),
             clean(&st.kind),
@@ -814,47 +816,47 @@ pub fn diff(d: &cairn_engine::diff::Diff) -> String {
                 Presence::Added => ": only in B",
                 Presence::Removed => ": only in A",
             }
-        );
+        )?;
         for e in &st.added {
-            let _ = writeln!(s, "  + {}", entry_line(&st.name, e));
+            writeln!(out, "  + {}", entry_line(&st.name, e))?;
         }
         for e in &st.removed {
-            let _ = writeln!(s, "  - {}", entry_line(&st.name, e));
+            writeln!(out, "  - {}", entry_line(&st.name, e))?;
         }
         for c in &st.changed {
-            let _ = writeln!(
-                s,
+            writeln!(
+                out,
                 "  M {} ({})",
                 entry_line(&st.name, &c.b),
                 c.what.join(", ")
-            );
+            )?;
         }
         for c in &st.counts {
             let shown = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
             let change = c.b.unwrap_or(0) as i128 - c.a.unwrap_or(0) as i128;
-            let _ = writeln!(
-                s,
+            writeln!(
+                out,
                 "  rows {}: {} -> {} ({change:+})",
                 clean(&c.name),
                 shown(c.a),
                 shown(c.b)
-            );
+            )?;
         }
         for f in &st.count_failures {
-            let _ = writeln!(
-                s,
+            writeln!(
+                out,
                 "  problem: rows of store {} in snapshot {} not counted: {}",
                 clean(&st.name),
                 clean(&f.id),
                 clean(&f.detail)
-            );
+            )?;
         }
         totals.0 += st.added.len();
         totals.1 += st.removed.len();
         totals.2 += st.changed.len();
     }
-    let _ = writeln!(
-        s,
+    writeln!(
+        out,
         "{}",
         if d.is_empty() {
             "identical: no entry or row count differs".to_owned()
@@ -864,8 +866,8 @@ pub fn diff(d: &cairn_engine::diff::Diff) -> String {
                 totals.0, totals.1, totals.2
             )
         }
-    );
-    s
+    )?;
+    Ok(())
 }
 
 /// `cairn import-legacy`.
