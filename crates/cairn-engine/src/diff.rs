@@ -104,31 +104,43 @@ pub fn run(
     b: &SnapshotId,
     only: &[String],
 ) -> Result<Diff> {
-    let ma = browse::manifest(repo, a)?;
-    let mb = browse::manifest(repo, b)?;
-    let mut names: Vec<&str> = Vec::new();
+    let mut ma = browse::manifest(repo, a)?;
+    let mut mb = browse::manifest(repo, b)?;
+    let mut names: Vec<String> = Vec::new();
     for s in ma.stores.iter().chain(&mb.stores) {
-        if !names.contains(&s.name.as_str()) {
-            names.push(&s.name);
+        if !names.contains(&s.name) {
+            names.push(s.name.clone());
         }
     }
     for name in only {
-        if !names.contains(&name.as_str()) {
+        if !names.contains(name) {
             return Err(crate::error::Error::UnknownStore {
                 name: name.clone(),
                 place: format!("snapshots {a} and {b}"),
-                available: names.iter().map(|n| n.to_string()).collect(),
+                available: names.clone(),
             });
         }
     }
     let mut out = Vec::new();
-    for name in names {
+    for name in &names {
         if !only.is_empty() && !only.iter().any(|o| o == name) {
             continue;
         }
-        let ra = captured(&ma, name);
-        let rb = captured(&mb, name);
-        out.push(store_diff(repo, stores, (a, ra), (b, rb), name));
+        let mut diff = store_diff(
+            repo,
+            stores,
+            (a, captured(&ma, name)),
+            (b, captured(&mb, name)),
+            name,
+        );
+        // The entries move into the diff: a diff of every file of a large
+        // tree holds each entry once, never a copy beside the manifest's.
+        let (added, removed, changed) =
+            compare(take_entries(&mut ma, name), take_entries(&mut mb, name));
+        diff.added = added;
+        diff.removed = removed;
+        diff.changed = changed;
+        out.push(diff);
     }
     Ok(Diff {
         a: a.to_string(),
@@ -139,6 +151,62 @@ pub fn run(
 
 fn captured<'m>(m: &'m Manifest, name: &str) -> Option<&'m StoreRecord> {
     m.store(name).filter(|s| s.status == StoreStatus::Captured)
+}
+
+/// The entries of `name` when captured, taken out of `m`.
+fn take_entries(m: &mut Manifest, name: &str) -> Vec<Entry> {
+    m.stores
+        .iter_mut()
+        .find(|s| s.name == name && s.status == StoreStatus::Captured)
+        .map(|s| std::mem::take(&mut s.entries))
+        .unwrap_or_default()
+}
+
+/// (added, removed, changed) between one store's entries in A and in B:
+/// added and changed in B's order, removed in A's. Matched by path
+/// first, borrowing; then each entry is moved where it belongs (an
+/// unchanged one is dropped).
+fn compare(ea: Vec<Entry>, eb: Vec<Entry>) -> (Vec<Entry>, Vec<Entry>, Vec<Changed>) {
+    // For each entry of B: its match in A, and what differs.
+    let mut matched_in_a = vec![false; ea.len()];
+    let matches: Vec<Option<(usize, Vec<&'static str>)>> = {
+        let by_path: HashMap<&[u8], usize> = ea
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.as_bytes(), i))
+            .collect();
+        eb.iter()
+            .map(|e| {
+                let i = *by_path.get(e.path.as_bytes())?;
+                matched_in_a[i] = true;
+                Some((i, differences(&ea[i], e)))
+            })
+            .collect()
+    };
+    let mut in_a: Vec<Option<Entry>> = ea.into_iter().map(Some).collect();
+    let (mut added, mut changed) = (Vec::new(), Vec::new());
+    for (e, found) in eb.into_iter().zip(matches) {
+        match found {
+            None => added.push(e),
+            Some((_, what)) if what.is_empty() => {}
+            Some((i, what)) => {
+                if let Some(a) = in_a[i].take() {
+                    changed.push(Changed {
+                        path: e.path.clone(),
+                        what,
+                        a,
+                        b: e,
+                    });
+                }
+            }
+        }
+    }
+    let removed = in_a
+        .into_iter()
+        .zip(matched_in_a)
+        .filter_map(|(e, matched)| e.filter(|_| !matched))
+        .collect();
+    (added, removed, changed)
 }
 
 fn store_diff(
@@ -153,35 +221,6 @@ fn store_diff(
         (None, Some(_)) => Presence::Added,
         (Some(_), None) => Presence::Removed,
     };
-    let empty = Vec::new();
-    let ea = ra.map(|r| &r.entries).unwrap_or(&empty);
-    let eb = rb.map(|r| &r.entries).unwrap_or(&empty);
-    let by_path: HashMap<&[u8], &Entry> = ea.iter().map(|e| (e.path.as_bytes(), e)).collect();
-    let in_b: HashMap<&[u8], &Entry> = eb.iter().map(|e| (e.path.as_bytes(), e)).collect();
-    let mut added = Vec::new();
-    let mut changed = Vec::new();
-    for e in eb {
-        match by_path.get(e.path.as_bytes()) {
-            None => added.push(e.clone()),
-            Some(old) => {
-                let what = differences(old, e);
-                if !what.is_empty() {
-                    changed.push(Changed {
-                        path: e.path.clone(),
-                        what,
-                        a: (*old).clone(),
-                        b: e.clone(),
-                    });
-                }
-            }
-        }
-    }
-    let removed = ea
-        .iter()
-        .filter(|e| !in_b.contains_key(e.path.as_bytes()))
-        .cloned()
-        .collect();
-
     let mut failures = Vec::new();
     let mut count =
         |id: &SnapshotId, record: Option<&StoreRecord>| -> Option<BTreeMap<String, u64>> {
@@ -230,9 +269,10 @@ fn store_diff(
         name: name.to_owned(),
         kind: rb.or(ra).map(|r| r.kind.clone()).unwrap_or_default(),
         presence,
-        added,
-        removed,
-        changed,
+        // Filled in by `run` (`compare`), which owns the entries.
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
         counts,
         count_failures: failures,
     }
