@@ -162,13 +162,19 @@ pub fn run(
     match result {
         Ok(mut output) => {
             if let Some(stream) = output.stream.take() {
-                // A reader that stops reading (`| head`) ends the stream;
-                // the command's result stands.
-                if cli.json {
-                    let _ = stream(out, Format::Json).and_then(|()| writeln!(out));
+                // Buffered: stdout is line-buffered, and a listing of
+                // 100,000 entries was 1.5 million write calls. A reader
+                // that stops reading (`| head`) ends the stream; the
+                // command's result stands.
+                let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, &mut *out);
+                let _ = if cli.json {
+                    stream(&mut buffered, Format::Json).and_then(|()| writeln!(buffered))
                 } else if !cli.quiet {
-                    let _ = stream(out, Format::Human);
+                    stream(&mut buffered, Format::Human)
+                } else {
+                    Ok(())
                 }
+                .and_then(|()| buffered.flush());
             } else if cli.json {
                 let _ = writeln!(
                     out,

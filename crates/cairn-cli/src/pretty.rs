@@ -24,20 +24,36 @@ pub enum Field {
     Written,
 }
 
-/// Writes `value` at depth `depth`.
+/// Writes `value` at depth `depth`: its pretty text, indented.
 pub fn write_value(out: &mut dyn Write, value: &Value, depth: usize) -> io::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
-    let mut lines = text.split('\n');
-    if let Some(first) = lines.next() {
-        out.write_all(first.as_bytes())?;
+    let mut indented = Indented {
+        out,
+        pad: indent(depth),
+    };
+    serde_json::to_writer_pretty(&mut indented, value).map_err(io::Error::other)
+}
+
+/// Passes bytes on, with `pad` after every newline.
+struct Indented<'a> {
+    out: &'a mut dyn Write,
+    pad: String,
+}
+
+impl Write for Indented<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
+            self.out.write_all(&rest[..=at])?;
+            self.out.write_all(self.pad.as_bytes())?;
+            rest = &rest[at + 1..];
+        }
+        self.out.write_all(rest)?;
+        Ok(buf.len())
     }
-    let pad = indent(depth);
-    for line in lines {
-        out.write_all(b"\n")?;
-        out.write_all(pad.as_bytes())?;
-        out.write_all(line.as_bytes())?;
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
-    Ok(())
 }
 
 /// Writes `map` as an object at `depth`, in the map's order; `field` may
