@@ -54,6 +54,7 @@ impl Results {
 pub const CP: &str = "cp -a (the floor)";
 pub const CP_SYNC: &str = "cp -a + sync (durable floor)";
 pub const SQLITE3: &str = "sqlite3 .backup --async (db only)";
+pub const INTEGRITY: &str = "sqlite3 PRAGMA integrity_check (the db's copy)";
 pub const HASH_ALL: &str = "SHA-256 of every byte, all cores (hashing floor)";
 pub const HASH_DB: &str = "SHA-256 of the db, one core";
 pub const LINKS_SYNC: &str = "cp -al + sync (links floor)";
@@ -217,6 +218,14 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             let s = runner.measure("sqlite3 .backup", cmd, None)?;
             note("sqlite3", &s);
             res.push(SQLITE3, s);
+            // The check the contract runs on every copy, on that copy,
+            // opened as Cairn opens it (immutable: nothing written).
+            let mut cmd = Command::new(sqlite3);
+            cmd.arg(format!("file:{}?immutable=1", dest.display()))
+                .arg("PRAGMA integrity_check");
+            let s = runner.measure("sqlite3 integrity_check", cmd, None)?;
+            note("integrity", &s);
+            res.push(INTEGRITY, s);
             remove(&dest)?;
         }
 

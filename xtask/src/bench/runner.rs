@@ -13,6 +13,9 @@ use anyhow::{bail, Context, Result};
 pub struct Sample {
     pub secs: f64,
     pub rss_kib: u64,
+    /// User plus system CPU time of the command and the children it
+    /// waited for (wait4's rusage).
+    pub cpu_secs: f64,
 }
 
 /// The conditions every measured command starts in.
@@ -93,7 +96,7 @@ fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Result<
     let child = cmd
         .spawn()
         .with_context(|| format!("failed to start {label}: {cmd:?}"))?;
-    let (code, rss_kib) = wait_rusage(child.id())?;
+    let (code, rss_kib, cpu_secs) = wait_rusage(child.id())?;
     let secs = started.elapsed().as_secs_f64();
     let err_text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let _ = std::fs::remove_file(&stderr_path);
@@ -103,7 +106,11 @@ fn measure(label: &str, mut cmd: Command, stdout_file: Option<&Path>) -> Result<
             tail(&err_text, 20)
         );
     }
-    Ok(Sample { secs, rss_kib })
+    Ok(Sample {
+        secs,
+        rss_kib,
+        cpu_secs,
+    })
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -111,10 +118,11 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Reaps `pid` with wait4 and returns (exit code, peak RSS in KiB).
+/// Reaps `pid` with wait4 and returns (exit code, peak RSS in KiB, user
+/// plus system CPU seconds).
 /// The `Child` handle is not waited on afterwards (it never reaps on drop).
 #[allow(unsafe_code)]
-fn wait_rusage(pid: u32) -> Result<(i32, u64)> {
+fn wait_rusage(pid: u32) -> Result<(i32, u64, f64)> {
     let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; all-zero is a valid value.
@@ -136,6 +144,11 @@ fn wait_rusage(pid: u32) -> Result<(i32, u64)> {
     } else {
         128 + libc::WTERMSIG(status)
     };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     // Linux reports ru_maxrss in KiB.
-    Ok((code, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
+    Ok((
+        code,
+        u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        secs(usage.ru_utime) + secs(usage.ru_stime),
+    ))
 }
