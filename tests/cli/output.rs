@@ -575,3 +575,71 @@ fn a_rolled_back_restore_ends_saying_so() {
         run.stdout
     );
 }
+
+/// `cairn ARGS` in `env` with stdout going to `stdout`.
+fn cairn_to(env: &Env, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
+    std::process::Command::new(support::CAIRN)
+        .current_dir(env.path(""))
+        .args(env.with_config(args))
+        .env_remove("CAIRN_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cairn")
+}
+
+#[test]
+fn a_report_lost_on_a_full_disk_is_exit_4_and_says_so() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    // Whole reports and streamed ones (ls, show, diff), both formats.
+    let cases: [&[&str]; 6] = [
+        &["--json", "list"],
+        &["list"],
+        &["ls", &id],
+        &["--json", "ls", &id],
+        &["--json", "show", &id],
+        &["diff", &id, &id],
+    ];
+    for args in cases {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let out = cairn_to(&env, args, full.into())
+            .wait_with_output()
+            .expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("its report could not be written to standard output")
+                && stderr.contains("No space left on device"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_reader_that_stops_reading_a_long_listing_is_not_an_error() {
+    use std::io::BufRead;
+    let env = Env::new();
+    let many = env.path("data/chroma/many");
+    std::fs::create_dir(&many).unwrap();
+    // Far more than a pipe holds (64 KiB): cairn is still writing when the
+    // reader goes away.
+    for i in 0..3000 {
+        std::fs::write(many.join(format!("file-{i:05}.bin")), b"x").unwrap();
+    }
+    let id = env.snapshot(&[]);
+    let mut child = cairn_to(&env, &["ls", &id], std::process::Stdio::piped());
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("first line");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(first.contains("db/atocore.db"), "{first}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}

@@ -15,7 +15,9 @@ Exit codes:
      snapshot invalid before restore, service still running, repository busy, a remote's lock held,
      damaged data on a remote)
   4  an I/O or system error stopped the run (the message names the path; for a remote that cannot
-     be reached, the remote and its URL, never a credential)
+     be reached, the remote and its URL, never a credential; a report that could not be written
+     to standard output, e.g. a full disk under --json > file; a reader that stops reading,
+     as head does, is not an error)
   130  stopped by SIGINT at a safe point (snapshot, restore, prune, drill): after_snapshot ran,
      work directories removed, lock released; a restore's swaps finish first
   143  stopped by SIGTERM, the same way

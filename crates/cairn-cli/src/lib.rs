@@ -161,33 +161,44 @@ pub fn run(
     let result = commands::dispatch(&cli, &command_name, out);
     match result {
         Ok(mut output) => {
-            if let Some(stream) = output.stream.take() {
+            let written = if let Some(stream) = output.stream.take() {
                 // Buffered: stdout is line-buffered, and a listing of
-                // 100,000 entries was 1.5 million write calls. A reader
-                // that stops reading (`| head`) ends the stream; the
-                // command's result stands.
+                // 100,000 entries was 1.5 million write calls.
                 let mut buffered = std::io::BufWriter::with_capacity(64 * 1024, &mut *out);
-                let _ = if cli.json {
+                if cli.json {
                     stream(&mut buffered, Format::Json).and_then(|()| writeln!(buffered))
                 } else if !cli.quiet {
                     stream(&mut buffered, Format::Human)
                 } else {
                     Ok(())
                 }
-                .and_then(|()| buffered.flush());
+                .and_then(|()| buffered.flush())
             } else if cli.json {
-                let _ = writeln!(
+                writeln!(
                     out,
                     "{}",
                     serde_json::to_string_pretty(&output.json).unwrap_or_default()
-                );
+                )
             } else if !cli.quiet {
-                let _ = write!(out, "{}", output.human);
-            }
-            if output.sound {
-                contract::OK
+                write!(out, "{}", output.human)
             } else {
-                contract::UNSOUND
+                Ok(())
+            }
+            .and_then(|()| out.flush());
+            match written {
+                // A reader that stopped reading (`| head`) took what it
+                // wanted; the command's result stands.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    // A report lost on the way (a full disk under
+                    // `--json > status.json`) must not look delivered.
+                    let _ = writeln!(
+                        err,
+                        "error: the command ran, but its report could not be written to standard output: {e}"
+                    );
+                    contract::IO
+                }
+                _ if output.sound => contract::OK,
+                _ => contract::UNSOUND,
             }
         }
         Err(e) => {
