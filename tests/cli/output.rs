@@ -618,6 +618,23 @@ fn a_report_lost_on_a_full_disk_is_exit_4_and_says_so() {
             "{args:?}: {stderr}"
         );
     }
+    // cat's output is the file itself: its own error, and a hint about
+    // where stdout goes, not about the repository.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let out = cairn_to(&env, &["cat", &id, "registry"], full.into())
+        .wait_with_output()
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("write to standard output: No space left on device")
+            && stderr.contains("hint: where standard output goes is full")
+            && !stderr.contains("repository"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -157,6 +157,13 @@ pub fn hint_for(e: &Error, snapshot: Option<&str>) -> Option<String> {
         Error::NoRoom { .. } => "pass --scratch DIR on a filesystem with room for one full copy of the snapshot".to_owned(),
         Error::SourceMissing { .. } => "mark the store `optional = true` if that is expected".to_owned(),
         Error::Interrupted { .. } => "after_snapshot ran (for a snapshot), work directories were removed and the lock released; run the command again when ready".to_owned(),
+        Error::Io { source, path, .. }
+            if source.raw_os_error() == Some(libc::ENOSPC)
+                && path.as_os_str() == "standard output" =>
+        {
+            "where standard output goes is full: free space there, or send the output elsewhere"
+                .to_owned()
+        }
         Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
             "the filesystem is full: free space or point `repository` elsewhere".to_owned()
         }
