@@ -135,7 +135,8 @@ fn last_validation(v: &ValidationRecord, now: DateTime<Utc>) -> Value {
 }
 
 /// `show --json`: the manifest, and whether the snapshot is pinned.
-/// Written by [`write_show`]; whole, for its tests.
+/// Printed by [`write_show`], which builds it without the entries and
+/// streams those.
 pub fn show(manifest: &Manifest, pinned: bool) -> Value {
     let mut doc = serde_json::to_value(manifest).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut doc {
