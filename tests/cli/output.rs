@@ -649,14 +649,21 @@ fn a_reader_that_stops_reading_a_long_listing_is_not_an_error() {
         std::fs::write(many.join(format!("file-{i:05}.bin")), b"x").unwrap();
     }
     let id = env.snapshot(&[]);
-    let mut child = cairn_to(&env, &["ls", &id], std::process::Stdio::piped());
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("first line");
-    let out = child.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(first.contains("db/atocore.db"), "{first}");
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("error"), "{stderr}");
+    // The human lines, and the JSON document (written through serde_json,
+    // which must hand the broken pipe back as one).
+    for (args, first_line) in [
+        (vec!["ls", id.as_str()], "db/atocore.db"),
+        (vec!["--json", "ls", id.as_str()], "{"),
+    ] {
+        let mut child = cairn_to(&env, &args, std::process::Stdio::piped());
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("first line");
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(first.contains(first_line), "{args:?}: {first}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error"), "{args:?}: {stderr}");
+    }
 }

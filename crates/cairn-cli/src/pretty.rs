@@ -1,7 +1,7 @@
 //! JSON documents written piece by piece, laid out byte for byte as
 //! `serde_json::to_string_pretty` lays out the whole document. Why: the
-//! documents that list every entry of a snapshot (`ls`, `show`) were
-//! built as one `Value` first, about 2 KiB of tree per entry: 230 MiB for
+//! documents that list every entry of a snapshot (`ls`, `show`, `diff`)
+//! were built as one `Value` first, about 2 KiB of tree per entry: 230 MiB for
 //! a snapshot of 100,000 files, gigabytes for a million. Here only the
 //! small top of a document is a `Value`; its long arrays come from an
 //! iterator, one item's `Value` at a time.
@@ -11,6 +11,10 @@
 //! follows it is indented two spaces a level. A value written at depth
 //! `d` is therefore its own pretty text with `2 * d` spaces after each
 //! newline.
+//!
+//! Write errors keep their kind through serde_json (`io::Error::from`):
+//! a reader that stops reading is a broken pipe, which the CLI lets pass,
+//! not any other error.
 
 use std::io::{self, Write};
 
@@ -30,7 +34,7 @@ pub fn write_value(out: &mut dyn Write, value: &Value, depth: usize) -> io::Resu
         out,
         pad: indent(depth),
     };
-    serde_json::to_writer_pretty(&mut indented, value).map_err(io::Error::other)
+    serde_json::to_writer_pretty(&mut indented, value).map_err(io::Error::from)
 }
 
 /// Passes bytes on, with `pad` after every newline.
@@ -73,7 +77,7 @@ pub fn write_object(
     for (i, (key, value)) in map.iter().enumerate() {
         out.write_all(if i == 0 { b"\n" } else { b",\n" })?;
         out.write_all(pad.as_bytes())?;
-        serde_json::to_writer(&mut *out, key).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut *out, key).map_err(io::Error::from)?;
         out.write_all(b": ")?;
         if let Field::AsIs = field(key, out, depth + 1)? {
             write_value(out, value, depth + 1)?;
