@@ -165,18 +165,19 @@ pub fn render(res: &Results) -> Result<String> {
     // and spread over every core, whichever is more; then over the same
     // run's base.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    // A CPU part not measured (no sqlite3 on PATH) counts nothing: the
+    // floor is then lower, still a floor.
     let floor_of = |floor: Floor<'_>, base: &[Sample]| {
         let runs = floor
             .wall
             .iter()
-            .chain(floor.cpu)
             .map(|(label, _)| res.get(label).map_or(0, <[Sample]>::len))
             .min()
             .unwrap_or(0);
         let sum = |parts: &[(&str, f64)], i: usize, of: fn(&Sample) -> f64| -> f64 {
             parts
                 .iter()
-                .map(|(label, times)| res.get(label).map_or(0.0, |v| of(&v[i])) * times)
+                .map(|(label, times)| res.get(label).and_then(|v| v.get(i)).map_or(0.0, of) * times)
                 .sum()
         };
         let floors: Vec<Sample> = (0..runs)
