@@ -576,6 +576,15 @@ fn a_rolled_back_restore_ends_saying_so() {
     );
 }
 
+/// A stdout whose every write fails with ENOSPC.
+fn dev_full() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full")
+        .into()
+}
+
 /// `cairn ARGS` in `env` with stdout going to `stdout`.
 fn cairn_to(env: &Env, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
     std::process::Command::new(support::CAIRN)
@@ -603,11 +612,7 @@ fn a_report_lost_on_a_full_disk_is_exit_4_and_says_so() {
         &["diff", &id, &id],
     ];
     for args in cases {
-        let full = std::fs::OpenOptions::new()
-            .write(true)
-            .open("/dev/full")
-            .expect("/dev/full");
-        let out = cairn_to(&env, args, full.into())
+        let out = cairn_to(&env, args, dev_full())
             .wait_with_output()
             .expect("wait");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -620,11 +625,7 @@ fn a_report_lost_on_a_full_disk_is_exit_4_and_says_so() {
     }
     // cat's output is the file itself: its own error, and a hint about
     // where stdout goes, not about the repository.
-    let full = std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full");
-    let out = cairn_to(&env, &["cat", &id, "registry"], full.into())
+    let out = cairn_to(&env, &["cat", &id, "registry"], dev_full())
         .wait_with_output()
         .expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -154,33 +154,14 @@ pub fn write_show(out: &mut dyn Write, mut manifest: Manifest, pinned: bool) -> 
         .map(|store| std::mem::take(&mut store.entries))
         .collect();
     let top = show(&manifest, pinned);
-    let Value::Object(top) = &top else {
-        return pretty::write_value(out, &top, 0);
-    };
-    pretty::write_object(out, top, 0, &mut |key, out, depth| {
-        let Some(Value::Array(stores)) = top.get("stores").filter(|_| key == "stores") else {
+    pretty::write_with_list(out, &top, "stores", |i, key, out, depth| {
+        let Some(entries) = entries.get(i).filter(|_| key == "entries") else {
             return Ok(Field::AsIs);
         };
-        pretty::write_array(
-            out,
-            stores.iter().zip(&entries),
-            depth,
-            |out, (store, entries), depth| {
-                let Value::Object(store) = store else {
-                    return pretty::write_value(out, store, depth);
-                };
-                pretty::write_object(out, store, depth, &mut |key, out, depth| {
-                    if key != "entries" {
-                        return Ok(Field::AsIs);
-                    }
-                    pretty::write_array(out, entries, depth, |out, entry, depth| {
-                        let doc = serde_json::to_value(entry).map_err(io::Error::other)?;
-                        pretty::write_value(out, &doc, depth)
-                    })?;
-                    Ok(Field::Written)
-                })
-            },
-        )?;
+        pretty::write_array(out, entries, depth, |out, entry, depth| {
+            let doc = serde_json::to_value(entry).map_err(io::Error::other)?;
+            pretty::write_value(out, &doc, depth)
+        })?;
         Ok(Field::Written)
     })
 }
@@ -385,9 +366,11 @@ pub fn write_ls(out: &mut dyn Write, id: &str, listed: &[Listed<'_>]) -> io::Res
         if key != "entries" {
             return Ok(Field::AsIs);
         }
-        pretty::write_array(out, listed, depth, |out, l, depth| {
-            pretty::write_value(out, &entry_doc(l.store, l.entry), depth)
-        })?;
+        pretty::write_values(
+            out,
+            listed.iter().map(|l| entry_doc(l.store, l.entry)),
+            depth,
+        )?;
         Ok(Field::Written)
     })
 }
@@ -463,51 +446,17 @@ fn changed_doc(store: &str, c: &Changed) -> Value {
 /// `diff --json` written entry by entry (see `pretty`): the document
 /// without its entry lists is a `Value`, the lists are streamed.
 pub fn write_diff(out: &mut dyn Write, d: &Diff) -> io::Result<()> {
-    let top = diff_summary(d);
-    let Value::Object(top) = &top else {
-        return pretty::write_value(out, &top, 0);
-    };
-    pretty::write_object(out, top, 0, &mut |key, out, depth| {
-        let Some(Value::Array(stores)) = top.get("stores").filter(|_| key == "stores") else {
+    pretty::write_with_list(out, &diff_summary(d), "stores", |i, key, out, depth| {
+        let Some(s) = d.stores.get(i) else {
             return Ok(Field::AsIs);
         };
-        pretty::write_array(
-            out,
-            stores.iter().zip(&d.stores),
-            depth,
-            |out, (doc, s), depth| {
-                let Value::Object(doc) = doc else {
-                    return pretty::write_value(out, doc, depth);
-                };
-                pretty::write_object(out, doc, depth, &mut |key, out, depth| {
-                    let item = |out: &mut dyn Write, doc: Value, depth| {
-                        pretty::write_value(out, &doc, depth)
-                    };
-                    match key {
-                        "added" => pretty::write_array(
-                            out,
-                            s.added.iter().map(|e| entry_doc(&s.name, e)),
-                            depth,
-                            item,
-                        )?,
-                        "removed" => pretty::write_array(
-                            out,
-                            s.removed.iter().map(|e| entry_doc(&s.name, e)),
-                            depth,
-                            item,
-                        )?,
-                        "changed" => pretty::write_array(
-                            out,
-                            s.changed.iter().map(|c| changed_doc(&s.name, c)),
-                            depth,
-                            item,
-                        )?,
-                        _ => return Ok(Field::AsIs),
-                    }
-                    Ok(Field::Written)
-                })
-            },
-        )?;
+        let docs: Box<dyn Iterator<Item = Value>> = match key {
+            "added" => Box::new(s.added.iter().map(|e| entry_doc(&s.name, e))),
+            "removed" => Box::new(s.removed.iter().map(|e| entry_doc(&s.name, e))),
+            "changed" => Box::new(s.changed.iter().map(|c| changed_doc(&s.name, c))),
+            _ => return Ok(Field::AsIs),
+        };
+        pretty::write_values(out, docs, depth)?;
         Ok(Field::Written)
     })
 }

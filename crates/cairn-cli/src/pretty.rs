@@ -110,6 +110,50 @@ pub fn write_array<T>(
     }
 }
 
+/// Writes `docs` as an array at `depth`, one `Value` at a time.
+pub fn write_values(
+    out: &mut dyn Write,
+    docs: impl IntoIterator<Item = Value>,
+    depth: usize,
+) -> io::Result<()> {
+    write_array(out, docs, depth, |out, doc, depth| {
+        write_value(out, &doc, depth)
+    })
+}
+
+/// Writes the object `doc` whose array `list` holds objects with fields
+/// too long to be held as `Value`s (`show`: the stores and their entries;
+/// `diff`: the stores and their added, removed and changed entries):
+/// `field(i, key, out, depth)` writes such a field of the `i`-th object
+/// itself, or leaves it to the object.
+pub fn write_with_list(
+    out: &mut dyn Write,
+    doc: &Value,
+    list: &str,
+    mut field: impl FnMut(usize, &str, &mut dyn Write, usize) -> io::Result<Field>,
+) -> io::Result<()> {
+    let Value::Object(top) = doc else {
+        return write_value(out, doc, 0);
+    };
+    write_object(out, top, 0, &mut |key, out, depth| {
+        let Some(Value::Array(items)) = top.get(list).filter(|_| key == list) else {
+            return Ok(Field::AsIs);
+        };
+        write_array(
+            out,
+            items.iter().enumerate(),
+            depth,
+            |out, (i, item), depth| match item {
+                Value::Object(item) => write_object(out, item, depth, &mut |key, out, depth| {
+                    field(i, key, out, depth)
+                }),
+                other => write_value(out, other, depth),
+            },
+        )?;
+        Ok(Field::Written)
+    })
+}
+
 fn indent(depth: usize) -> String {
     "  ".repeat(depth)
 }

@@ -128,26 +128,12 @@ pub fn render(res: &Results) -> Result<String> {
             Some(v) if v.is_finite() => format!("{v:.2}"),
             _ => "–".to_owned(),
         };
-        let met = match measured {
-            Some(m) if m.is_finite() => {
-                if m <= limit {
-                    "yes"
-                } else {
-                    "**no**"
-                }
-            }
+        let within = |v: Option<f64>| match v {
+            Some(v) if v.is_finite() && v <= limit => "yes",
+            Some(v) if v.is_finite() => "**no**",
             _ => "n/a",
         };
-        let reachable = match floor {
-            Some(f) if f.is_finite() => {
-                if f <= limit {
-                    "yes"
-                } else {
-                    "**no**"
-                }
-            }
-            _ => "n/a",
-        };
+        let (met, reachable) = (within(measured), within(floor));
         writeln!(
             t,
             "| {name} | {} | {} | ≤ {limit:.2} | {met} | {reachable} |",
