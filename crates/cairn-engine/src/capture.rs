@@ -478,12 +478,34 @@ impl<'a> CaptureCtx<'a> {
     }
 
     /// Records a file the plug-in already wrote at `dest_path(rel)` (e.g.
-    /// with the SQLite backup API), hashing it. `meta` describes the source.
+    /// with the SQLite backup API), reading it once to hash it. `meta` describes the source.
     pub fn add_written_file(&mut self, rel: impl AsRef<Path>, meta: &Metadata) -> Result<()> {
         let rel = RawPath::from(rel.as_ref());
         let dst = self.dest_path(&rel);
         crate::progress::grow(fs::symlink_metadata(&dst).map(|m| m.len()).unwrap_or(0));
         let (size, sha256) = fsutil::hash_file(&dst)?;
+        fsutil::make_read_only(&dst)?;
+        self.push_file(file_entry(&rel, meta, size, sha256));
+        Ok(())
+    }
+
+    /// Records a file the plug-in already wrote at `dest_path(rel)` and
+    /// hashed as it wrote it: `size` and `sha256` are of the bytes it
+    /// wrote. Nothing is read here. The snapshot's validation reads the
+    /// copy back before it is published, like every file written, so a
+    /// digest that does not match the file fails the snapshot; it never
+    /// passes into a manifest unchecked.
+    pub fn add_hashed_file(
+        &mut self,
+        rel: impl AsRef<Path>,
+        meta: &Metadata,
+        size: u64,
+        sha256: Checksum,
+    ) -> Result<()> {
+        let rel = RawPath::from(rel.as_ref());
+        let dst = self.dest_path(&rel);
+        crate::progress::grow(size);
+        crate::progress::advance(size);
         fsutil::make_read_only(&dst)?;
         self.push_file(file_entry(&rel, meta, size, sha256));
         Ok(())

@@ -1,9 +1,11 @@
-//! Online copies with the backup API.
+//! Online copies: one read transaction, through `sqlite_dbpage`
+//! (`pages`) or the backup API.
 
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use cairn_engine::checksum::Checksum;
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value};
@@ -23,13 +25,17 @@ pub fn is_sqlite_file(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// What the copy recorded about the database, for the manifest.
+/// What the copy recorded about the database, for the manifest, and the
+/// copy's own length and SHA-256 (of the bytes written, for
+/// `CaptureCtx::add_hashed_file`).
 #[derive(Debug, Clone)]
 pub struct CopyInfo {
     pub page_size: i64,
     pub page_count: i64,
     pub journal_mode: String,
     pub user_version: i64,
+    pub size: u64,
+    pub sha256: Checksum,
 }
 
 impl CopyInfo {
@@ -76,6 +82,19 @@ impl From<String> for CopyError {
     }
 }
 
+/// A read of the source that failed.
+pub(crate) fn read_failed(src: &Path, e: &rusqlite::Error) -> CopyError {
+    CopyError {
+        failure: failure_of(e),
+        message: format!("read {}: {}", src.display(), why(e)),
+    }
+}
+
+/// A write of the copy that failed (a full disk under the repository).
+pub(crate) fn write_failed(dst: &Path, e: &std::io::Error) -> CopyError {
+    format!("write {}: {e}", dst.display()).into()
+}
+
 /// A backup's failure, naming both files: it may be the source's (a
 /// read) or the copy's (a write; a full disk under the repository).
 fn backup_failed(src: &Path, dst: &Path, e: &rusqlite::Error) -> CopyError {
@@ -112,7 +131,10 @@ fn failure_of(e: &rusqlite::Error) -> CopyFailure {
 }
 
 /// Copies the live database `src` into the new file `dst` as one
-/// consistent read snapshot. Writers in WAL mode keep writing meanwhile; in
+/// consistent read snapshot, hashing it as it is written: page by page
+/// through `sqlite_dbpage` (see `pages`), or, when this SQLite lacks
+/// it, with the backup API and a read of the copy. Writers in WAL mode
+/// keep writing meanwhile; in
 /// rollback-journal mode they wait for the copy (their busy timeout). A
 /// writer holding an exclusive lock longer than `busy_timeout` fails the copy.
 ///
@@ -173,6 +195,42 @@ fn copy_with_hook(
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| fail("read user_version of", e))?;
 
+    if let Some(mut pages) = crate::pages::open(&source) {
+        let out = cairn_engine::fsutil::create_new_private(dst)
+            .map_err(|e| CopyError::from(e.to_string()))?;
+        before_read();
+        let written = crate::pages::copy(&source, &mut pages, src, out, dst)?;
+        return Ok(CopyInfo {
+            page_size: written.page_size,
+            page_count: written.page_count,
+            journal_mode,
+            user_version,
+            size: written.size,
+            sha256: written.sha256,
+        });
+    }
+    backup_copy(
+        &source,
+        src,
+        dst,
+        busy_timeout,
+        before_read,
+        journal_mode,
+        user_version,
+    )
+}
+
+/// The copy with the backup API, for an SQLite without `sqlite_dbpage`:
+/// SQLite writes the copy, which is then read once for its SHA-256.
+fn backup_copy(
+    source: &Connection,
+    src: &Path,
+    dst: &Path,
+    busy_timeout: Duration,
+    before_read: &mut dyn FnMut(),
+    journal_mode: String,
+    user_version: i64,
+) -> Result<CopyInfo, CopyError> {
     let mut dest =
         Connection::open(dst).map_err(|e| format!("create {}: {}", dst.display(), why(&e)))?;
     // The destination is a private temp file that is synced once by the
@@ -184,7 +242,7 @@ fn copy_with_hook(
     // backup's starts with its first step, after this.
     before_read();
     {
-        let backup = Backup::new(&source, &mut dest).map_err(|e| backup_failed(src, dst, &e))?;
+        let backup = Backup::new(source, &mut dest).map_err(|e| backup_failed(src, dst, &e))?;
         let start = Instant::now();
         loop {
             // -1: every page in one step, i.e. inside one read transaction.
@@ -228,11 +286,15 @@ fn copy_with_hook(
         .map_err(|e| format!("read {}: {}", dst.display(), why(&e)))?;
     dest.close()
         .map_err(|(_, e)| format!("close {}: {}", dst.display(), why(&e)))?;
+    let (size, sha256) =
+        cairn_engine::fsutil::hash_file(dst).map_err(|e| CopyError::from(e.to_string()))?;
     Ok(CopyInfo {
         page_size,
         page_count,
         journal_mode,
         user_version,
+        size,
+        sha256,
     })
 }
 
@@ -342,6 +404,7 @@ fn open_source(src: &Path) -> rusqlite::Result<Connection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn sidecars(db: &Path) -> Vec<String> {
         crate::SIDECAR_SUFFIXES
@@ -383,6 +446,111 @@ mod tests {
         let bytes = std::fs::read(&dst).unwrap();
         restore_journal_mode(&dst, "wal").unwrap();
         assert_eq!(std::fs::read(&dst).unwrap(), bytes);
+        drop(live);
+    }
+
+    /// A WAL database with rows still in its `-wal` (the writer stays
+    /// open), on more pages than one batch of the page copy.
+    fn live_wal_database(dir: &Path) -> (PathBuf, Connection) {
+        let src = dir.join("live.db");
+        let live = Connection::open(&src).unwrap();
+        live.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
+             INSERT INTO t SELECT i, randomblob(700) FROM n;",
+        )
+        .unwrap();
+        (src, live)
+    }
+
+    fn rows(db: &Path) -> Vec<(i64, Vec<u8>)> {
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let mut stmt = conn.prepare("SELECT id, pad FROM t ORDER BY id").unwrap();
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        rows
+    }
+
+    #[test]
+    fn this_build_copies_pages_through_sqlite_dbpage() {
+        // Without it every copy silently takes the slower backup path:
+        // the workspace's .cargo/config.toml builds SQLite with it.
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(
+            crate::pages::open(&conn).is_some(),
+            "SQLite was built without SQLITE_ENABLE_DBPAGE_VTAB"
+        );
+    }
+
+    #[test]
+    fn the_copy_is_hashed_as_written_and_holds_every_committed_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, live) = live_wal_database(dir.path());
+        let wal_len = std::fs::metadata(format!("{}-wal", src.display()))
+            .unwrap()
+            .len();
+        assert!(wal_len > 2 << 20, "the rows are in the -wal: {wal_len}");
+        let dst = dir.path().join("copy.db");
+        let info = online_copy(&src, &dst, Duration::from_secs(5)).unwrap();
+
+        let bytes = std::fs::read(&dst).unwrap();
+        assert_eq!(info.size, bytes.len() as u64);
+        assert_eq!(info.sha256, Checksum::of(&bytes));
+        assert_eq!(info.size, (info.page_size * info.page_count) as u64);
+        assert_eq!(persistent_journal_mode(&dst), Some("delete"));
+        assert_eq!(
+            u32::from_be_bytes(bytes[28..32].try_into().unwrap()) as i64,
+            info.page_count
+        );
+        crate::integrity_check(&dst, cairn_engine::Depth::Deep).unwrap();
+        assert!(sidecars(&dst).is_empty(), "{:?}", sidecars(&dst));
+        let copied = rows(&dst);
+        assert_eq!(copied.len(), 3000);
+        assert_eq!(copied, rows(&src));
+        drop(live);
+    }
+
+    #[test]
+    fn the_page_copy_and_the_backup_copy_differ_only_in_header_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, live) = live_wal_database(dir.path());
+        let paged = dir.path().join("paged.db");
+        online_copy(&src, &paged, Duration::from_secs(5)).unwrap();
+
+        let backed = dir.path().join("backed.db");
+        let source = open_source(&src).unwrap();
+        let info = backup_copy(
+            &source,
+            &src,
+            &backed,
+            Duration::from_secs(5),
+            &mut || {},
+            "wal".into(),
+            0,
+        )
+        .unwrap();
+        let backed_bytes = std::fs::read(&backed).unwrap();
+        assert_eq!(
+            info.sha256,
+            Checksum::of(&backed_bytes),
+            "the fallback hashes too"
+        );
+        assert_eq!(persistent_journal_mode(&backed), Some("delete"));
+
+        let paged_bytes = std::fs::read(&paged).unwrap();
+        assert_eq!(paged_bytes.len(), backed_bytes.len());
+        let differing: Vec<usize> = (0..paged_bytes.len())
+            .filter(|&i| paged_bytes[i] != backed_bytes[i])
+            .collect();
+        // The file change counter and the version-valid-for number (and
+        // the SQLite version that wrote it), which the backup's own
+        // commit moves: nothing of the content.
+        let counters = |i: &usize| (24..28).contains(i) || (92..100).contains(i);
+        assert!(differing.iter().all(counters), "{differing:?}");
         drop(live);
     }
 

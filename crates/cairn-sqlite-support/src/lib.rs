@@ -1,5 +1,5 @@
-//! SQLite helpers for store plug-ins: the online copy (backup API in one
-//! step), the integrity check and row counts of a copy, and the probes of
+//! SQLite helpers for store plug-ins: the online copy (one read
+//! transaction, hashed as written), the integrity check and row counts of a copy, and the probes of
 //! a live database (is it open, clearing its sidecars).
 //!
 //! This crate registers no store kind, so a plug-in that finds SQLite files
@@ -9,6 +9,7 @@
 mod copy;
 mod integrity;
 mod live;
+mod pages;
 mod query;
 mod state;
 mod vfs;

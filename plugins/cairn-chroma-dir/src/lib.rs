@@ -8,7 +8,7 @@
 //!   sockets and devices are skipped with a warning and never opened (not
 //!   even to look for an SQLite header: `is_sqlite_file` goes through
 //!   `fsutil::open_nofollow`). SQLite files inside
-//!   the tree (found by their header) are copied with the backup API, and
+//!   the tree (found by their header) are copied online, and
 //!   their `-wal`/`-shm`/`-journal` sidecars are folded into that copy;
 //!   the copy is stored in rollback-journal mode, and each file's own mode
 //!   is recorded (metadata `sqlite_journal_modes`).
@@ -154,7 +154,7 @@ impl StoreHandler for ChromaDir {
                     },
                 })?;
             journal_modes.insert(rel.into(), info.journal_mode.into());
-            ctx.add_written_file(rel, meta)?;
+            ctx.add_hashed_file(rel, meta, info.size, info.sha256)?;
             Ok(FileAction::Handled)
         })?;
         ctx.metadata_mut()

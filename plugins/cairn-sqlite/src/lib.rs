@@ -7,10 +7,11 @@
 //!   Its integrity check is not run again either: the parent's validation
 //!   checked those very bytes when they were copied, and the engine skips
 //!   the kind's check for a store whose every file is the parent's
-//!   verified copy. Otherwise the backup API copies every page in *one* step, so the copy
-//!   is one read transaction — consistent while other processes keep
-//!   writing (a multi-step backup restarts on every foreign write and may
-//!   never finish on a busy database). A writer holding its lock past
+//!   verified copy. Otherwise every page is copied (and hashed) inside
+//!   *one* read transaction (`cairn_sqlite_support::online_copy`), so the
+//!   copy is consistent while other processes keep writing (a multi-step
+//!   backup restarts on every foreign write and may never finish on a busy
+//!   database). A writer holding its lock past
 //!   `busy_timeout_seconds` is `ServiceBusy`, like any service lock. A
 //!   source that is not a healthy database (not a database, or corrupt) is
 //!   copied byte for byte with a warning: validation then fails it as
@@ -58,7 +59,7 @@ const MAX_BUSY_TIMEOUT_SECONDS: u64 = (i32::MAX / 1000) as u64;
 inventory::submit! {
     PluginDescriptor {
         kind: KIND,
-        summary: "one SQLite database file, copied online with the backup API (consistent while writers write)",
+        summary: "one SQLite database file, copied online in one read transaction (consistent while writers write)",
         shape: Shape::File,
         example_path: "\"data/app.db\"",
         options: &[
@@ -243,7 +244,7 @@ impl StoreHandler for SqliteStore {
                     Ok((_, meta)) => meta,
                     Err(_) => &meta,
                 };
-                ctx.add_written_file(&name, meta)?;
+                ctx.add_hashed_file(&name, meta, info.size, info.sha256)?;
                 info.record(ctx.metadata_mut());
                 if let Ok((copied_state, _)) = &copied_state {
                     copied_state.record_into(ctx.metadata_mut());

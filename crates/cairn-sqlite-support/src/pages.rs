@@ -1,0 +1,230 @@
+//! The online copy read page by page through SQLite's `sqlite_dbpage`
+//! table, written and hashed in page order.
+//!
+//! Why not only the backup API: the backup writes the copy through a
+//! second connection whose pager writes page 1 last (it carries the
+//! header), so the copy's SHA-256 can only start once the whole copy is
+//! on disk: a second full read of the database on the critical path of
+//! every snapshot in which it changed. Reading the pages here, in order,
+//! inside one read transaction, each byte is hashed as it is written, and
+//! the copy is read back once, by validation.
+//!
+//! What the reader sees is the same as the backup's: the pages of one
+//! read transaction, through the source's own pager, so in WAL mode the
+//! committed frames of the `-wal` are in and a commit racing the copy is
+//! not. The bytes differ from the source's file in two header fields
+//! only, set as the backup API and `journal_mode=DELETE` set them: the
+//! copy is flagged rollback-journal (bytes 18–19; see
+//! [`crate::online_copy`] for why) and carries its own page count
+//! (bytes 28–31).
+//!
+//! `sqlite_dbpage` exists only when SQLite is built with
+//! `SQLITE_ENABLE_DBPAGE_VTAB` (this workspace's `.cargo/config.toml`
+//! sets it for the bundled build); without it, [`open`] says so and the
+//! caller falls back to the backup API.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+
+use cairn_engine::checksum::Checksum;
+use rusqlite::{Connection, Statement};
+use sha2::{Digest, Sha256};
+
+use crate::copy::CopyError;
+
+/// Pages handed to the writer at a time: few enough write calls, and a
+/// buffer small enough that the two in flight cost little memory.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A prepared page read of `source`, or `None` when this SQLite has no
+/// `sqlite_dbpage`. Preparing reads the schema in its own short
+/// transaction, so this runs before the copy's read transaction begins.
+/// No ORDER BY: the table yields pages in page order by itself, and an
+/// ORDER BY it did not consume would sort the whole database in a temp
+/// file; [`copy`] checks the order instead.
+pub(crate) fn open(source: &Connection) -> Option<Statement<'_>> {
+    source.prepare("SELECT pgno, data FROM sqlite_dbpage").ok()
+}
+
+/// What the page copy wrote: the copy's length and SHA-256 (of the bytes
+/// as written), and the database's page size and count.
+pub(crate) struct Written {
+    pub size: u64,
+    pub sha256: Checksum,
+    pub page_size: i64,
+    pub page_count: i64,
+}
+
+/// Copies every page of `source` into the new, empty file `out` (`dst` in
+/// messages) inside one read transaction, which this opens and closes.
+/// `src` names the source in messages. The caller syncs `out`.
+pub(crate) fn copy(
+    source: &Connection,
+    pages: &mut Statement<'_>,
+    src: &Path,
+    out: File,
+    dst: &Path,
+) -> Result<Written, CopyError> {
+    let read_failed = |e: rusqlite::Error| crate::copy::read_failed(src, &e);
+    // Deferred: the read transaction starts with the first read below
+    // and holds until the COMMIT, so the page count and the pages are
+    // one state of the database.
+    source.execute_batch("BEGIN").map_err(read_failed)?;
+    let copied = read_pages(source, pages, src, out, dst);
+    // A read transaction commits nothing; ending it lets a WAL
+    // checkpoint move past this reader.
+    let ended = source.execute_batch("COMMIT").map_err(read_failed);
+    let written = copied?;
+    ended?;
+    Ok(written)
+}
+
+fn read_pages(
+    source: &Connection,
+    pages: &mut Statement<'_>,
+    src: &Path,
+    out: File,
+    dst: &Path,
+) -> Result<Written, CopyError> {
+    let read_failed = |e: rusqlite::Error| crate::copy::read_failed(src, &e);
+    let page_size: i64 = source
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(read_failed)?;
+    let page_count: i64 = source
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(read_failed)?;
+    let page_len = usize::try_from(page_size)
+        .ok()
+        .filter(|n| n.is_power_of_two() && (512..=65536).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "read {}: page size {page_size} is not one SQLite uses",
+                src.display()
+            )
+        })?;
+
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || write_batches(out, dst, full_rx, empty_tx));
+        let read = fill_batches(pages, src, page_len, page_count, full_tx, empty_rx);
+        // The writer ends when `full_tx` is dropped (by `fill_batches`
+        // returning) or on its own first error.
+        let written = writer.join().unwrap_or_else(|_| {
+            Err(format!("write {}: the writer thread panicked", dst.display()).into())
+        });
+        // A write error is the cause when both failed: the reader only
+        // saw its channel close.
+        let size = written?;
+        let sha256 = read?;
+        Ok(Written {
+            size,
+            sha256,
+            page_size,
+            page_count,
+        })
+    })
+}
+
+/// Reads the pages in order into batches for the writer, hashing each
+/// batch as it goes: the hash and the writer's copy into the page cache
+/// are the two costs of this copy, so each gets a core. Checks that the
+/// pages are the ones the transaction's page count promised, each
+/// `page_len` long, so a short or missing page can never make a copy that
+/// hashes fine but is not the database.
+fn fill_batches(
+    pages: &mut Statement<'_>,
+    src: &Path,
+    page_len: usize,
+    page_count: i64,
+    full: mpsc::SyncSender<Vec<u8>>,
+    empty: mpsc::Receiver<Vec<u8>>,
+) -> Result<Checksum, CopyError> {
+    let read_failed = |e: rusqlite::Error| crate::copy::read_failed(src, &e);
+    let mut rows = pages.query([]).map_err(read_failed)?;
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    let mut hasher = Sha256::new();
+    let mut expected: i64 = 1;
+    while let Some(row) = rows.next().map_err(read_failed)? {
+        let pgno: i64 = row.get(0).map_err(read_failed)?;
+        let data = row.get_ref(1).map_err(read_failed)?;
+        let data = data
+            .as_blob_or_null()
+            .map_err(|e| read_failed(e.into()))?
+            .unwrap_or(&[]);
+        if pgno != expected || data.len() != page_len {
+            return Err(format!(
+                "read {}: page {pgno} came back as {} bytes where page {expected} of {page_len} bytes was due",
+                src.display(),
+                data.len()
+            )
+            .into());
+        }
+        let start = batch.len();
+        batch.extend_from_slice(data);
+        if pgno == 1 {
+            mark_as_copy(&mut batch[start..], page_count);
+        }
+        expected += 1;
+        if batch.len() + page_len > BATCH_BYTES {
+            hasher.update(&batch);
+            let next = empty
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
+            if full.send(std::mem::replace(&mut batch, next)).is_err() {
+                // The writer stopped on an error, which it reports; this
+                // digest is never used.
+                break;
+            }
+        }
+    }
+    if expected - 1 != page_count {
+        return Err(format!(
+            "read {}: {} pages came back where the database has {page_count}",
+            src.display(),
+            expected - 1
+        )
+        .into());
+    }
+    hasher.update(&batch);
+    let _ = full.send(batch);
+    Ok(Checksum::from_hasher(hasher))
+}
+
+/// Page 1 as the copy keeps it: flagged rollback-journal when the source
+/// is in WAL mode (bytes 18–19, "file format write/read version": 2 is
+/// WAL, 1 rollback), and with the page count SQLite trusts when the
+/// header's change counters agree (bytes 28–31).
+fn mark_as_copy(page1: &mut [u8], page_count: i64) {
+    if page1.len() < 100 {
+        return;
+    }
+    if page1[18] == 2 && page1[19] == 2 {
+        page1[18] = 1;
+        page1[19] = 1;
+    }
+    if let Ok(count) = u32::try_from(page_count) {
+        page1[28..32].copy_from_slice(&count.to_be_bytes());
+    }
+}
+
+fn write_batches(
+    mut out: File,
+    dst: &Path,
+    full: mpsc::Receiver<Vec<u8>>,
+    empty: mpsc::Sender<Vec<u8>>,
+) -> Result<u64, CopyError> {
+    let mut size = 0u64;
+    for batch in full {
+        out.write_all(&batch)
+            .map_err(|e| crate::copy::write_failed(dst, &e))?;
+        size += batch.len() as u64;
+        let mut batch = batch;
+        batch.clear();
+        // The reader may have finished and gone: nothing to recycle into.
+        let _ = empty.send(batch);
+    }
+    Ok(size)
+}
