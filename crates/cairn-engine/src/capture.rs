@@ -494,7 +494,8 @@ impl<'a> CaptureCtx<'a> {
     /// wrote. Nothing is read here. The snapshot's validation reads the
     /// copy back before it is published, like every file written, so a
     /// digest that does not match the file fails the snapshot; it never
-    /// passes into a manifest unchecked.
+    /// passes into a manifest unchecked. The plug-in reports the bytes
+    /// as it writes them (`progress::grow`, then `progress::advance`).
     pub fn add_hashed_file(
         &mut self,
         rel: impl AsRef<Path>,
@@ -504,8 +505,6 @@ impl<'a> CaptureCtx<'a> {
     ) -> Result<()> {
         let rel = RawPath::from(rel.as_ref());
         let dst = self.dest_path(&rel);
-        crate::progress::grow(size);
-        crate::progress::advance(size);
         fsutil::make_read_only(&dst)?;
         self.push_file(file_entry(&rel, meta, size, sha256));
         Ok(())

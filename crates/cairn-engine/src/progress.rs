@@ -49,7 +49,9 @@ pub fn advance(bytes: u64) {
     }
 }
 
-pub(crate) fn grow(bytes: u64) {
+/// The phase's total grew: call before advancing by those bytes (a
+/// plug-in writing a copy itself, which learns its size as it starts).
+pub fn grow(bytes: u64) {
     if let Some(s) = SINK.get() {
         s.grow(bytes);
     }

@@ -286,6 +286,8 @@ fn backup_copy(
         .map_err(|e| format!("read {}: {}", dst.display(), why(&e)))?;
     dest.close()
         .map_err(|(_, e)| format!("close {}: {}", dst.display(), why(&e)))?;
+    // Counted as it is read for its hash.
+    cairn_engine::progress::grow(std::fs::metadata(dst).map_or(0, |m| m.len()));
     let (size, sha256) =
         cairn_engine::fsutil::hash_file(dst).map_err(|e| CopyError::from(e.to_string()))?;
     Ok(CopyInfo {

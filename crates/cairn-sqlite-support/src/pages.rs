@@ -104,6 +104,7 @@ fn read_pages(
                 src.display()
             )
         })?;
+    cairn_engine::progress::grow(u64::try_from(page_size.saturating_mul(page_count)).unwrap_or(0));
 
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
@@ -221,6 +222,7 @@ fn write_batches(
         out.write_all(&batch)
             .map_err(|e| crate::copy::write_failed(dst, &e))?;
         size += batch.len() as u64;
+        cairn_engine::progress::advance(batch.len() as u64);
         let mut batch = batch;
         batch.clear();
         // The reader may have finished and gone: nothing to recycle into.
