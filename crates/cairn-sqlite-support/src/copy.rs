@@ -195,7 +195,7 @@ fn copy_with_hook(
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| fail("read user_version of", e))?;
 
-    if let Some(mut pages) = crate::pages::open(&source) {
+    if let Some(mut pages) = crate::pages::open(&source).map_err(|e| read_failed(src, &e))? {
         let out = cairn_engine::fsutil::create_new_private(dst)
             .map_err(|e| CopyError::from(e.to_string()))?;
         before_read();
@@ -483,7 +483,7 @@ mod tests {
         // the workspace's .cargo/config.toml builds SQLite with it.
         let conn = Connection::open_in_memory().unwrap();
         assert!(
-            crate::pages::open(&conn).is_some(),
+            matches!(crate::pages::open(&conn), Ok(Some(_))),
             "SQLite was built without SQLITE_ENABLE_DBPAGE_VTAB"
         );
     }

@@ -38,14 +38,24 @@ use crate::copy::CopyError;
 /// buffer small enough that the two in flight cost little memory.
 const BATCH_BYTES: usize = 1 << 20;
 
-/// A prepared page read of `source`, or `None` when this SQLite has no
-/// `sqlite_dbpage`. Preparing reads the schema in its own short
-/// transaction, so this runs before the copy's read transaction begins.
-/// No ORDER BY: the table yields pages in page order by itself, and an
-/// ORDER BY it did not consume would sort the whole database in a temp
-/// file; [`copy`] checks the order instead.
-pub(crate) fn open(source: &Connection) -> Option<Statement<'_>> {
-    source.prepare("SELECT pgno, data FROM sqlite_dbpage").ok()
+/// A prepared page read of `source`, or `None` when the backup API is to
+/// copy it: this SQLite has no `sqlite_dbpage`, or preparing failed for a
+/// reason the backup API meets in its own way (a schema that does not
+/// parse: the backup copies pages without reading it). A database locked
+/// past the busy timeout is an error: the backup would only wait again.
+///
+/// Preparing reads the schema in its own short transaction, so this runs
+/// before the copy's read transaction begins. No ORDER BY: the table
+/// yields pages in page order by itself, and an ORDER BY it did not
+/// consume would sort the whole database in a temp file; [`copy`] checks
+/// the order instead.
+pub(crate) fn open(source: &Connection) -> rusqlite::Result<Option<Statement<'_>>> {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match source.prepare("SELECT pgno, data FROM sqlite_dbpage") {
+        Ok(pages) => Ok(Some(pages)),
+        Err(e) if matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked)) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 /// What the page copy wrote: the copy's length and SHA-256 (of the bytes
