@@ -517,6 +517,40 @@ mod tests {
     }
 
     #[test]
+    fn the_smallest_and_largest_page_sizes_and_an_empty_database_copy_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for page_size in [512, 65536] {
+            let src = dir.path().join(format!("live-{page_size}.db"));
+            let live = Connection::open(&src).unwrap();
+            live.execute_batch(&format!(
+                "PRAGMA page_size={page_size}; PRAGMA journal_mode=WAL;
+                 CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB);
+                 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 500)
+                 INSERT INTO t SELECT i, randomblob(900) FROM n;"
+            ))
+            .unwrap();
+            let dst = dir.path().join(format!("copy-{page_size}.db"));
+            let info = online_copy(&src, &dst, Duration::from_secs(5)).unwrap();
+            assert_eq!(info.page_size, page_size);
+            let bytes = std::fs::read(&dst).unwrap();
+            assert_eq!(info.sha256, Checksum::of(&bytes), "page size {page_size}");
+            assert_eq!(bytes.len() as i64, page_size * info.page_count);
+            crate::integrity_check(&dst, cairn_engine::Depth::Deep).unwrap();
+            assert_eq!(rows(&dst), rows(&src), "page size {page_size}");
+            drop(live);
+        }
+
+        // A file SQLite opens as a database of no pages.
+        let src = dir.path().join("empty.db");
+        std::fs::write(&src, b"").unwrap();
+        let dst = dir.path().join("empty-copy.db");
+        let info = online_copy(&src, &dst, Duration::from_secs(5)).unwrap();
+        assert_eq!((info.page_count, info.size), (0, 0));
+        assert_eq!(info.sha256, Checksum::of(b""));
+        assert_eq!(std::fs::read(&dst).unwrap(), b"");
+    }
+
+    #[test]
     fn the_page_copy_and_the_backup_copy_differ_only_in_header_counters() {
         let dir = tempfile::tempdir().unwrap();
         let (src, live) = live_wal_database(dir.path());
