@@ -132,11 +132,11 @@ fn failure_of(e: &rusqlite::Error) -> CopyFailure {
 
 /// Copies the live database `src` into the new file `dst` as one
 /// consistent read snapshot, hashing it as it is written: page by page
-/// through `sqlite_dbpage` (see `pages`), or, when this SQLite lacks
-/// it, with the backup API and a read of the copy. Writers in WAL mode
-/// keep writing meanwhile; in
-/// rollback-journal mode they wait for the copy (their busy timeout). A
-/// writer holding an exclusive lock longer than `busy_timeout` fails the copy.
+/// through `sqlite_dbpage` (see `pages`), or, when this SQLite lacks it,
+/// with the backup API and a read of the copy. Writers in WAL mode keep
+/// writing meanwhile; in rollback-journal mode they wait for the copy
+/// (their busy timeout). A writer holding an exclusive lock longer than
+/// `busy_timeout` fails the copy.
 ///
 /// The copy is left in rollback-journal mode (`journal_mode=DELETE`)
 /// whatever the source's: a copy in WAL mode gets a `-wal` and a `-shm`
@@ -170,7 +170,7 @@ pub fn online_copy_with_state(
 }
 
 /// The online copy; `before_read` runs with the source open (its schema
-/// read, so SQLite opened any `-wal`) and before the backup's one read
+/// read, so SQLite opened any `-wal`) and before the copy's one read
 /// transaction begins.
 fn copy_with_hook(
     src: &Path,
@@ -191,9 +191,6 @@ fn copy_with_hook(
     let journal_mode: String = source
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .map_err(|e| fail("read journal_mode of", e))?;
-    let user_version: i64 = source
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| fail("read user_version of", e))?;
 
     if let Some(mut pages) = crate::pages::open(&source).map_err(|e| read_failed(src, &e))? {
         let out = cairn_engine::fsutil::create_new_private(dst)
@@ -204,11 +201,14 @@ fn copy_with_hook(
             page_size: written.page_size,
             page_count: written.page_count,
             journal_mode,
-            user_version,
+            user_version: written.user_version,
             size: written.size,
             sha256: written.sha256,
         });
     }
+    let user_version: i64 = source
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| fail("read user_version of", e))?;
     backup_copy(
         &source,
         src,
@@ -457,7 +457,7 @@ mod tests {
         let src = dir.join("live.db");
         let live = Connection::open(&src).unwrap();
         live.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; PRAGMA user_version=7;
              CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
              INSERT INTO t SELECT i, randomblob(700) FROM n;",
@@ -508,6 +508,9 @@ mod tests {
             u32::from_be_bytes(bytes[28..32].try_into().unwrap()) as i64,
             info.page_count
         );
+        // The header's user_version (offset 60) is the one recorded.
+        assert_eq!(info.user_version, 7);
+        assert_eq!(bytes[60..64], 7u32.to_be_bytes());
         crate::integrity_check(&dst, cairn_engine::Depth::Deep).unwrap();
         assert!(sidecars(&dst).is_empty(), "{:?}", sidecars(&dst));
         let copied = rows(&dst);

@@ -59,12 +59,14 @@ pub(crate) fn open(source: &Connection) -> rusqlite::Result<Option<Statement<'_>
 }
 
 /// What the page copy wrote: the copy's length and SHA-256 (of the bytes
-/// as written), and the database's page size and count.
+/// as written), and the database's page size, page count and
+/// `user_version` as of the copy's transaction.
 pub(crate) struct Written {
     pub size: u64,
     pub sha256: Checksum,
     pub page_size: i64,
     pub page_count: i64,
+    pub user_version: i64,
 }
 
 /// Copies every page of `source` into the new, empty file `out` (`dst` in
@@ -99,11 +101,18 @@ fn read_pages(
     dst: &Path,
 ) -> Result<Written, CopyError> {
     let read_failed = |e: rusqlite::Error| crate::copy::read_failed(src, &e);
+    // The page count first: reading it begins the transaction (the page
+    // size may be known to the connection without a read). A page size
+    // that changed under a rollback-journal VACUUM before that would show
+    // in the length check of every page, never in a silent copy.
+    let page_count: i64 = source
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(read_failed)?;
     let page_size: i64 = source
         .query_row("PRAGMA page_size", [], |r| r.get(0))
         .map_err(read_failed)?;
-    let page_count: i64 = source
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
+    let user_version: i64 = source
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(read_failed)?;
     let page_len = usize::try_from(page_size)
         .ok()
@@ -135,6 +144,7 @@ fn read_pages(
             sha256,
             page_size,
             page_count,
+            user_version,
         })
     })
 }
