@@ -127,6 +127,63 @@ fn sighup_during_a_snapshot_runs_after_snapshot_and_leaves_nothing() {
     signal_during_snapshot("HUP", 129);
 }
 
+/// A database copy stops at its next batch, not at its end: a copy of a
+/// database of many gigabytes is minutes. The copy's size is watched
+/// until cairn exits; it must never reach the database's size. (Sent as
+/// soon as the copy has its first bytes, a quarter of a GiB ahead.)
+/// Fails without the safe point in the page copy (`pages.rs`), where the
+/// copy ran to its end and the run stopped after it.
+#[test]
+fn sigterm_during_a_database_copy_stops_the_copy_itself() {
+    let env = Env::new();
+    env.db()
+        .execute_batch(
+            "CREATE TABLE ballast(b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 256)
+             INSERT INTO ballast SELECT zeroblob(1048576) FROM n;",
+        )
+        .unwrap();
+    let db_size = std::fs::metadata(env.path("data/atocore.db"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(env.path("data/atocore.db-wal")).map_or(0, |m| m.len());
+    assert!(db_size > 256 << 20, "{db_size}");
+
+    let mut child = spawn(&env, &["snapshot", "--only", "db"], &[]);
+    let copy_size = || {
+        std::fs::read_dir(env.path("backups/tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|build| build.path().join("stores/db/atocore.db"))
+            .filter_map(|copy| std::fs::metadata(copy).ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let copying = wait_until(&mut child, Duration::from_secs(60), || copy_size() > 0);
+    assert!(copying, "the snapshot never started copying the database");
+    send(&child, "TERM");
+    let mut largest = 0;
+    while child.try_wait().unwrap().is_none() {
+        largest = largest.max(copy_size());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let run = wait_or_kill(child, Duration::from_secs(60)).expect("cairn stopped");
+
+    assert_eq!(run.code, 143, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("SIGTERM"), "{}", run.stderr);
+    assert!(
+        largest < db_size / 2,
+        "the copy went on to {largest} of about {db_size} bytes after the signal"
+    );
+    assert!(tmp_entries(&env).is_empty(), "left {:?}", tmp_entries(&env));
+    assert!(env.listed_ids().is_empty(), "nothing was published");
+    // The lock is free and the database is whole: the next snapshot runs.
+    env.snapshot(&["--only", "db"]);
+    assert_all_valid(&env, "after the interrupted copy");
+}
+
 #[test]
 fn sigterm_during_a_restore_leaves_live_data_and_no_staging() {
     let (env, _) = env_with_hooks();

@@ -58,6 +58,9 @@ pub enum CopyFailure {
     /// SQLITE_CORRUPT).
     NotHealthy,
     Other,
+    /// A signal asked the run to stop (`cairn_engine::cancel`), and the
+    /// copy stopped at its next batch; the number is the signal's.
+    Interrupted(i32),
 }
 
 /// An online copy that failed: the situation and what SQLite said.

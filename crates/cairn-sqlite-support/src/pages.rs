@@ -190,6 +190,7 @@ fn fill_batches(
         }
         expected += 1;
         if batch.len() + page_len > BATCH_BYTES {
+            stop_if_asked(src)?;
             hasher.update(&batch);
             let next = empty
                 .try_recv()
@@ -212,6 +213,24 @@ fn fill_batches(
     hasher.update(&batch);
     let _ = full.send(batch);
     Ok(Checksum::from_hasher(hasher))
+}
+
+/// A safe point between batches: a database of many gigabytes is minutes
+/// of copying, and a stop request (`cairn_engine::cancel`) should not
+/// wait for all of it. What is written so far is in the snapshot's build
+/// directory, which the engine removes as the error unwinds.
+fn stop_if_asked(src: &Path) -> Result<(), CopyError> {
+    match cairn_engine::cancel::check() {
+        Err(cairn_engine::Error::Interrupted { signal }) => Err(CopyError {
+            failure: crate::CopyFailure::Interrupted(signal),
+            message: format!(
+                "copy {}: stopped by {}",
+                src.display(),
+                cairn_engine::cancel::signal_name(signal)
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Page 1 as the copy keeps it: flagged rollback-journal when the source

@@ -148,6 +148,9 @@ impl StoreHandler for ChromaDir {
                         what: format!("database {}", ctx.source_shown().join(rel).display()),
                         waited_secs: SQLITE_BUSY_TIMEOUT.as_secs(),
                     },
+                    cairn_sqlite_support::CopyFailure::Interrupted(signal) => {
+                        Error::Interrupted { signal }
+                    }
                     _ => Error::Source {
                         path: ctx.source_shown().join(rel),
                         message: e.message,

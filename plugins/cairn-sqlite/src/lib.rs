@@ -274,6 +274,7 @@ impl StoreHandler for SqliteStore {
                     ctx.forget_parent(&name);
                     ctx.copy_file(&source, &name, &meta)
                 }
+                CopyFailure::Interrupted(signal) => Err(Error::Interrupted { signal }),
                 CopyFailure::Other => Err(Error::Source {
                     path: ctx.source_shown().to_owned(),
                     message: e.message,
