@@ -9,7 +9,9 @@
 //!
 //! - the byte loop (`fsutil::sparse_pump`, every copy and hash), once per buffer (and per 64 KiB of a hole hashed);
 //! - an SQLite online copy (`cairn-sqlite-support`'s `pages`), once per
-//!   1 MiB of pages, which a plug-in maps back to `Interrupted`;
+//!   1 MiB of pages, which a plug-in maps back to `Interrupted`; SQLite's
+//!   checks of a copy (its progress handler), which then fail, and the
+//!   next safe point (before publishing, after staging) stops the run;
 //! - between stages (after the repository lock, after `before_snapshot`,
 //!   before a snapshot is published, before a restore's swaps, between the
 //!   snapshots prune deletes, after a drill's restore and checks).

@@ -61,8 +61,24 @@ pub(crate) fn open_immutable(path: &Path) -> Result<Connection, String> {
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let uri = format!("file:{}?immutable=1", uri_path(path));
-    Connection::open_with_flags(&uri, flags).map_err(|e| format!("cannot open as SQLite: {e}"))
+    let conn = Connection::open_with_flags(&uri, flags)
+        .map_err(|e| format!("cannot open as SQLite: {e}"))?;
+    // A stop request (`cairn_engine::cancel`) interrupts a check of a large
+    // database instead of waiting minutes for its end. The check then
+    // fails ("interrupted"); the run's next safe point turns that into the
+    // stop, before anything is published or swapped.
+    conn.progress_handler(
+        CANCEL_POLL_OPS,
+        Some(|| cairn_engine::cancel::check().is_err()),
+    );
+    Ok(conn)
 }
+
+/// Steps between two looks at the stop flag (one atomic load each). A
+/// step is a virtual-machine instruction, but inside `integrity_check`,
+/// which is one instruction, a page checked: every 1,000 pages (4 MiB of
+/// 4 KiB pages) then.
+const CANCEL_POLL_OPS: i32 = 1_000;
 
 /// Percent-encodes what a URI filename cannot carry literally.
 fn uri_path(path: &Path) -> String {

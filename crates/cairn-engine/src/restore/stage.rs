@@ -188,6 +188,9 @@ pub(super) fn stage_store(
     let started = std::time::Instant::now();
     let problems = validate::kind_check(handler, &staged.dir.fd_path(""), record, Depth::Deep);
     tracing::info!(store = %record.name, snapshot = %id, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
+    // A stop request interrupts a kind's check (SQLite's), which then
+    // reports a failure that is not the copy's: the stop is the answer.
+    crate::cancel::check()?;
     Ok((staged, problems))
 }
 
