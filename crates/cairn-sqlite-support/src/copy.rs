@@ -556,6 +556,62 @@ mod tests {
         assert_eq!(std::fs::read(&dst).unwrap(), b"");
     }
 
+    /// The database belongs to the service's user, who can write anything
+    /// into it, including a schema row naming a view `sqlite_dbpage`, which
+    /// a plain `FROM sqlite_dbpage` would read instead of the pages: the
+    /// copy would then be whatever the view makes up. The copy must hold
+    /// the database's own pages.
+    #[test]
+    fn a_view_named_sqlite_dbpage_cannot_stand_in_for_the_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        let live = Connection::open(&src).unwrap();
+        live.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50)
+             INSERT INTO t SELECT i, randomblob(300) FROM n;",
+        )
+        .unwrap();
+        let pages: i64 = live
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // As many made-up pages as the database has, in order, all zeros.
+        let view = format!(
+            "CREATE VIEW sqlite_dbpage AS WITH RECURSIVE n(pgno) AS \
+             (SELECT 1 UNION ALL SELECT pgno + 1 FROM n WHERE pgno < {pages}) \
+             SELECT pgno, zeroblob(4096) AS data FROM n"
+        );
+        live.execute_batch("PRAGMA writable_schema=ON;").unwrap();
+        live.execute(
+            "INSERT INTO sqlite_master(type, name, tbl_name, rootpage, sql) \
+             VALUES ('view', 'sqlite_dbpage', 'sqlite_dbpage', 0, ?1)",
+            [&view],
+        )
+        .unwrap();
+        drop(live);
+        let live = Connection::open(&src).unwrap();
+        let fake: i64 = live
+            .query_row(
+                "SELECT count(*) FROM sqlite_dbpage WHERE data = zeroblob(4096)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(fake, pages, "the view stands in for the table by that name");
+        drop(live);
+
+        let dst = dir.path().join("copy.db");
+        let info = online_copy(&src, &dst, Duration::from_secs(5)).unwrap();
+        let bytes = std::fs::read(&dst).unwrap();
+        assert_eq!(info.sha256, Checksum::of(&bytes));
+        assert!(
+            bytes.iter().any(|&b| b != 0),
+            "the copy is the view's zeros"
+        );
+        assert_eq!(rows(&dst).len(), 50);
+        assert_eq!(rows(&dst), rows(&src));
+    }
+
     #[test]
     fn the_page_copy_and_the_backup_copy_differ_only_in_header_counters() {
         let dir = tempfile::tempdir().unwrap();

@@ -44,6 +44,13 @@ const BATCH_BYTES: usize = 1 << 20;
 /// parse: the backup copies pages without reading it). A database locked
 /// past the busy timeout is an error: the backup would only wait again.
 ///
+/// Called as a table-valued function, `sqlite_dbpage('main')`: the
+/// database is the service user's, who can write a schema row naming a
+/// view or table `sqlite_dbpage`, and a plain `FROM sqlite_dbpage` would
+/// read that instead of the pages (a made-up copy). Only the virtual
+/// table takes arguments; with such a row, preparing fails and the
+/// backup API copies the pages.
+///
 /// Preparing reads the schema in its own short transaction, so this runs
 /// before the copy's read transaction begins. No ORDER BY: the table
 /// yields pages in page order by itself, and an ORDER BY it did not
@@ -51,7 +58,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// the order instead.
 pub(crate) fn open(source: &Connection) -> rusqlite::Result<Option<Statement<'_>>> {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
-    match source.prepare("SELECT pgno, data FROM sqlite_dbpage") {
+    match source.prepare("SELECT pgno, data FROM sqlite_dbpage('main')") {
         Ok(pages) => Ok(Some(pages)),
         Err(e) if matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked)) => Err(e),
         Err(_) => Ok(None),
