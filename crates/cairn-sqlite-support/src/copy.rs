@@ -612,6 +612,113 @@ mod tests {
         assert_eq!(rows(&dst), rows(&src));
     }
 
+    /// Copies `db` and its `-wal` (with `live` still open, so the `-wal`
+    /// holds the commits) to `dir`, then rewrites that `-wal` as the
+    /// service's user could: page 1 and every commit frame claim
+    /// `pages` pages, the frames' checksums recomputed so SQLite accepts
+    /// them. Returns the copied database's path.
+    fn with_a_wal_claiming(db: &Path, dir: &Path, pages: u32) -> PathBuf {
+        let out = dir.join("claimed.db");
+        std::fs::copy(db, &out).unwrap();
+        let wal_path = dir.join("claimed.db-wal");
+        std::fs::copy(format!("{}-wal", db.display()), &wal_path).unwrap();
+        let mut wal = std::fs::read(&wal_path).unwrap();
+        let be = |b: &[u8]| u32::from_be_bytes(b[..4].try_into().unwrap());
+        let page_size = be(&wal[8..]) as usize;
+        // Magic 0x377f0682: checksums over little-endian words.
+        let little = be(&wal[0..]) & 1 == 0;
+        let word = |b: &[u8]| {
+            let b: [u8; 4] = b[..4].try_into().unwrap();
+            if little {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            }
+        };
+        let frame = 24 + page_size;
+        let (mut s1, mut s2) = (be(&wal[24..]), be(&wal[28..]));
+        let mut offset = 32;
+        while offset + frame <= wal.len() {
+            let f = &mut wal[offset..offset + frame];
+            if be(&f[0..]) == 1 {
+                f[24 + 28..24 + 32].copy_from_slice(&pages.to_be_bytes());
+            }
+            if be(&f[4..]) != 0 {
+                f[4..8].copy_from_slice(&pages.to_be_bytes());
+            }
+            let summed: Vec<u8> = f[..8].iter().chain(&f[24..]).copied().collect();
+            for pair in summed.chunks(8) {
+                s1 = s1.wrapping_add(word(&pair[0..]).wrapping_add(s2));
+                s2 = s2.wrapping_add(word(&pair[4..]).wrapping_add(s1));
+            }
+            f[16..20].copy_from_slice(&s1.to_be_bytes());
+            f[20..24].copy_from_slice(&s2.to_be_bytes());
+            offset += frame;
+        }
+        std::fs::write(&wal_path, wal).unwrap();
+        out
+    }
+
+    /// A few KiB of database and `-wal` that claim 256 MiB: the copy has
+    /// the claimed length and digest, but takes no more disk than the
+    /// pages that hold data (the rest is holes), so a claim of terabytes
+    /// cannot fill the repository's disk.
+    #[test]
+    fn a_claimed_size_beyond_the_files_costs_no_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("live.db");
+        let live = Connection::open(&src).unwrap();
+        live.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             CREATE TABLE t(x); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+        let claimed = with_a_wal_claiming(&src, dir.path(), 65536);
+        drop(live);
+        let files: u64 = [claimed.clone(), dir.path().join("claimed.db-wal")]
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(files < 64 << 10, "{files}");
+        let seen: i64 = Connection::open(&claimed)
+            .unwrap()
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(seen, 65536, "SQLite takes the claim");
+
+        let dst = dir.path().join("copy.db");
+        let info = online_copy(&claimed, &dst, Duration::from_secs(5)).unwrap();
+        assert_eq!(info.size, 65536 * 4096);
+        let meta = std::fs::metadata(&dst).unwrap();
+        assert_eq!(meta.len(), info.size);
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 < 1 << 20,
+            "the copy takes {} bytes of disk",
+            meta.blocks() * 512
+        );
+        assert_eq!(
+            cairn_engine::fsutil::hash_file(&dst).unwrap(),
+            (info.size, info.sha256)
+        );
+        assert_eq!(
+            rows_of_t(&dst),
+            vec![1],
+            "the data pages are in, where they belong"
+        );
+    }
+
+    fn rows_of_t(db: &Path) -> Vec<i64> {
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let mut stmt = conn.prepare("SELECT x FROM t").unwrap();
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<i64>>>()
+            .unwrap();
+        rows
+    }
+
     #[test]
     fn the_page_copy_and_the_backup_copy_differ_only_in_header_counters() {
         let dir = tempfile::tempdir().unwrap();

@@ -25,12 +25,25 @@ pub fn integrity_check(path: &Path, depth: Depth) -> Result<(), String> {
     if rows.len() == 1 && rows[0] == "ok" {
         Ok(())
     } else {
-        let mut shown: Vec<&str> = rows.iter().map(String::as_str).take(5).collect();
-        if rows.len() > 5 {
-            shown.push("…");
-        }
-        Err(format!("{pragma} reported: {}", shown.join("; ")))
+        Err(format!("{pragma} reported: {}", first_findings(&rows)))
     }
+}
+
+/// The first few findings of a failed check, one per line of its rows
+/// (SQLite may put many in one row, one per line: a crafted page count
+/// gave a single row of 100 "Page N: never used"), and how many more.
+fn first_findings(rows: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let lines: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.lines())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut shown = lines[..lines.len().min(SHOWN)].join("; ");
+    if lines.len() > SHOWN {
+        shown.push_str(&format!("; … ({} more)", lines.len() - SHOWN));
+    }
+    shown
 }
 
 /// Rows per table (user tables, by name), for drill reports.
@@ -108,6 +121,21 @@ mod tests {
             .unwrap();
         integrity_check(&path, Depth::Deep).unwrap();
         assert!(!dir.path().join("a b?c#d%e.db-shm").exists());
+    }
+
+    #[test]
+    fn findings_are_cut_to_the_first_five_lines_whatever_the_rows() {
+        let one_row = vec![(3..=102)
+            .map(|n| format!("Page {n}: never used"))
+            .collect::<Vec<_>>()
+            .join("\n")];
+        assert_eq!(
+            first_findings(&one_row),
+            "Page 3: never used; Page 4: never used; Page 5: never used; \
+             Page 6: never used; Page 7: never used; … (95 more)"
+        );
+        let rows = vec!["a".to_owned(), "b\n\nc".to_owned()];
+        assert_eq!(first_findings(&rows), "a; b; c");
     }
 
     #[test]

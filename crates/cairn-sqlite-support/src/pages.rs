@@ -24,7 +24,6 @@
 //! caller falls back to the backup API.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
 
@@ -135,7 +134,7 @@ fn read_pages(
     let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || write_batches(out, dst, full_rx, empty_tx));
+        let writer = scope.spawn(move || write_batches(out, dst, page_len, full_rx, empty_tx));
         let read = fill_batches(pages, src, page_len, page_count, full_tx, empty_rx);
         // The writer ends when `full_tx` is dropped (by `fill_batches`
         // returning) or on its own first error.
@@ -257,16 +256,28 @@ fn mark_as_copy(page1: &mut [u8], page_count: i64) {
     }
 }
 
+/// Writes the batches in order, each page of zeros as a hole: the
+/// database's size is the service user's to claim (a page count in a
+/// crafted `-wal`, or a sparse file), and the pages past what its files
+/// hold read as zeros, so a few KiB could otherwise make terabytes of
+/// copy. The bytes are the same either way (a hole reads as zeros, and
+/// validation and restore keep holes), and a real database has few pages
+/// of zeros.
 fn write_batches(
-    mut out: File,
+    out: File,
     dst: &Path,
+    page_len: usize,
     full: mpsc::Receiver<Vec<u8>>,
     empty: mpsc::Sender<Vec<u8>>,
 ) -> Result<u64, CopyError> {
+    use std::os::unix::fs::FileExt;
+    let failed = |e: std::io::Error| crate::copy::write_failed(dst, &e);
     let mut size = 0u64;
     for batch in full {
-        out.write_all(&batch)
-            .map_err(|e| crate::copy::write_failed(dst, &e))?;
+        for run in data_runs(&batch, page_len) {
+            out.write_all_at(&batch[run.clone()], size + run.start as u64)
+                .map_err(failed)?;
+        }
         size += batch.len() as u64;
         cairn_engine::progress::advance(batch.len() as u64);
         let mut batch = batch;
@@ -274,5 +285,51 @@ fn write_batches(
         // The reader may have finished and gone: nothing to recycle into.
         let _ = empty.send(batch);
     }
+    // Pages of zeros at the end are a hole too: the length says they are there.
+    out.set_len(size).map_err(failed)?;
     Ok(size)
+}
+
+/// The byte ranges of `batch` to write: runs of pages that are not all
+/// zeros, each run as one range.
+fn data_runs(batch: &[u8], page_len: usize) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, page) in batch.chunks(page_len).enumerate() {
+        if page.iter().all(|&b| b == 0) {
+            continue;
+        }
+        let start = i * page_len;
+        let end = start + page.len();
+        match runs.last_mut() {
+            Some(last) if last.end == start => last.end = end,
+            _ => runs.push(start..end),
+        }
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_of_zeros_are_left_out_and_runs_of_data_merged() {
+        let page = |fill: u8| vec![fill; 4];
+        let batch: Vec<u8> = [
+            page(1),
+            page(0),
+            page(2),
+            page(3),
+            page(0),
+            page(0),
+            page(4),
+        ]
+        .concat();
+        assert_eq!(data_runs(&batch, 4), vec![0..4, 8..16, 24..28]);
+        // A page with a single byte set is data.
+        let mut one = vec![0u8; 8];
+        one[7] = 1;
+        assert_eq!(data_runs(&one, 4), vec![4..8]);
+        assert!(data_runs(&[0u8; 16], 4).is_empty());
+    }
 }
