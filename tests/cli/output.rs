@@ -611,12 +611,19 @@ fn a_report_lost_on_a_full_disk_is_exit_4_and_says_so() {
         &["--json", "show", &id],
         &["diff", &id, &id],
     ];
-    for args in cases {
+    // The exit code and stderr of `cairn ARGS > /dev/full`.
+    let to_full = |args: &[&str]| {
         let out = cairn_to(&env, args, dev_full())
             .wait_with_output()
             .expect("wait");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(4), "{args:?}: {stderr}");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for args in cases {
+        let (code, stderr) = to_full(args);
+        assert_eq!(code, Some(4), "{args:?}: {stderr}");
         assert!(
             stderr.contains("its report could not be written to standard output")
                 && stderr.contains("No space left on device"),
@@ -625,11 +632,8 @@ fn a_report_lost_on_a_full_disk_is_exit_4_and_says_so() {
     }
     // cat's output is the file itself: its own error, and a hint about
     // where stdout goes, not about the repository.
-    let out = cairn_to(&env, &["cat", &id, "registry"], dev_full())
-        .wait_with_output()
-        .expect("wait");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let (code, stderr) = to_full(&["cat", &id, "registry"]);
+    assert_eq!(code, Some(4), "{stderr}");
     assert!(
         stderr.contains("write to standard output: No space left on device")
             && stderr.contains("hint: where standard output goes is full")

@@ -111,15 +111,14 @@ fn read_pages(
     // size may be known to the connection without a read). A page size
     // that changed under a rollback-journal VACUUM before that would show
     // in the length check of every page, never in a silent copy.
-    let page_count: i64 = source
-        .query_row("PRAGMA page_count", [], |r| r.get(0))
-        .map_err(read_failed)?;
-    let page_size: i64 = source
-        .query_row("PRAGMA page_size", [], |r| r.get(0))
-        .map_err(read_failed)?;
-    let user_version: i64 = source
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(read_failed)?;
+    let pragma = |name: &str| {
+        source
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .map_err(read_failed)
+    };
+    let page_count = pragma("page_count")?;
+    let page_size = pragma("page_size")?;
+    let user_version = pragma("user_version")?;
     let page_len = usize::try_from(page_size)
         .ok()
         .filter(|n| n.is_power_of_two() && (512..=65536).contains(n))

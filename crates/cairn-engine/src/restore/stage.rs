@@ -190,6 +190,8 @@ pub(super) fn stage_store(
     tracing::info!(store = %record.name, snapshot = %id, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
     // A stop request interrupts a kind's check (SQLite's), which then
     // reports a failure that is not the copy's: the stop is the answer.
+    // (The CLI reports any error after a signal as the stop anyway; this
+    // keeps the engine's own answer right for every caller.)
     crate::cancel::check()?;
     Ok((staged, problems))
 }
