@@ -31,6 +31,7 @@ tasks:
   fuzz [--seconds N]              run the `manifest` fuzz target (needs cargo-fuzz)
   hash-floor PATH...              SHA-256 every regular file under the PATHs on every core,
                                   largest first, and print the time (the bench's hashing floor)
+  hash-floor --files-from LIST    the same for the NUL-separated paths in LIST
   help                            print this message
 ";
 

@@ -17,6 +17,7 @@
 //!   a plain tree (the contract's layout) with no copy of an unchanged file.
 
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -43,16 +44,47 @@ pub fn link_farm_command(dirs: &[PathBuf], dest: &Path) -> Command {
     cmd
 }
 
-/// `cargo xtask hash-floor PATH...`.
-pub fn main(args: &[String]) -> Result<ExitCode> {
-    if args.is_empty() || args.iter().any(|a| a.starts_with('-')) {
-        return Ok(crate::util::usage_error(
-            "hash-floor wants one or more paths (files or directories)",
-        ));
+/// The command that hashes the files listed in `list` (NUL-separated), as
+/// [`main`] does: a rotation's share is thousands of paths, more than a
+/// command line holds.
+pub fn hash_listed_command(list: &Path) -> Result<Command> {
+    let mut cmd = hash_command(&[])?;
+    cmd.arg("--files-from").arg(list);
+    Ok(cmd)
+}
+
+/// Writes `files` as [`hash_listed_command`] reads them.
+pub fn write_file_list(list: &Path, files: &[PathBuf]) -> Result<()> {
+    let mut bytes = Vec::new();
+    for file in files {
+        bytes.extend_from_slice(file.as_os_str().as_encoded_bytes());
+        bytes.push(0);
     }
+    std::fs::write(list, bytes).with_context(|| format!("failed to write {}", list.display()))
+}
+
+/// `cargo xtask hash-floor PATH...` or `hash-floor --files-from LIST`.
+pub fn main(args: &[String]) -> Result<ExitCode> {
     let mut files = Vec::new();
-    for arg in args {
-        collect_files(Path::new(arg), &mut files)?;
+    match args {
+        [flag, list] if flag == "--files-from" => {
+            let bytes = std::fs::read(list).with_context(|| format!("failed to read {list}"))?;
+            for path in bytes.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+                let path = Path::new(std::ffi::OsStr::from_bytes(path));
+                collect_files(path, &mut files)?;
+            }
+        }
+        _ if args.is_empty() || args.iter().any(|a| a.starts_with('-')) => {
+            return Ok(crate::util::usage_error(
+                "hash-floor wants one or more paths (files or directories), \
+                 or --files-from LIST (NUL-separated paths)",
+            ));
+        }
+        _ => {
+            for arg in args {
+                collect_files(Path::new(arg), &mut files)?;
+            }
+        }
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
