@@ -21,7 +21,8 @@ tasks:
                                   time cairn against cp -a, cp -a + sync, the reference
                                   algorithm + sync (python3), and sqlite3/restic/borg when
                                   installed, on a cached fixture (huge: 1,000,000 files);
-                                  the floors under each target (hash-floor, cp -al + sync);
+                                  the floors under each target (hash-floor, copy-floor,
+                                  cp -al + sync);
                                   full, nothing-changed and one-commit snapshots, ls and
                                   show of every entry; push and
                                   pull against an S3 server on 127.0.0.1 next to one multipart
@@ -32,6 +33,8 @@ tasks:
   hash-floor PATH...              SHA-256 every regular file under the PATHs on every core,
                                   largest first, and print the time (the bench's hashing floor)
   hash-floor --files-from LIST    the same for the NUL-separated paths in LIST
+  copy-floor SRC... DEST          copy every regular file under the SRCs into DEST with
+                                  read/write on every core, and print the time (the copy floor)
   help                            print this message
 ";
 
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(&rest),
         Some("fuzz") => fuzz::main(&rest),
         Some("hash-floor") => bench::floor::main(&rest),
+        Some("copy-floor") => bench::floor::copy_main(&rest),
         Some(other) => {
             eprintln!("error: unknown task `{other}`\n\n{HELP}");
             Ok(ExitCode::from(2))

@@ -58,6 +58,7 @@ pub const SQLITE3: &str = "sqlite3 .backup --async (db only)";
 pub const INTEGRITY: &str = "sqlite3 PRAGMA integrity_check (the db's copy)";
 pub const HASH_ALL: &str = "SHA-256 of every byte, all cores (hashing floor)";
 pub const HASH_DB: &str = "SHA-256 of the db, one core";
+pub const COPY_FLOOR: &str = "read + SHA-256 + write of every byte, all cores (copy floor)";
 pub const LINKS_SYNC: &str = "cp -al + sync (links floor)";
 pub const HASH_SHARE_UNCHANGED: &str =
     "SHA-256 of the rotation's share, all cores (nothing changed)";
@@ -176,6 +177,17 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         note("cp", &s);
         res.push(CP, s);
         remove(&cp_dest)?;
+
+        let copy_dest = work.join("copy-floor-dest");
+        reset_dir(&copy_dest)?;
+        let s = runner.measure(
+            "copy-floor",
+            floor::copy_command(&fx.top_dirs(), &copy_dest)?,
+            None,
+        )?;
+        note("copy", &s);
+        res.push(COPY_FLOOR, s);
+        remove(&copy_dest)?;
 
         // Cairn syncs what it writes before it calls a snapshot done; cp -a
         // leaves it in the page cache. This is the floor with the same
