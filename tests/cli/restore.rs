@@ -524,6 +524,37 @@ fn restore_to_dir_leaves_live_data_untouched() {
 }
 
 #[test]
+fn restore_to_a_relative_dir_lands_under_the_working_directory() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    add_memory(&env, POST_BACKUP);
+
+    // Cairn runs in env.root: `--to restored` is env.root/restored, as
+    // `cp` would take it (it was refused as "not absolute" before).
+    let run = restore(&env, &id, &["--to", "restored"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let dir = env.root.join("restored");
+    assert_eq!(
+        run.json()["target"],
+        dir.to_str().unwrap(),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        memories(&dir.join("db/atocore.db")),
+        vec!["baseline memory".to_owned()]
+    );
+    assert_eq!(
+        std::fs::read(dir.join("registry/project-registry.json")).unwrap(),
+        std::fs::read(
+            env.snapshot_dir(&id)
+                .join("stores/registry/project-registry.json")
+        )
+        .unwrap()
+    );
+}
+
+#[test]
 fn restore_to_non_empty_dir_is_refused() {
     let env = Env::new();
     let id = env.snapshot(&[]);

@@ -342,7 +342,8 @@ pub struct RestoreArgs {
     /// Do not take the pre-restore safety snapshot (there is then no way back)
     #[arg(long)]
     pub no_pre_snapshot: bool,
-    /// Restore into DIR/<store>/… instead of the live paths
+    /// Restore into DIR/<store>/… instead of the live paths (a relative
+    /// DIR is from the working directory)
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
     /// Print what would be restored where, after every gate but the

@@ -63,7 +63,15 @@ pub struct PlannedStore {
 /// kind's in-use probe. The first that fails refuses the restore.
 pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Result<RestorePlan<'a>> {
     let id = SnapshotId::parse(&req.id)?;
-    let live = req.to.is_none();
+    // A relative `--to` is taken from where the operator runs Cairn, as
+    // `cp` takes one; everything after (the overlap check with live
+    // stores, the descriptor walk that refuses planted links) sees the
+    // absolute path.
+    let to = match &req.to {
+        Some(dir) => Some(std::path::absolute(dir).map_err(|e| Error::io("resolve", dir, e))?),
+        None => None,
+    };
+    let live = to.is_none();
     if live && !req.confirm_service_stopped {
         return Err(Error::NotConfirmed);
     }
@@ -107,7 +115,7 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         });
     }
 
-    if let Some(dir) = &req.to {
+    if let Some(dir) = &to {
         let names = selected.iter().map(|&i| manifest.stores[i].name.as_str());
         crate::config::check_restore_elsewhere(cfg, dir, names)?;
     }
@@ -119,7 +127,7 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
             absent.push(record.name.clone());
             continue;
         }
-        match plan_job(stores, record, i, req.to.as_deref()) {
+        match plan_job(stores, record, i, to.as_deref()) {
             Ok(mut job) => {
                 job.partial = partial_of(record, &req.paths);
                 jobs.push(job)
@@ -176,7 +184,7 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         lock,
         id,
         manifest,
-        to: req.to.clone(),
+        to,
         no_pre_snapshot: req.no_pre_snapshot,
         jobs,
         absent,
