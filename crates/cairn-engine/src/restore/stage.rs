@@ -174,9 +174,9 @@ fn collect_staged(
     Ok((staged, kind_problems))
 }
 
-/// Stages a store (every file verified against its hash), then runs its
-/// kind's check on the staged copy; what the check finds is returned
-/// beside the copy, for the caller to accept or refuse.
+/// Stages a store (every file verified against its hash), then syncs it
+/// while its kind's check runs on the staged copy; what the check finds
+/// is returned beside the copy, for the caller to accept or refuse.
 pub(super) fn stage_store(
     id: &SnapshotId,
     root: &Path,
@@ -186,8 +186,17 @@ pub(super) fn stage_store(
 ) -> Result<(Staged, Vec<Problem>), StageError> {
     let staged = stage_files(root, record, target)?;
     let started = std::time::Instant::now();
-    let problems = validate::kind_check(handler, &staged.dir.fd_path(""), record, Depth::Deep);
-    tracing::info!(store = %record.name, snapshot = %id, check_ms = started.elapsed().as_millis() as u64, "staged copy checked");
+    let dir = staged.dir.fd_path("");
+    // The disk writes the staged copy while the CPU checks it from the
+    // page cache: both are done before anything live is touched, and the
+    // sync's error is the restore's (nothing later syncs the staging).
+    let (synced, problems) = std::thread::scope(|scope| {
+        let sync = scope.spawn(|| fsutil::sync_filesystem(&dir));
+        let problems = validate::kind_check(handler, &dir, record, Depth::Deep);
+        (sync.join(), problems)
+    });
+    synced.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    tracing::info!(store = %record.name, snapshot = %id, check_ms = started.elapsed().as_millis() as u64, "staged copy synced and checked");
     // A stop request interrupts a kind's check (SQLite's), which then
     // reports a failure that is not the copy's: the stop is the answer.
     // (The CLI reports any error after a signal as the stop anyway; this
@@ -199,7 +208,7 @@ pub(super) fn stage_store(
 /// Copies a store's snapshot content (at `root`, in the repository) into a
 /// fresh staging directory on the target's filesystem, verifying every
 /// file's hash on the way, with owners, modes and times applied through
-/// descriptors, and the copy synced.
+/// descriptors ([`stage_store`] syncs it).
 fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Staged, StageError> {
     let (host, created_host) = match record.shape {
         Shape::File => (target.parent.clone(), None),
@@ -297,7 +306,6 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
         from_dir.link(from, &to_dir, to)?;
     }
     apply_metadata(record, &staged.dir, &ctx)?;
-    fsutil::sync_filesystem(&staged.dir.fd_path(""))?;
     let not_kept = ctx.not_kept.into_inner().unwrap_or_else(|e| e.into_inner());
     staged.not_kept = not_kept.messages();
     Ok(staged)
