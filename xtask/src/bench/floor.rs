@@ -112,10 +112,11 @@ pub fn copy_command(dirs: &[PathBuf], dest: &Path) -> Result<Command> {
 /// `cargo xtask copy-floor SRC... DEST`: every regular file under each
 /// SRC copied to `DEST/<SRC's name>/…` through a 1 MiB buffer with
 /// read(2) and write(2), each buffer hashed between the two (SHA-256),
-/// largest first on every core; nothing synced, no metadata. The least a snapshot or a restore pays
-/// to write every byte, in the same page-cache state as the run's other
-/// commands (`cp -a` takes other paths through the kernel, whose cost
-/// swings with the file system's state).
+/// largest first on every core; nothing synced, no metadata. The least
+/// a snapshot or a restore pays to write every byte, in the same
+/// page-cache state as the run's other commands (`cp -a` takes other
+/// paths through the kernel, whose cost swings with the file system's
+/// state).
 pub fn copy_main(args: &[String]) -> Result<ExitCode> {
     let (Some((dest, srcs)), false) = (args.split_last(), args.iter().any(|a| a.starts_with('-')))
     else {

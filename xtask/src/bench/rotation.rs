@@ -72,3 +72,35 @@ fn read_dir_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_parents_very_inodes_are_the_share_and_a_record_without_a_rotation_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let snaps = dir.path();
+        for id in ["P", "C"] {
+            std::fs::create_dir_all(snaps.join(id).join("stores/chroma/sub")).unwrap();
+        }
+        let (parent, child) = (snaps.join("P/stores/chroma"), snaps.join("C/stores/chroma"));
+        std::fs::write(parent.join("sub/kept"), b"same inode").unwrap();
+        std::fs::hard_link(parent.join("sub/kept"), child.join("sub/kept")).unwrap();
+        std::fs::write(parent.join("rewritten"), b"old").unwrap();
+        std::fs::write(child.join("rewritten"), b"new").unwrap();
+        std::fs::write(child.join("new-file"), b"new").unwrap();
+
+        // 1/1: every reused file is in the share; the rewritten and the
+        // new file were read as written, not as the rotation's share.
+        std::fs::write(snaps.join("C/validated.json"), r#"{"rotation": "1/1"}"#).unwrap();
+        assert_eq!(
+            reused_share(snaps, "C", "P").unwrap(),
+            vec![child.join("sub/kept")]
+        );
+
+        std::fs::write(snaps.join("C/validated.json"), r#"{"valid": true}"#).unwrap();
+        let e = reused_share(snaps, "C", "P").unwrap_err().to_string();
+        assert!(e.contains("no rotation share"), "{e}");
+    }
+}
