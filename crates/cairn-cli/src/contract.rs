@@ -135,7 +135,7 @@ pub fn hint_for(e: &Error, snapshot: Option<&str>) -> Option<String> {
                 None => "the same command with --confirm-service-stopped added".to_owned(),
             }
         ),
-        Error::UnsafePath { .. } => "a store path must not pass through a symlink that the service's user (or anyone but root and you) could have planted; point the config at the real path, or set `follow_symlink = true` on the store if the link and its target are root's or yours".to_owned(),
+        Error::UnsafePath { .. } => "a path Cairn reads or writes (a store's, --to, --scratch) must not pass through a symlink that the service's user (or anyone but root and you) could have planted; give the real path, or for a store set `follow_symlink = true` if the link and its target are root's or yours".to_owned(),
         Error::InUse { .. } => "stop every process that has the store open (the service, workers, shells), then rerun".to_owned(),
         Error::Unsound { id, problems } => unsound_hint(id, problems),
         Error::PreRestoreUnsound { .. } => "the repository's disk did not keep what was written: run `cairn validate --all` and check the disk (`dmesg`, SMART) before restoring; --no-pre-snapshot restores without a way back".to_owned(),
