@@ -508,6 +508,13 @@ fn restore_to_dir_leaves_live_data_untouched() {
     );
     assert_eq!(env.listed_ids(), snapshots_before);
 
+    assert_db_and_registry_are_the_snapshots(&env, &id, &dir);
+    assert_chroma_is_snapshot(&env, &id, &dir.join("chroma"));
+}
+
+/// `dir` (a `--to` target) holds the snapshot's rows and its registry's
+/// exact bytes.
+fn assert_db_and_registry_are_the_snapshots(env: &Env, id: &str, dir: &Path) {
     assert_eq!(
         memories(&dir.join("db/atocore.db")),
         vec!["baseline memory".to_owned()]
@@ -515,12 +522,11 @@ fn restore_to_dir_leaves_live_data_untouched() {
     assert_eq!(
         std::fs::read(dir.join("registry/project-registry.json")).unwrap(),
         std::fs::read(
-            env.snapshot_dir(&id)
+            env.snapshot_dir(id)
                 .join("stores/registry/project-registry.json")
         )
         .unwrap()
     );
-    assert_chroma_is_snapshot(&env, &id, &dir.join("chroma"));
 }
 
 #[test]
@@ -540,18 +546,7 @@ fn restore_to_a_relative_dir_lands_under_the_working_directory() {
         "{}",
         run.stdout
     );
-    assert_eq!(
-        memories(&dir.join("db/atocore.db")),
-        vec!["baseline memory".to_owned()]
-    );
-    assert_eq!(
-        std::fs::read(dir.join("registry/project-registry.json")).unwrap(),
-        std::fs::read(
-            env.snapshot_dir(&id)
-                .join("stores/registry/project-registry.json")
-        )
-        .unwrap()
-    );
+    assert_db_and_registry_are_the_snapshots(&env, &id, &dir);
 }
 
 #[test]

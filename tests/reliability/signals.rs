@@ -82,6 +82,17 @@ fn has_file(dir: &Path, name: &str) -> bool {
     })
 }
 
+/// `run` ended as a stop by `signal` ends: exit `code` (128 + the
+/// signal's number), the signal named on stderr.
+fn assert_stopped_by(run: &support::Run, signal: &str, code: i32, what: &str) {
+    assert_eq!(run.code, code, "{what}: {}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!("SIG{signal}")),
+        "{what}: {}",
+        run.stderr
+    );
+}
+
 fn signal_during_snapshot(signal: &str, code: i32) {
     let (env, marker) = env_with_hooks();
     let mut child = spawn(&env, &["--json", "snapshot"], &[]);
@@ -92,12 +103,7 @@ fn signal_during_snapshot(signal: &str, code: i32) {
     send(&child, signal);
     let run = wait_or_kill(child, Duration::from_secs(60)).expect("cairn stopped");
 
-    assert_eq!(run.code, code, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr.contains(&format!("SIG{signal}")),
-        "{}",
-        run.stderr
-    );
+    assert_stopped_by(&run, signal, code, "the snapshot");
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap().trim(),
         "running",
@@ -173,12 +179,7 @@ fn signal_during_a_database_copy(db: &str, store: &str, signal: &str, code: i32)
     }
     let run = wait_or_kill(child, Duration::from_secs(60)).expect("cairn stopped");
 
-    assert_eq!(run.code, code, "{db}: {}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stderr.contains(&format!("SIG{signal}")),
-        "{db}: {}",
-        run.stderr
-    );
+    assert_stopped_by(&run, signal, code, db);
     assert!(
         largest < db_size / 2,
         "{db}: the copy went on to {largest} of about {db_size} bytes after the signal"

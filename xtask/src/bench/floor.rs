@@ -20,6 +20,7 @@
 //!   what a nothing-changed snapshot must at least do while a snapshot is
 //!   a plain tree (the contract's layout) with no copy of an unchanged file.
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -212,21 +213,7 @@ fn hash_all(paths: &[PathBuf]) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0;
     for path in paths {
-        let mut file = std::fs::File::open(path)
-            .with_context(|| format!("failed to open {}", path.display()))?;
-        let mut hasher = Sha256::new();
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("failed to read {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            total += n as u64;
-        }
-        // The digest is computed, not kept: only its cost is wanted.
-        std::hint::black_box(hasher.finalize());
+        total += read_hashed(path, None, &mut buf)?;
     }
     Ok(total)
 }
@@ -235,28 +222,38 @@ fn copy_all(pairs: &[(PathBuf, PathBuf)]) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0;
     for (from, to) in pairs {
-        let mut src = std::fs::File::open(from)
-            .with_context(|| format!("failed to open {}", from.display()))?;
         let mut dst = std::fs::File::options()
             .write(true)
             .create_new(true)
             .open(to)
             .with_context(|| format!("failed to create {}", to.display()))?;
-        let mut hasher = Sha256::new();
-        loop {
-            let n = src
-                .read(&mut buf)
-                .with_context(|| format!("failed to read {}", from.display()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            dst.write_all(&buf[..n])
-                .with_context(|| format!("failed to write {}", to.display()))?;
-            total += n as u64;
-        }
-        std::hint::black_box(hasher.finalize());
+        total += read_hashed(from, Some((&mut dst, to)), &mut buf)?;
     }
+    Ok(total)
+}
+
+/// Reads `from` through `buf`, hashing every byte and, when `to` is
+/// given, writing each buffer there after hashing it; the bytes read.
+fn read_hashed(from: &Path, mut to: Option<(&mut File, &Path)>, buf: &mut [u8]) -> Result<u64> {
+    let mut src = File::open(from).with_context(|| format!("failed to open {}", from.display()))?;
+    let mut hasher = Sha256::new();
+    let mut total = 0;
+    loop {
+        let n = src
+            .read(buf)
+            .with_context(|| format!("failed to read {}", from.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        if let Some((dst, name)) = to.as_mut() {
+            dst.write_all(&buf[..n])
+                .with_context(|| format!("failed to write {}", name.display()))?;
+        }
+        total += n as u64;
+    }
+    // The digest is computed, not kept: only its cost is wanted.
+    std::hint::black_box(hasher.finalize());
     Ok(total)
 }
 
