@@ -228,6 +228,15 @@ fn restore_to_adopts_no_one_elses_directory_and_follows_no_link() {
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(victim.state(), before);
 
+    // The --to path itself through the service user's link, given
+    // relative (Cairn runs in env.root): refused, nothing written there,
+    // and the hint speaks of --to, not only of a store's path.
+    plant_link(&env.path("planted"), &victim.root);
+    let run = env.cairn(&["restore", &id, "--to", "planted/out"]);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("--to"), "{}", run.stderr);
+    assert_eq!(victim.state(), before);
+
     // A fresh directory: stores land 0700 at the top, the restorer's own,
     // whatever the umask.
     let fresh = to.path().join("c");
