@@ -34,7 +34,8 @@ use sha2::{Digest, Sha256};
 use crate::copy::CopyError;
 
 /// Pages handed to the writer at a time: few enough write calls, and a
-/// buffer small enough that the two in flight cost little memory.
+/// buffer small enough that the few in flight (at most 7) cost little
+/// memory.
 const BATCH_BYTES: usize = 1 << 20;
 
 /// A prepared page read of `source`, or `None` when the backup API is to
@@ -130,20 +131,34 @@ fn read_pages(
         })?;
     cairn_engine::progress::grow(u64::try_from(page_size.saturating_mul(page_count)).unwrap_or(0));
 
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    // Three stages, one thread each: SQLite's page reads, the SHA-256 and
+    // the writes into the page cache each cost about the same, and on one
+    // thread any two of them are the snapshot's longest path once the
+    // other stores are done. Each batch passes reader -> hasher -> writer
+    // and goes back to the reader to be filled again.
+    let (read_tx, read_rx) = mpsc::sync_channel::<Vec<u8>>(2);
+    let (hashed_tx, hashed_rx) = mpsc::sync_channel::<Vec<u8>>(2);
     let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || write_batches(out, dst, page_len, full_rx, empty_tx));
-        let read = fill_batches(pages, src, page_len, page_count, full_tx, empty_rx);
-        // The writer ends when `full_tx` is dropped (by `fill_batches`
-        // returning) or on its own first error.
+        let writer = scope.spawn(move || write_batches(out, dst, page_len, hashed_rx, empty_tx));
+        let hasher = scope.spawn(move || hash_batches(read_rx, hashed_tx));
+        let read = fill_batches(pages, src, page_len, page_count, read_tx, empty_rx);
+        // Each stage ends when the one before it is done (its sender
+        // dropped) or the one after it is gone (a write error).
         let written = writer.join().unwrap_or_else(|_| {
             Err(format!("write {}: the writer thread panicked", dst.display()).into())
         });
-        // A write error is the cause when both failed: the reader only
-        // saw its channel close.
+        let hashed = hasher.join().map_err(|_| {
+            CopyError::from(format!(
+                "copy {}: the hashing thread panicked",
+                src.display()
+            ))
+        });
+        // A write error is the cause when several failed: the others only
+        // saw their channel close.
         let size = written?;
-        let sha256 = read?;
+        read?;
+        let sha256 = hashed?;
         Ok(Written {
             size,
             sha256,
@@ -154,9 +169,22 @@ fn read_pages(
     })
 }
 
-/// Reads the pages in order into batches for the writer, hashing each
-/// batch as it goes: the hash and the writer's copy into the page cache
-/// are the two costs of this copy, so each gets a core. Checks that the
+/// Hashes the batches in the order read and hands each on to the writer:
+/// the digest is of the very bytes written.
+fn hash_batches(read: mpsc::Receiver<Vec<u8>>, hashed: mpsc::SyncSender<Vec<u8>>) -> Checksum {
+    let mut hasher = Sha256::new();
+    for batch in read {
+        hasher.update(&batch);
+        if hashed.send(batch).is_err() {
+            // The writer stopped on an error, which it reports; this
+            // digest is never used.
+            break;
+        }
+    }
+    Checksum::from_hasher(hasher)
+}
+
+/// Reads the pages in order into batches for the hasher. Checks that the
 /// pages are the ones the transaction's page count promised, each
 /// `page_len` long, so a short or missing page can never make a copy that
 /// hashes fine but is not the database.
@@ -167,11 +195,10 @@ fn fill_batches(
     page_count: i64,
     full: mpsc::SyncSender<Vec<u8>>,
     empty: mpsc::Receiver<Vec<u8>>,
-) -> Result<Checksum, CopyError> {
+) -> Result<(), CopyError> {
     let read_failed = |e: rusqlite::Error| crate::copy::read_failed(src, &e);
     let mut rows = pages.query([]).map_err(read_failed)?;
     let mut batch = Vec::with_capacity(BATCH_BYTES);
-    let mut hasher = Sha256::new();
     let mut expected: i64 = 1;
     while let Some(row) = rows.next().map_err(read_failed)? {
         let pgno: i64 = row.get(0).map_err(read_failed)?;
@@ -196,13 +223,12 @@ fn fill_batches(
         expected += 1;
         if batch.len() + page_len > BATCH_BYTES {
             stop_if_asked(src)?;
-            hasher.update(&batch);
             let next = empty
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(BATCH_BYTES));
             if full.send(std::mem::replace(&mut batch, next)).is_err() {
-                // The writer stopped on an error, which it reports; this
-                // digest is never used.
+                // A later stage stopped on an error, which the writer
+                // reports.
                 break;
             }
         }
@@ -215,9 +241,8 @@ fn fill_batches(
         )
         .into());
     }
-    hasher.update(&batch);
     let _ = full.send(batch);
-    Ok(Checksum::from_hasher(hasher))
+    Ok(())
 }
 
 /// A safe point between batches: a database of many gigabytes is minutes
