@@ -10,6 +10,7 @@ mod reference;
 mod report;
 mod rotation;
 mod runner;
+mod trash;
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -112,8 +113,9 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
     let target = util::target_dir();
     let fx = fixture::ensure(&target.join("bench-fixture"), spec)?;
     let list_config = list_repo(&bin, &target.join("bench-fixture/list-1000"))?;
+    let trash = trash::Trash::open(&target.join("bench-work"))?;
     let work = target.join("bench-work").join(spec.name);
-    reset_dir(&work)?;
+    trash.fresh_dir(&work)?;
     let config = work.join("cairn.toml");
     write_config(&config, &fx, &work.join("repo"))?;
 
@@ -161,8 +163,11 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         report::human_bytes(db_bytes)
     );
 
-    let mut offsite = offsite::Offsite::start(&work)?;
+    let mut offsite = offsite::Offsite::start(&work, trash.clone())?;
 
+    // Nothing deleted in the window before the first timed command.
+    trash::settle(&trash)?;
+    let mut last_full = None;
     for run in 1..=runs {
         let mut line = format!("run {run}/{runs}:");
         let mut note = |label: &str, s: &Sample| {
@@ -170,16 +175,16 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         };
 
         let cp_dest = work.join("cp-dest");
-        reset_dir(&cp_dest)?;
+        trash.fresh_dir(&cp_dest)?;
         let mut cmd = Command::new("cp");
         cmd.arg("-a").args(fx.top_dirs()).arg(&cp_dest);
         let s = runner.measure("cp -a", cmd, None)?;
         note("cp", &s);
         res.push(CP, s);
-        remove(&cp_dest)?;
+        trash.discard(&cp_dest)?;
 
         let copy_dest = work.join("copy-floor-dest");
-        reset_dir(&copy_dest)?;
+        trash.fresh_dir(&copy_dest)?;
         let s = runner.measure(
             "copy-floor",
             floor::copy_command(&fx.top_dirs(), &copy_dest)?,
@@ -187,12 +192,12 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         )?;
         note("copy", &s);
         res.push(COPY_FLOOR, s);
-        remove(&copy_dest)?;
+        trash.discard(&copy_dest)?;
 
         // Cairn syncs what it writes before it calls a snapshot done; cp -a
         // leaves it in the page cache. This is the floor with the same
         // durability.
-        reset_dir(&cp_dest)?;
+        trash.fresh_dir(&cp_dest)?;
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg("cp -a \"$@\" && sync")
@@ -207,7 +212,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         // its target's ctime, and the snapshots below must find the
         // fixture's files as the full snapshot recorded them.
         let links_dest = work.join("links-dest");
-        reset_dir(&links_dest)?;
+        trash.fresh_dir(&links_dest)?;
         let copies: Vec<PathBuf> = fx
             .top_dirs()
             .iter()
@@ -220,12 +225,12 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         )?;
         note("cp-al+sync", &s);
         res.push(LINKS_SYNC, s);
-        remove(&links_dest)?;
-        remove(&cp_dest)?;
+        trash.discard(&links_dest)?;
+        trash.discard(&cp_dest)?;
 
         if let Some(sqlite3) = &sqlite3 {
             let dest = work.join("sqlite3-backup.db");
-            remove(&dest)?;
+            trash.discard(&dest)?;
             let mut cmd = Command::new(sqlite3);
             cmd.arg(fx.db())
                 // --async: no journal and no fsync on the copy, as Cairn's
@@ -242,7 +247,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             let s = runner.measure("sqlite3 integrity_check", cmd, None)?;
             note("integrity", &s);
             res.push(INTEGRITY, s);
-            remove(&dest)?;
+            trash.discard(&dest)?;
         }
 
         // The floors (see floor.rs): the guarantees' own cost, nothing else.
@@ -255,16 +260,16 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
 
         // What the system Cairn replaces does, made as durable.
         let ref_dest = work.join("reference-dest");
-        reset_dir(&ref_dest)?;
+        trash.fresh_dir(&ref_dest)?;
         if let Some(cmd) = reference::command(&work, &fx, &ref_dest)? {
             let s = runner.measure("reference + sync", cmd, None)?;
             note("reference+sync", &s);
             res.push(REFERENCE_SYNC, s);
         }
-        remove(&ref_dest)?;
+        trash.discard(&ref_dest)?;
 
         let repo = work.join("repo");
-        remove(&repo)?;
+        trash.discard(&repo)?;
         let out = work.join("out.json");
         let s = runner.measure(
             "cairn snapshot",
@@ -328,7 +333,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         res.push(SHOW, s);
 
         let dest = work.join("restore-dest");
-        remove(&dest)?;
+        trash.discard(&dest)?;
         let to = dest
             .to_str()
             .ok_or_else(|| anyhow!("{} is not UTF-8", dest.display()))?;
@@ -339,20 +344,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         )?;
         note("restore", &s);
         res.push(RESTORE, s);
-        remove(&dest)?;
-
-        let scratch = work.join("drill-scratch");
-        reset_dir(&scratch)?;
-        let sc = scratch
-            .to_str()
-            .ok_or_else(|| anyhow!("{} is not UTF-8", scratch.display()))?;
-        let s = runner.measure(
-            "cairn drill",
-            cairn(&bin, &config, &["drill", &first, "--scratch", sc, "--json"]),
-            Some(&out),
-        )?;
-        note("drill", &s);
-        res.push(DRILL, s);
+        trash.discard(&dest)?;
 
         let (push, put, pull) = offsite.run(&mut res, &runner, &bin, &fx, &first, run)?;
         note("push", &push);
@@ -369,7 +361,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
 
         if let Some(restic) = &restic {
             let rrepo = work.join("restic-repo");
-            remove(&rrepo)?;
+            trash.discard(&rrepo)?;
             let mut init = Command::new(restic);
             init.args(["init", "--repo"])
                 .arg(&rrepo)
@@ -383,11 +375,11 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             let s = runner.measure("restic backup", cmd, None)?;
             note("restic", &s);
             res.push(RESTIC, s);
-            remove(&rrepo)?;
+            trash.discard(&rrepo)?;
         }
         if let Some(borg) = &borg {
             let brepo = work.join("borg-repo");
-            remove(&brepo)?;
+            trash.discard(&brepo)?;
             let mut init = Command::new(borg);
             init.args(["init", "--encryption=none"])
                 .arg(&brepo)
@@ -401,11 +393,36 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
             let s = runner.measure("borg create", cmd, None)?;
             note("borg", &s);
             res.push(BORG, s);
-            remove(&brepo)?;
+            trash.discard(&brepo)?;
+        }
+        println!("{line}");
+        last_full = Some(first);
+    }
+
+    // The drills last, all of them: each ends by deleting the copy it
+    // restored, which would slow every later run's file creation
+    // (trash.rs).
+    if let Some(first) = &last_full {
+        let out = work.join("out.json");
+        let scratch = work.join("drill-scratch");
+        let mut line = String::from("drills:");
+        for _ in 0..runs {
+            trash.fresh_dir(&scratch)?;
+            let sc = scratch
+                .to_str()
+                .ok_or_else(|| anyhow!("{} is not UTF-8", scratch.display()))?;
+            let s = runner.measure(
+                "cairn drill",
+                cairn(&bin, &config, &["drill", first, "--scratch", sc, "--json"]),
+                Some(&out),
+            )?;
+            line.push_str(&format!(" {:.2}s;", s.secs));
+            res.push(DRILL, s);
         }
         println!("{line}");
     }
-    remove(&work.join("repo"))?;
+    trash.discard(&work.join("repo"))?;
+    trash.empty()?;
 
     let doc = util::workspace_root().join("docs/performance.md");
     // `large` is held to the `default` section's ratios (issue 15).
@@ -643,9 +660,4 @@ fn make_writable(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn reset_dir(dir: &Path) -> Result<()> {
-    remove(dir)?;
-    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
 }

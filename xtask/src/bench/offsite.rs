@@ -24,6 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::report::human_bytes;
 use super::runner::{Runner, Sample};
+use super::trash::Trash;
 use super::{cairn, remove, write_config, Results};
 
 pub const PUSH: &str = "cairn push (full snapshot, loopback S3)";
@@ -45,6 +46,7 @@ pub struct Offsite {
     server: ServerChild,
     work: PathBuf,
     credentials: PathBuf,
+    trash: Trash,
 }
 
 /// The S3 server child and what it said about itself.
@@ -135,7 +137,7 @@ impl Drop for ServerChild {
 }
 
 impl Offsite {
-    pub fn start(work: &Path) -> Result<Offsite> {
+    pub fn start(work: &Path, trash: Trash) -> Result<Offsite> {
         let mut server = ServerChild::start()?;
         // A private credentials file, so the children need no keys in
         // their environment.
@@ -151,6 +153,7 @@ impl Offsite {
             server,
             work: work.to_path_buf(),
             credentials,
+            trash,
         })
     }
 
@@ -170,7 +173,7 @@ impl Offsite {
         write_config(&push_config, fx, &self.work.join("repo"))?;
         append(&push_config, &remote)?;
         let pull_repo = self.work.join("offsite-pull-repo");
-        remove(&pull_repo)?;
+        self.trash.discard(&pull_repo)?;
         let pull_config = self.work.join("offsite-pull.toml");
         write_config(&pull_config, fx, &pull_repo)?;
         append(&pull_config, &remote)?;
@@ -204,7 +207,7 @@ impl Offsite {
             .arg(&source);
         let put = runner.measure("multipart PUT", cmd, None)?;
         res.push(PUT, put);
-        remove(&source)?;
+        self.trash.discard(&source)?;
 
         let pull = runner.measure(
             "cairn pull",
@@ -216,7 +219,7 @@ impl Offsite {
             Some(&out),
         )?;
         res.push(PULL, pull);
-        remove(&pull_repo)?;
+        self.trash.discard(&pull_repo)?;
         Ok((push, put, pull))
     }
 
