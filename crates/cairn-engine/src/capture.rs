@@ -373,7 +373,8 @@ impl<'a> CaptureCtx<'a> {
         }
         // From the descriptor whose bytes are copied: this inode's own.
         let xattrs = xattr::read(&file, &shown)?;
-        let (out, size, sha256) = fsutil::copy_sparse_new(&file, &shown, &dst)?;
+        let (out, size, sha256) =
+            fsutil::copy_sparse_new(&file, fsutil::Extents::of(&file, &now), &shown, &dst)?;
         out.set_permissions(fs::Permissions::from_mode(fsutil::SNAPSHOT_FILE_MODE))
             .map_err(io_at("chmod", &dst))?;
         Ok(Some((

@@ -547,7 +547,13 @@ fn rewrite_in_place(root: &Path, rel: &str, verified: &Verified, size: u64) -> R
         // Emptied first: the copy writes only the source's data extents,
         // and a hole must not keep the damaged bytes that were there.
         out.set_len(0).map_err(io_at("truncate", &shown))?;
-        let (n, _) = fsutil::copy_sparse(&src, &verified.shown, &out, &shown)?;
+        let (n, _) = fsutil::copy_sparse(
+            &src,
+            fsutil::Extents::MayHaveHoles,
+            &verified.shown,
+            &out,
+            &shown,
+        )?;
         if n != size {
             return Err(Error::io(
                 "write",
@@ -687,7 +693,13 @@ impl Work {
             dir: self.dir.clone(),
         };
         let out = self.dir.create_file(&verified.name)?;
-        let copied = fsutil::copy_sparse(&src, shown, &out, &verified.shown);
+        let copied = fsutil::copy_sparse(
+            &src,
+            fsutil::Extents::MayHaveHoles,
+            shown,
+            &out,
+            &verified.shown,
+        );
         let (got_size, got_sha) = match copied {
             Ok(found) => found,
             Err(e) => {

@@ -448,8 +448,8 @@ fn stage_file(
     entry: &Entry,
     ctx: &Apply<'_>,
 ) -> Result<Option<Problem>> {
-    let file = match fsutil::open_nofollow(src) {
-        Ok(f) => f,
+    let (file, meta) = match fsutil::open_nofollow_with_meta(src) {
+        Ok(opened) => opened,
         Err(e) => {
             return Ok(Some(
                 Problem::new(
@@ -464,7 +464,8 @@ fn stage_file(
     let (parent, leaf) = staging.parent_beneath(&entry.path)?;
     let dst = parent.shown(leaf);
     let out = parent.create_file(leaf)?;
-    let (size, sha) = fsutil::copy_sparse(&file, src, &out, &dst)?;
+    let (size, sha) =
+        fsutil::copy_sparse(&file, fsutil::Extents::of(&file, &meta), src, &out, &dst)?;
     if Some(sha) != entry.sha256 || Some(size) != entry.size {
         return Ok(Some(Problem::checksum_mismatch(
             store,
