@@ -154,11 +154,12 @@ fn read_pages(
                 src.display()
             ))
         });
-        // A write error is the cause when several failed: the others only
-        // saw their channel close.
+        // A write error is the cause when several failed, and a panicked
+        // hasher before the reader's error: the others only saw their
+        // channel close.
         let size = written?;
-        read?;
         let sha256 = hashed?;
+        read?;
         Ok(Written {
             size,
             sha256,
