@@ -401,7 +401,7 @@ fn run(r: &mut Runner, root: &Path) -> Result<()> {
 
     r.step("pre-restore snapshot holds the marker and restores", || {
         let to = root.join("pre-restore-check");
-        let run = cairn(&["restore", &pre_id, "--to", path_str(&to)?, "--json"])?;
+        let run = cairn(&["restore", &pre_id, "--to", util::path_str(&to)?, "--json"])?;
         check(run.code == 0, "exit 0", run.describe())?;
         let db = open_ro(&to.join("db").join("atocore.db"))?;
         let kinds = memory_kinds(&db)?;
@@ -596,7 +596,7 @@ fn offsite(
             "--remote",
             "offsite",
             "--to",
-            path_str(&to)?,
+            util::path_str(&to)?,
             "--json",
         ])?;
         check(run.code == 0, "exit 0", run.describe())?;
@@ -847,11 +847,6 @@ fn str_field(doc: &Value, key: &str) -> Result<String> {
             doc[key]
         )
     })
-}
-
-fn path_str(p: &Path) -> Result<&str> {
-    p.to_str()
-        .ok_or_else(|| anyhow!("{} is not UTF-8", p.display()))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {

@@ -155,6 +155,12 @@ impl Args {
 }
 
 /// Exit code 2 for bad usage.
+/// `p` as the `&str` a command line or a config file wants.
+pub fn path_str(p: &Path) -> Result<&str> {
+    p.to_str()
+        .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", p.display()))
+}
+
 pub fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}\n(see `cargo xtask help`)");
     ExitCode::from(2)

@@ -334,9 +334,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
 
         let dest = work.join("restore-dest");
         trash.discard(&dest)?;
-        let to = dest
-            .to_str()
-            .ok_or_else(|| anyhow!("{} is not UTF-8", dest.display()))?;
+        let to = util::path_str(&dest)?;
         let s = runner.measure(
             "cairn restore --to",
             cairn(&bin, &config, &["restore", &first, "--to", to, "--json"]),
@@ -408,9 +406,7 @@ pub fn main(args: &[String]) -> Result<ExitCode> {
         let mut line = String::from("drills:");
         for _ in 0..runs {
             trash.fresh_dir(&scratch)?;
-            let sc = scratch
-                .to_str()
-                .ok_or_else(|| anyhow!("{} is not UTF-8", scratch.display()))?;
+            let sc = util::path_str(&scratch)?;
             let s = runner.measure(
                 "cairn drill",
                 cairn(&bin, &config, &["drill", first, "--scratch", sc, "--json"]),

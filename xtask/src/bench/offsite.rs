@@ -225,10 +225,7 @@ impl Offsite {
 
     fn remote_section(&self, prefix: &str) -> Result<String> {
         let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-        let creds = self
-            .credentials
-            .to_str()
-            .ok_or_else(|| anyhow!("{} is not UTF-8", self.credentials.display()))?;
+        let creds = crate::util::path_str(&self.credentials)?;
         Ok(format!(
             "\n[[remote]]\nname = \"bench\"\nurl = {}\nendpoint = {}\nregion = {}\ncredentials_file = {}\n",
             q(&format!("s3://{}/{prefix}", self.server.bucket)),
