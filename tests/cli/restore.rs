@@ -1066,6 +1066,41 @@ fn a_snapshot_damaged_in_two_stores_is_refused_naming_both() {
     assert!(!dest.exists(), "left behind: {:?}", support::tree(&dest));
 }
 
+/// The snapshot's listing is checked beside staging (a walk of `stat`s
+/// that no longer holds up the copy): a file missing from the snapshot,
+/// or one the manifest does not list, still refuses the restore with the
+/// listing's own codes (not also as a file staging could not open), and
+/// a dry run, which stages nothing, still checks it.
+#[test]
+fn a_snapshot_with_a_file_missing_or_unlisted_is_refused_by_restore_and_dry_run() {
+    let env = Env::new();
+    let id = env.snapshot(&[]);
+    env.unlock_snapshot(&id);
+    let stores = env.snapshot_dir(&id).join("stores");
+    std::fs::remove_file(stores.join("chroma/seg-0001/header.bin")).unwrap();
+    std::fs::write(stores.join("chroma/planted.bin"), b"not in the manifest").unwrap();
+    let dest = env.path("elsewhere");
+    for extra in [
+        vec!["--to", dest.to_str().unwrap()],
+        vec!["--confirm-service-stopped"],
+        vec!["--dry-run"],
+    ] {
+        let run = restore(&env, &id, &extra);
+        assert_eq!(run.code, 3, "{extra:?}\n{}\n{}", run.stdout, run.stderr);
+        for expected in ["file_missing [chroma]", "file_unexpected [chroma]"] {
+            assert!(run.stderr.contains(expected), "{extra:?} {expected}: {}", run.stderr);
+        }
+        assert!(!run.stderr.contains("read_failed"), "{extra:?}: {}", run.stderr);
+    }
+    assert!(!dest.exists(), "left behind: {:?}", support::tree(&dest));
+    assert_eq!(
+        std::fs::read(env.path("data/chroma/seg-0001/header.bin")).unwrap(),
+        b"header",
+        "the live store was touched"
+    );
+    assert_eq!(env.listed_ids(), vec![id], "a pre-restore snapshot was taken");
+}
+
 #[test]
 fn restore_dry_run_prints_the_plan_and_touches_nothing() {
     let env = Env::new();

@@ -464,3 +464,61 @@ fn a_restore_by_a_user_who_is_not_root_reports_the_owners_it_could_not_give() {
         .iter()
         .any(|(n, v)| n == b"user.note" && v == b"kept"));
 }
+
+/// The names of the ACLs `path` has (not followed if a link).
+fn acls_of(path: &Path) -> Vec<String> {
+    let mut list = vec![0u8; 64 * 1024];
+    let n = rustix::fs::llistxattr(path, &mut list[..]).unwrap();
+    list[..n]
+        .split(|b| *b == 0)
+        .filter(|name| name.starts_with(b"system.posix_acl"))
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}
+
+/// A default ACL put on the live directories after the snapshot (an
+/// operator's `setfacl -d`, or a volume's) is not handed down to what a
+/// restore writes there: the restored files and directories have the
+/// ACLs the snapshot recorded, here none. The restore stages inside those
+/// directories, so its staging directory inherits the default ACL.
+///
+/// Fails without: `xattr::clear_default_acl` on the staging directory
+/// (every staged file and directory inherited the ACL; the removal per
+/// entry it replaced was skipped).
+#[test]
+fn a_default_acl_on_a_live_directory_is_not_handed_down_to_what_is_restored() {
+    support::require_program("setfacl", "--version", "acl");
+    let env = Env::new();
+    let chroma = env.path("data/chroma");
+    std::fs::create_dir(chroma.join("sub")).unwrap();
+    std::fs::write(chroma.join("sub/plain.txt"), b"recorded without an ACL").unwrap();
+    let id = env.snapshot(&[]);
+    for dir in ["data", "data/chroma", "config"] {
+        setfacl(&["-d", "-m", "u:1001:rwx"], &env.path(dir));
+    }
+    let run = env.cairn(&["restore", &id, "--confirm-service-stopped"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    let mut restored = vec![
+        env.path("data/atocore.db"),
+        env.path("config/project-registry.json"),
+    ];
+    restored.extend(
+        support::tree(&chroma)
+            .into_iter()
+            .map(|(rel, _, _)| chroma.join(rel)),
+    );
+    assert!(
+        restored.contains(&chroma.join("sub/plain.txt")),
+        "{restored:?}"
+    );
+    for path in &restored {
+        assert_eq!(acls_of(path), Vec::<String>::new(), "{}", path.display());
+    }
+    // The live directories keep theirs: they were not restored.
+    assert_eq!(
+        acls_of(&chroma),
+        ["system.posix_acl_default"],
+        "the store's directory is kept as it is"
+    );
+}

@@ -475,6 +475,7 @@ fn restore_cmd(cfg: &Config, stores: &Stores, args: &RestoreArgs) -> Result<Outp
     };
     let plan = restore::plan(cfg, stores, &req)?;
     if args.dry_run {
+        plan.check_snapshot()?;
         return Ok(Output {
             human: render::restore_plan(&plan),
             json: json::restore_plan(&plan),

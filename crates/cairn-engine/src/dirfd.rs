@@ -442,6 +442,41 @@ impl DirFd {
     }
 }
 
+/// [`DirFd::parent_beneath`] for one worker that takes a directory's
+/// files one after another: the last parent opened is kept, so a
+/// directory of a hundred files is opened once, not a hundred times.
+///
+/// Only for trees no one else can change: Cairn's private staging
+/// directory, or a snapshot in the repository. There a kept descriptor
+/// is the directory the path names; in a live tree, the path could have
+/// been moved away from it since.
+pub(crate) struct ParentCache<'a> {
+    base: &'a DirFd,
+    last: Option<(Vec<u8>, DirFd)>,
+}
+
+impl<'a> ParentCache<'a> {
+    pub(crate) fn new(base: &'a DirFd) -> Self {
+        ParentCache { base, last: None }
+    }
+
+    /// The directory holding `rel`, and `rel`'s last component.
+    pub(crate) fn parent_of<'r>(&mut self, rel: &'r RawPath) -> Result<(&DirFd, &'r OsStr)> {
+        let (dir, leaf) = rel.split_last();
+        let Some(dir) = dir else {
+            return Ok((self.base, leaf));
+        };
+        let hit = matches!(&self.last, Some((kept, _)) if kept.as_slice() == dir);
+        if !hit {
+            self.last = Some((dir.to_vec(), self.base.open_beneath(dir)?));
+        }
+        match &self.last {
+            Some((_, parent)) => Ok((parent, leaf)),
+            None => Ok((self.base, leaf)),
+        }
+    }
+}
+
 pub(crate) fn is_dir(stat: &Stat) -> bool {
     stat.st_mode & libc::S_IFMT == libc::S_IFDIR
 }

@@ -151,6 +151,16 @@ pub fn hash_file(path: &Path) -> Result<(u64, Checksum)> {
     sparse_pump(&file, Extents::of(&file, &meta), path, |_, _| Ok(()))
 }
 
+/// [`hash_file`] of a file already open (`stat` its `fstat`), named
+/// `shown` in messages.
+pub(crate) fn hash_open(
+    file: &File,
+    stat: &rustix::fs::Stat,
+    shown: &Path,
+) -> Result<(u64, Checksum)> {
+    sparse_pump(file, Extents::of_stat(file, stat), shown, |_, _| Ok(()))
+}
+
 /// How a file's bytes are walked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Extents {
@@ -169,13 +179,26 @@ impl Extents {
     /// that do may still include some past the end (preallocated), so one
     /// `SEEK_HOLE` settles it: a hole is never taken for data.
     pub fn of(file: &File, meta: &fs::Metadata) -> Self {
-        use rustix::fs::SeekFrom;
         use std::os::unix::fs::MetadataExt;
-        let len = meta.len();
+        Self::of_len_blocks(file, meta.len(), meta.blocks())
+    }
+
+    /// [`Extents::of`] from a `stat` taken through a directory descriptor.
+    pub(crate) fn of_stat(file: &File, stat: &rustix::fs::Stat) -> Self {
+        // Never negative for a regular file; a nonsense value is taken as
+        // "may have holes", the walk that is right for any file.
+        let len = u64::try_from(stat.st_size).unwrap_or(u64::MAX);
+        let blocks = u64::try_from(stat.st_blocks).unwrap_or(0);
+        Self::of_len_blocks(file, len, blocks)
+    }
+
+    /// `blocks`: 512-byte units, as `stat` counts them.
+    fn of_len_blocks(file: &File, len: u64, blocks: u64) -> Self {
+        use rustix::fs::SeekFrom;
         if len == 0 {
             return Extents::Dense;
         }
-        if meta.blocks().saturating_mul(512) < len {
+        if blocks.saturating_mul(512) < len {
             return Extents::MayHaveHoles;
         }
         match rustix::fs::seek(file, SeekFrom::Hole(0)) {

@@ -19,6 +19,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::dirfd::{DirFd, ParentCache};
 use crate::fsutil;
 use crate::id::SnapshotId;
 use crate::manifest::{self, Entry, EntryKind, Manifest, RawPath, StoreRecord, StoreStatus};
@@ -883,18 +884,31 @@ fn check_entry(root: &Path, entry: &Entry, meta: &Metadata) -> Option<Problem> {
     }
 }
 
-/// Hashes files on every core.
+/// Hashes files on every core. The snapshot is in the repository, which
+/// only its owner changes, so each worker holds the directory it is in
+/// open from one file to the next, and opens a file by its name alone.
 fn hash_all(root: &Path, store: &str, entries: &[&Entry]) -> Vec<Problem> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let dir = match DirFd::open_trusted(root) {
+        Ok(dir) => dir,
+        Err(e) => return vec![Problem::new(codes::READ_FAILED, e.to_string()).in_store(store)],
+    };
     crate::parallel::filter_map_largest_first(
         entries,
         |e| e.size.unwrap_or(0),
-        |e| hash_one(root, store, e),
+        || ParentCache::new(&dir),
+        |parents, e| hash_one(parents, store, e),
     )
 }
 
-fn hash_one(root: &Path, store: &str, entry: &Entry) -> Option<Problem> {
-    let path = root.join(&entry.path);
-    match crate::progress::verifying(|| fsutil::hash_file(&path)) {
+fn hash_one(parents: &mut ParentCache<'_>, store: &str, entry: &Entry) -> Option<Problem> {
+    let hashed = parents.parent_of(&entry.path).and_then(|(dir, leaf)| {
+        let (file, stat) = dir.open_file(leaf)?;
+        crate::progress::verifying(|| fsutil::hash_open(&file, &stat, &dir.shown(leaf)))
+    });
+    match hashed {
         Ok((_, sha)) if Some(sha) == entry.sha256 => None,
         Ok((_, sha)) => Some(Problem::checksum_mismatch(
             store,

@@ -1,16 +1,18 @@
 //! The Restore stage, in three steps with a type between each:
 //!
 //! 1. [`plan`] → [`RestorePlan`]: select the stores, then every gate
-//!    (confirmation, repository lock, manifest digest + presence + sizes,
-//!    the service visibly running). Touches nothing; a dry run is this
-//!    step alone.
+//!    (confirmation, repository lock, manifest digest, the service
+//!    visibly running). Touches nothing; a dry run is this step and
+//!    [`RestorePlan::check_snapshot`] (presence, types and sizes of the
+//!    snapshot's entries, nothing unlisted).
 //! 2. [`RestorePlan::stage`] → [`StagedRestore`]: copy every store onto
 //!    the *target's own filesystem* (a file store beside its file, a
 //!    directory store inside its directory, since a bind mount is a
 //!    filesystem of its own), verify each file's SHA-256 while copying,
-//!    then run the kind's check on the staged copy. A bad snapshot is
-//!    found here, before anything live changes; the staged copies remove
-//!    themselves when dropped.
+//!    then run the kind's check on the staged copy; beside the copy, the
+//!    snapshot's listing is checked as a dry run checks it. A bad
+//!    snapshot is found here, before anything live changes; the staged
+//!    copies remove themselves when dropped.
 //! 3. [`StagedRestore::swap`] → [`RestoreOutcome`]: the pre-restore
 //!    snapshot (the way back), then store by store the kind's
 //!    `before_swap`, the engine's swap (`crate::replace`), the kind's

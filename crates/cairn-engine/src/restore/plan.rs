@@ -13,6 +13,7 @@ use crate::id::SnapshotId;
 use crate::lock::FileLock;
 use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus};
 use crate::plugin::Depth;
+use crate::problem::Problem;
 use crate::repo::{Repository, STORES_DIR};
 use crate::stores::{self, RecordHandler, Store, Stores};
 use crate::validate;
@@ -58,9 +59,10 @@ pub struct PlannedStore {
     pub bytes: u64,
 }
 
-/// Every gate, in order: confirmation, lock, manifest, selection, presence
-/// and sizes of every file, the configured store for each, and (live) each
-/// kind's in-use probe. The first that fails refuses the restore.
+/// Every gate, in order: confirmation, lock, manifest, selection, the
+/// configured store for each, and (live) each kind's in-use probe. The
+/// first that fails refuses the restore. The snapshot's files are checked
+/// by [`RestorePlan::stage`] (a dry run: [`RestorePlan::check_snapshot`]).
 pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Result<RestorePlan<'a>> {
     let id = SnapshotId::parse(&req.id)?;
     // A relative `--to` is taken from where the operator runs Cairn, as
@@ -98,22 +100,6 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
     } else {
         selected_by_paths(&id, &manifest, req)?
     };
-
-    // Up front: presence, types and sizes (no hashing; staging hashes).
-    let mut problems = Vec::new();
-    for &i in &selected {
-        let record = &manifest.stores[i];
-        if record.status == StoreStatus::Captured {
-            let root = snap_dir.join(STORES_DIR).join(&record.name);
-            problems.extend(validate::check_files(&root, record, Depth::Quick));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Error::Unsound {
-            id: id.to_string(),
-            problems,
-        });
-    }
 
     if let Some(dir) = &to {
         let names = selected.iter().map(|&i| manifest.stores[i].name.as_str());
@@ -190,6 +176,40 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
         absent,
         not_in_snapshot,
     })
+}
+
+impl RestorePlan<'_> {
+    /// What is wrong with the snapshot's copy of the stores to restore
+    /// that shows without reading a byte: a listed entry missing or of
+    /// another type or size, an entry the manifest does not list. Staging
+    /// runs this beside the copy, which hashes every byte.
+    pub(super) fn snapshot_problems(&self) -> Vec<Problem> {
+        let snap_dir = self.repo.snapshot_dir(&self.id);
+        let mut problems = Vec::new();
+        for job in &self.jobs {
+            // The whole store's record, even when only some paths are
+            // restored: the rest is still the snapshot's, not unlisted.
+            let record = &self.manifest.stores[job.index];
+            if record.status == StoreStatus::Captured {
+                let root = snap_dir.join(STORES_DIR).join(&record.name);
+                problems.extend(validate::check_files(&root, record, Depth::Quick));
+            }
+        }
+        problems
+    }
+
+    /// [`RestorePlan::snapshot_problems`] as the refusal a restore would
+    /// give: what a dry run checks of the snapshot.
+    pub fn check_snapshot(&self) -> Result<()> {
+        let problems = self.snapshot_problems();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Unsound {
+            id: self.id.to_string(),
+            problems,
+        })
+    }
 }
 
 fn plan_job<'a>(

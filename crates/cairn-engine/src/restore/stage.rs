@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::plan::RestorePlan;
 use super::target::Target;
-use crate::dirfd::DirFd;
+use crate::dirfd::{DirFd, ParentCache};
 use crate::error::{io_at, Error, Result};
 use crate::id::SnapshotId;
 use crate::manifest::{Entry, EntryKind, RawPath, Shape, StoreRecord};
@@ -30,11 +30,12 @@ impl<'a> RestorePlan<'a> {
     /// Stages and verifies every store at once, one thread each (an SQLite
     /// file is copied and hashed on one core, so a tree staged beside it
     /// uses the others), each followed by its kind's own check of the
-    /// staged copy. Any problem refuses the restore with every store's
-    /// problems, and leaves no trace: not even the empty directories
-    /// staging created (a restore elsewhere, a missing parent).
+    /// staged copy; beside them, the snapshot's listing is checked
+    /// ([`RestorePlan::snapshot_problems`]). Any problem refuses the
+    /// restore with every store's problems, and leaves no trace: not even
+    /// the empty directories staging created (a restore elsewhere, a
+    /// missing parent).
     pub fn stage(self) -> Result<StagedRestore<'a>> {
-        let snap_dir = self.repo.snapshot_dir(&self.id);
         crate::progress::begin(
             "restore",
             Some(
@@ -45,30 +46,25 @@ impl<'a> RestorePlan<'a> {
             ),
         );
         let plan = &self;
-        let results = crate::parallel::each_on_its_own_thread(
-            self.jobs.iter().collect(),
-            |job| {
-                let started = std::time::Instant::now();
-                let record = plan.record(job);
-                let root = snap_dir.join(STORES_DIR).join(&record.name);
-                let staged = stage_store(&plan.id, &root, record, &*job.handler, &job.target);
-                tracing::info!(
-                    store = %record.name,
-                    target = %job.target.shown.display(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "staged and verified"
-                );
-                staged
-            },
-            |i| {
-                Err(StageError::Fatal(
-                    Error::Plugin {
-                        message: "staging panicked".into(),
-                    }
-                    .in_store(&plan.record(&plan.jobs[i]).name),
-                ))
-            },
-        );
+        // The snapshot's listing (missing, retyped, resized or unlisted
+        // entries) is checked beside the copy: it is a walk of `stat`s
+        // that would otherwise hold up every store's first byte.
+        let (listing, results) = std::thread::scope(|scope| {
+            let listing = scope.spawn(|| plan.snapshot_problems());
+            let results = plan.stage_each();
+            (listing.join(), results)
+        });
+        let listing = listing.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if !listing.is_empty() {
+            // What the listing found is the refusal, as it was when it ran
+            // first: a file missing is not also reported as unreadable.
+            drop(results);
+            super::plan::remove_created(&self.jobs);
+            return Err(Error::Unsound {
+                id: self.id.to_string(),
+                problems: listing,
+            });
+        }
         let (staged, kind_problems) = collect_staged(&self.id, results)
             .and_then(|(staged, kind_problems)| {
                 if kind_problems.is_empty() || self.accepts_kind_problems() {
@@ -91,6 +87,36 @@ impl<'a> RestorePlan<'a> {
             staged,
             kind_problems,
         })
+    }
+
+    /// Every store staged on a thread of its own, in job order.
+    fn stage_each(&self) -> Vec<Result<(Staged, Vec<Problem>), StageError>> {
+        let snap_dir = self.repo.snapshot_dir(&self.id);
+        let plan = self;
+        crate::parallel::each_on_its_own_thread(
+            self.jobs.iter().collect(),
+            |job| {
+                let started = std::time::Instant::now();
+                let record = plan.record(job);
+                let root = snap_dir.join(STORES_DIR).join(&record.name);
+                let staged = stage_store(&plan.id, &root, record, &*job.handler, &job.target);
+                tracing::info!(
+                    store = %record.name,
+                    target = %job.target.shown.display(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "staged and verified"
+                );
+                staged
+            },
+            |i| {
+                Err(StageError::Fatal(
+                    Error::Plugin {
+                        message: "staging panicked".into(),
+                    }
+                    .in_store(&plan.record(&plan.jobs[i]).name),
+                ))
+            },
+        )
     }
 }
 
@@ -218,6 +244,10 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
         },
     };
     let (name, dir) = host.create_unique_dir(replace::STAGING_PREFIX)?;
+    // The staging directory inherited the host's default ACL, if any; off
+    // it comes, so nothing staged inherits an ACL, and no file needs one
+    // taken off (two system calls per file).
+    let acls_inherited = !xattr::clear_default_acl(dir.fd());
     let mut staged = Staged {
         host,
         name,
@@ -258,6 +288,7 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
     let ctx = Apply {
         live_owner: live_owner.as_ref(),
         replaced_file,
+        acls_inherited,
         not_kept: std::sync::Mutex::new(NotKept::default()),
     };
 
@@ -281,10 +312,24 @@ fn stage_files(root: &Path, record: &StoreRecord, target: &Target) -> Result<Sta
             EntryKind::File => files.push(entry),
         }
     }
+    // The snapshot's copy is in the repository, which only its owner
+    // changes: its directories can be held open (as the private staging
+    // directory's can) while their files are copied.
+    let source = match DirFd::open_trusted(root) {
+        Ok(dir) => dir,
+        Err(e) => {
+            return Err(StageError::Problems(vec![Problem::new(
+                codes::READ_FAILED,
+                e.to_string(),
+            )
+            .in_store(&record.name)]))
+        }
+    };
     let verified = crate::parallel::filter_map_largest_first(
         &files,
         |e| e.size.unwrap_or(0),
-        |e| stage_file(&record.name, &root.join(&e.path), &staged.dir, e, &ctx).transpose(),
+        || (ParentCache::new(&source), ParentCache::new(&staged.dir)),
+        |(sources, staging), e| stage_file(&record.name, sources, staging, e, &ctx).transpose(),
     );
     let mut problems = Vec::new();
     for result in verified {
@@ -326,6 +371,9 @@ struct Apply<'a> {
     live_owner: Option<&'a Owner>,
     /// A file store's live file: it keeps its owner and mode.
     replaced_file: Option<&'a Owner>,
+    /// Whether what is staged may have inherited an ACL that it must not
+    /// keep (the staging directory's default ACL could not be cleared).
+    acls_inherited: bool,
     not_kept: std::sync::Mutex<NotKept>,
 }
 
@@ -424,7 +472,7 @@ impl Apply<'_> {
     }
 
     fn xattrs(&self, fd: impl std::os::fd::AsFd, entry: &Entry, shown: &Path) -> Result<()> {
-        let not_set = xattr::apply(fd, entry.xattrs(), shown)?;
+        let not_set = xattr::apply(fd, entry.xattrs(), shown, self.acls_inherited)?;
         if !not_set.is_empty() {
             self.note(|n| {
                 for name in not_set {
@@ -443,29 +491,42 @@ impl Apply<'_> {
 /// (which also sets an ACL's mask to the recorded group bits), mtime.
 fn stage_file(
     store: &str,
-    src: &Path,
-    staging: &DirFd,
+    sources: &mut ParentCache<'_>,
+    staging: &mut ParentCache<'_>,
     entry: &Entry,
     ctx: &Apply<'_>,
 ) -> Result<Option<Problem>> {
-    let (file, meta) = match fsutil::open_nofollow_with_meta(src) {
+    let opened = sources.parent_of(&entry.path).and_then(|(dir, leaf)| {
+        let (file, stat) = dir.open_file(leaf)?;
+        Ok((file, stat, dir.shown(leaf)))
+    });
+    let (file, stat, src) = match opened {
         Ok(opened) => opened,
         Err(e) => {
+            let why = match e {
+                Error::Io { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
             return Ok(Some(
                 Problem::new(
                     codes::READ_FAILED,
-                    format!("cannot open without following links: {e}"),
+                    format!("cannot open without following links: {why}"),
                 )
                 .in_store(store)
                 .at(&entry.path),
-            ))
+            ));
         }
     };
-    let (parent, leaf) = staging.parent_beneath(&entry.path)?;
+    let (parent, leaf) = staging.parent_of(&entry.path)?;
     let dst = parent.shown(leaf);
     let out = parent.create_file(leaf)?;
-    let (size, sha) =
-        fsutil::copy_sparse(&file, fsutil::Extents::of(&file, &meta), src, &out, &dst)?;
+    let (size, sha) = fsutil::copy_sparse(
+        &file,
+        fsutil::Extents::of_stat(&file, &stat),
+        &src,
+        &out,
+        &dst,
+    )?;
     if Some(sha) != entry.sha256 || Some(size) != entry.size {
         return Ok(Some(Problem::checksum_mismatch(
             store,
@@ -545,7 +606,8 @@ pub(super) fn apply_root(record: &StoreRecord, dir: &DirFd) -> Result<Vec<String
             root.uid, root.gid
         ));
     }
-    let not_set = xattr::apply(&file, &root.xattrs, shown)?;
+    // Made by the restore in a live directory: it may have inherited.
+    let not_set = xattr::apply(&file, &root.xattrs, shown, true)?;
     if !not_set.is_empty() {
         let names: Vec<String> = not_set.iter().map(|n| n.to_string()).collect();
         not_kept.push(format!(
