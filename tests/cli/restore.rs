@@ -1088,9 +1088,17 @@ fn a_snapshot_with_a_file_missing_or_unlisted_is_refused_by_restore_and_dry_run(
         let run = restore(&env, &id, &extra);
         assert_eq!(run.code, 3, "{extra:?}\n{}\n{}", run.stdout, run.stderr);
         for expected in ["file_missing [chroma]", "file_unexpected [chroma]"] {
-            assert!(run.stderr.contains(expected), "{extra:?} {expected}: {}", run.stderr);
+            assert!(
+                run.stderr.contains(expected),
+                "{extra:?} {expected}: {}",
+                run.stderr
+            );
         }
-        assert!(!run.stderr.contains("read_failed"), "{extra:?}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("read_failed"),
+            "{extra:?}: {}",
+            run.stderr
+        );
     }
     assert!(!dest.exists(), "left behind: {:?}", support::tree(&dest));
     assert_eq!(
@@ -1098,7 +1106,11 @@ fn a_snapshot_with_a_file_missing_or_unlisted_is_refused_by_restore_and_dry_run(
         b"header",
         "the live store was touched"
     );
-    assert_eq!(env.listed_ids(), vec![id], "a pre-restore snapshot was taken");
+    assert_eq!(
+        env.listed_ids(),
+        vec![id],
+        "a pre-restore snapshot was taken"
+    );
 }
 
 #[test]
