@@ -348,13 +348,18 @@ impl<'a> CaptureCtx<'a> {
             // Same inode, same ctime: the same attributes as then.
             return Ok(Some((copied, self.parent_xattrs(&q.rel))));
         }
+        // Identity, length and blocks from the descriptor's own `stat`,
+        // taken as it was opened.
         let opened = match &q.src {
-            Source::Path(p) => fsutil::open_nofollow(p)
+            Source::Path(p) => fsutil::open_nofollow_with_meta(p)
                 .map_err(io_at("open", p))
-                .map(|f| (f, p.clone())),
-            Source::InDir(dir, name) => dir.open_file(name).map(|(f, _)| (f, dir.shown(name))),
+                .map(|(f, m)| (f, (m.dev(), m.ino()), (m.len(), m.blocks()), p.clone())),
+            Source::InDir(dir, name) => dir.open_file(name).map(|(f, st)| {
+                let (len, blocks) = fsutil::len_and_blocks(&st);
+                (f, (st.st_dev, st.st_ino), (len, blocks), dir.shown(name))
+            }),
         };
-        let (file, shown) = match opened {
+        let (file, dev_ino, (len, blocks), shown) = match opened {
             Ok(opened) => opened,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(None)
@@ -363,8 +368,7 @@ impl<'a> CaptureCtx<'a> {
         };
         // The file opened must be the one the walk saw: a name replaced in
         // between (by a link, or by another file moved there) is not read.
-        let now = file.metadata().map_err(io_at("stat", &shown))?;
-        if (now.dev(), now.ino()) != (q.meta.dev(), q.meta.ino()) {
+        if dev_ino != (q.meta.dev(), q.meta.ino()) {
             return Err(Error::Source {
                 path: shown,
                 message: "was replaced between the walk and its copy; run the snapshot again"
@@ -373,8 +377,8 @@ impl<'a> CaptureCtx<'a> {
         }
         // From the descriptor whose bytes are copied: this inode's own.
         let xattrs = xattr::read(&file, &shown)?;
-        let (out, size, sha256) =
-            fsutil::copy_sparse_new(&file, fsutil::Extents::of(&file, &now), &shown, &dst)?;
+        let extents = fsutil::Extents::of_size(&file, len, blocks);
+        let (out, size, sha256) = fsutil::copy_sparse_new(&file, extents, &shown, &dst)?;
         out.set_permissions(fs::Permissions::from_mode(fsutil::SNAPSHOT_FILE_MODE))
             .map_err(io_at("chmod", &dst))?;
         Ok(Some((

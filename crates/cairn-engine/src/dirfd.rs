@@ -148,7 +148,8 @@ impl DirFd {
 
     /// Opens a child regular file for reading. A symlink, FIFO, socket or
     /// device in its place is an error, and none is ever opened for I/O
-    /// (`O_NONBLOCK` so a FIFO cannot block the open itself).
+    /// (`O_NONBLOCK` so a FIFO cannot block the open itself, `O_NOCTTY` so
+    /// a terminal cannot become Cairn's).
     pub(crate) fn open_file(&self, name: &OsStr) -> Result<(File, Stat)> {
         self.open_regular(name, OFlags::RDONLY)
     }
@@ -163,7 +164,7 @@ impl DirFd {
         let fd = rustix::fs::openat(
             &*self.fd,
             name,
-            access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            access | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| Error::io("open", &shown, io_err(e)))?;

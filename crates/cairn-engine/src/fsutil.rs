@@ -180,20 +180,17 @@ impl Extents {
     /// `SEEK_HOLE` settles it: a hole is never taken for data.
     pub fn of(file: &File, meta: &fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
-        Self::of_len_blocks(file, meta.len(), meta.blocks())
+        Self::of_size(file, meta.len(), meta.blocks())
     }
 
     /// [`Extents::of`] from a `stat` taken through a directory descriptor.
     pub(crate) fn of_stat(file: &File, stat: &rustix::fs::Stat) -> Self {
-        // Never negative for a regular file; a nonsense value is taken as
-        // "may have holes", the walk that is right for any file.
-        let len = u64::try_from(stat.st_size).unwrap_or(u64::MAX);
-        let blocks = u64::try_from(stat.st_blocks).unwrap_or(0);
-        Self::of_len_blocks(file, len, blocks)
+        let (len, blocks) = len_and_blocks(stat);
+        Self::of_size(file, len, blocks)
     }
 
-    /// `blocks`: 512-byte units, as `stat` counts them.
-    fn of_len_blocks(file: &File, len: u64, blocks: u64) -> Self {
+    /// [`Extents::of`] from the length and the 512-byte blocks.
+    pub(crate) fn of_size(file: &File, len: u64, blocks: u64) -> Self {
         use rustix::fs::SeekFrom;
         if len == 0 {
             return Extents::Dense;
@@ -206,6 +203,16 @@ impl Extents {
             _ => Extents::MayHaveHoles,
         }
     }
+}
+
+/// A `stat`'s length and 512-byte blocks. Never negative for a regular
+/// file; a nonsense length is taken as the largest, so that
+/// [`Extents::of_size`] walks the file extent by extent, right for any.
+pub(crate) fn len_and_blocks(stat: &rustix::fs::Stat) -> (u64, u64) {
+    (
+        u64::try_from(stat.st_size).unwrap_or(u64::MAX),
+        u64::try_from(stat.st_blocks).unwrap_or(0),
+    )
 }
 
 /// Creates the new file `dst` and copies the open regular file `src` into

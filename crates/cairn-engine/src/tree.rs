@@ -3,7 +3,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::Metadata;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use crate::capture::CaptureCtx;
 use crate::dirfd::DirFd;
@@ -22,6 +23,36 @@ pub enum FileAction {
     Skip,
 }
 
+/// A regular file the walk met, as `on_file` is shown it: reached through
+/// the descriptor of the directory the walk holds, never by a path that
+/// could lead elsewhere.
+pub struct WalkedFile<'a> {
+    dir: &'a DirFd,
+    name: &'a OsStr,
+    path: PathBuf,
+}
+
+impl WalkedFile<'_> {
+    /// A path through the walk's directory descriptor
+    /// (`/proc/self/fd/N/name`), for a library that wants a path (SQLite):
+    /// it names this directory's file whatever its path has become.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file begins with `prefix`: opened by its name in the
+    /// walk's directory (a symlink, FIFO or device put in its place is
+    /// not read), read and closed. `false` when it is shorter or cannot
+    /// be read.
+    pub fn starts_with(&self, prefix: &[u8]) -> bool {
+        let Ok((mut file, _)) = self.dir.open_file(self.name) else {
+            return false;
+        };
+        let mut head = vec![0u8; prefix.len()];
+        file.read_exact(&mut head).is_ok() && head == prefix
+    }
+}
+
 /// Captures the directory `ctx.source()` into `ctx`: the directory's own
 /// owner, mode and attributes, directories (empty ones too), regular files
 /// (holes kept; the later names of an inode as hard links of its first),
@@ -31,7 +62,12 @@ pub enum FileAction {
 /// [`FileAction`]); `rel` is the file's path in the store.
 pub fn capture_tree(
     ctx: &mut CaptureCtx<'_>,
-    on_file: &mut dyn FnMut(&mut CaptureCtx<'_>, &Path, &RawPath, &Metadata) -> Result<FileAction>,
+    on_file: &mut dyn FnMut(
+        &mut CaptureCtx<'_>,
+        &WalkedFile<'_>,
+        &RawPath,
+        &Metadata,
+    ) -> Result<FileAction>,
 ) -> Result<()> {
     let root = match ctx.source_dir() {
         Some(dir) => dir.clone(),
@@ -54,9 +90,12 @@ pub fn capture_tree(
             let target = dir.read_link(name)?;
             ctx.add_symlink(rel, &target, meta)?;
         } else if ft.is_file() {
-            // Plug-ins get a path through the directory's descriptor, so
-            // whatever they open (SQLite) is this directory's file.
-            match on_file(ctx, &dir.fd_path(name), rel, meta)? {
+            let file = WalkedFile {
+                dir,
+                name,
+                path: dir.fd_path(name),
+            };
+            match on_file(ctx, &file, rel, meta)? {
                 FileAction::Copy => ctx.queue_copy_in(dir, name, rel, meta)?,
                 FileAction::Handled => ctx.record_xattrs_in(dir, name, rel, meta)?,
                 FileAction::Skip => {}
@@ -260,6 +299,57 @@ mod vanished {
                 .any(|w| w.contains("gone.bin") && w.contains("disappeared")),
             "{:?}",
             captured.warnings
+        );
+    }
+}
+
+#[cfg(test)]
+mod walked_file {
+    use super::*;
+    use std::fs;
+
+    /// What `on_file` is shown reads a header by name in the walked
+    /// directory: a file that starts with the prefix says so; a shorter
+    /// one, a symlink to a file that would match, and a FIFO (which must
+    /// not block the walk) do not.
+    #[test]
+    fn starts_with_reads_only_the_regular_file_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::write(root.join("db"), b"SQLite format 3\0 and pages").unwrap();
+        fs::write(root.join("short"), b"SQLite").unwrap();
+        std::os::unix::fs::symlink(root.join("db"), root.join("link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let dir = DirFd::open_trusted(root).unwrap();
+        let header = b"SQLite format 3\0";
+        let sniff = |name: &str| {
+            let file = WalkedFile {
+                dir: &dir,
+                name: OsStr::new(name),
+                path: dir.fd_path(name),
+            };
+            file.starts_with(header)
+        };
+        assert!(sniff("db"));
+        assert!(!sniff("short"));
+        assert!(!sniff("link"));
+        assert!(!sniff("fifo"));
+        assert!(!sniff("missing"));
+        let file = WalkedFile {
+            dir: &dir,
+            name: OsStr::new("db"),
+            path: dir.fd_path("db"),
+        };
+        assert_eq!(
+            fs::read(file.path()).unwrap(),
+            b"SQLite format 3\0 and pages"
         );
     }
 }

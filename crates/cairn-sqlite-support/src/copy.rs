@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::LiveState;
 
-const HEADER: &[u8; 16] = b"SQLite format 3\0";
+/// The first 16 bytes of every SQLite database file.
+pub const HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 /// True when `path` is a regular file that starts with the SQLite header.
 /// Anything else (a FIFO, a device, a symlink) is not opened at all

@@ -16,7 +16,7 @@ mod vfs;
 
 pub use copy::{
     is_sqlite_file, online_copy, online_copy_with_state, persistent_journal_mode,
-    restore_journal_mode, CopyError, CopyFailure, CopyInfo,
+    restore_journal_mode, CopyError, CopyFailure, CopyInfo, HEADER,
 };
 pub use integrity::{integrity_check, row_counts, INTEGRITY_FAILED};
 pub use live::{clear_sidecars, in_use, is_self_contained, SIDECAR_SUFFIXES};

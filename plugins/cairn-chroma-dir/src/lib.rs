@@ -6,8 +6,8 @@
 //!   ingesting cannot change the tree mid-copy. Empty directories, modes and
 //!   mtimes are kept; symlinks are stored as links, never followed; FIFOs,
 //!   sockets and devices are skipped with a warning and never opened (not
-//!   even to look for an SQLite header: `is_sqlite_file` goes through
-//!   `fsutil::open_nofollow`). SQLite files inside
+//!   even to look for an SQLite header: `WalkedFile::starts_with` opens
+//!   only a regular file). SQLite files inside
 //!   the tree (found by their header) are copied online, and
 //!   their `-wal`/`-shm`/`-journal` sidecars are folded into that copy;
 //!   the copy is stored in rollback-journal mode, and each file's own mode
@@ -114,7 +114,8 @@ impl StoreHandler for ChromaDir {
         let mut sqlite_files: Vec<serde_json::Value> = Vec::new();
         let mut journal_modes = serde_json::Map::new();
         let parent_databases = parent_sqlite_files(ctx);
-        capture_tree(ctx, &mut |ctx, path, rel, meta| {
+        capture_tree(ctx, &mut |ctx, file, rel, meta| {
+            let path = file.path();
             if is_sidecar_of_sqlite(path) {
                 return Ok(FileAction::Skip);
             }
@@ -127,7 +128,9 @@ impl StoreHandler for ChromaDir {
                 .as_ref()
                 .is_some_and(|dbs| !dbs.contains(&String::from(rel)))
                 && ctx.unchanged_since_parent(rel, meta);
-            if known_plain || !cairn_sqlite_support::is_sqlite_file(path) {
+            // Its header read by name in the walk's directory (no lookup
+            // of the path through /proc).
+            if known_plain || !file.starts_with(cairn_sqlite_support::HEADER) {
                 return Ok(FileAction::Copy);
             }
             // Its path as the manifest writes it (readable form).
