@@ -177,8 +177,9 @@ impl Manifest {
             .ok()
             .and_then(|()| header.strip_prefix(DIGEST_PREFIX)?.strip_suffix(b"\","))
             .and_then(|hex| std::str::from_utf8(hex).ok()?.parse::<Checksum>().ok());
-        let mut hashing = HashingReader::new(io::Cursor::new(b"{").chain(input));
-        let hashed = io::copy(&mut hashing, &mut io::sink()).map(|_| hashing.finish());
+        let mut digest = FileDigest::default();
+        let mut hashing = HashingReader::new(io::Cursor::new(b"{").chain(input), &mut digest);
+        let hashed = io::copy(&mut hashing, &mut io::sink()).map(|_| digest.finish());
         match (recorded, hashed) {
             (Some(recorded), Ok(hashed)) if recorded == hashed => Ok(recorded),
             (_, Err(e)) => {
@@ -261,12 +262,15 @@ fn stream_as_written<T: DeserializeOwned>(mut input: impl Read) -> Option<T> {
     // What follows the header is the canonical form minus its `{`: put the
     // brace back, and serde sees exactly the bytes the digest covers.
     let body = io::Cursor::new(b"{").chain(input);
-    let mut hashing = BufReader::with_capacity(IO_BUFFER, HashingReader::new(body));
-    let read: T = serde_json::from_reader(&mut hashing).ok()?;
-    // from_reader reads to the end to reject trailing data; drain anyway
-    // so the digest always covers the whole file.
-    io::copy(&mut hashing, &mut io::sink()).ok()?;
-    if hashing.into_inner().finish() != recorded {
+    let mut digest = FileDigest::default();
+    // The buffered reader is serde's own, not borrowed: std reads a byte
+    // of a `BufReader` from its buffer, where through a `&mut` each byte
+    // was a call to `read` (an eighth of a large manifest's parse).
+    let hashing = BufReader::with_capacity(IO_BUFFER, HashingReader::new(body, &mut digest));
+    // Succeeds only having read to the end (trailing data is an error),
+    // so the digest covers the whole file.
+    let read: T = serde_json::from_reader(hashing).ok()?;
+    if digest.finish() != recorded {
         return None;
     }
     Some(read)
@@ -392,21 +396,22 @@ impl<W: Write> Write for SkipFirstByte<W> {
     }
 }
 
-/// Hashes what is read through it, except a final newline (the file ends
+/// The SHA-256 of a file's bytes except a final newline (the file ends
 /// with one; the canonical form does not). The last byte seen is held back
-/// until the next read shows it was not the last.
-struct HashingReader<R> {
-    inner: R,
+/// until more bytes show it was not the last.
+#[derive(Default)]
+struct FileDigest {
     hasher: Sha256,
     held: Option<u8>,
 }
 
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-            held: None,
+impl FileDigest {
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some((last, body)) = bytes.split_last() {
+            if let Some(held) = self.held.replace(*last) {
+                self.hasher.update([held]);
+            }
+            self.hasher.update(body);
         }
     }
 
@@ -418,15 +423,22 @@ impl<R: Read> HashingReader<R> {
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+/// Feeds what is read through it to a [`FileDigest`] the caller keeps.
+struct HashingReader<'d, R> {
+    inner: R,
+    digest: &'d mut FileDigest,
+}
+
+impl<'d, R: Read> HashingReader<'d, R> {
+    fn new(inner: R, digest: &'d mut FileDigest) -> Self {
+        HashingReader { inner, digest }
+    }
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some((last, body)) = buf[..n].split_last() {
-            if let Some(held) = self.held.replace(*last) {
-                self.hasher.update([held]);
-            }
-            self.hasher.update(body);
-        }
+        self.digest.update(&buf[..n]);
         Ok(n)
     }
 }
