@@ -328,25 +328,18 @@ mod walked_file {
         )
         .unwrap();
         let dir = DirFd::open_trusted(root).unwrap();
-        let header = b"SQLite format 3\0";
-        let sniff = |name: &str| {
-            let file = WalkedFile {
-                dir: &dir,
-                name: OsStr::new(name),
-                path: dir.fd_path(name),
-            };
-            file.starts_with(header)
+        let walked = |name: &'static str| WalkedFile {
+            dir: &dir,
+            name: OsStr::new(name),
+            path: dir.fd_path(name),
         };
+        let sniff = |name| walked(name).starts_with(b"SQLite format 3\0");
         assert!(sniff("db"));
         assert!(!sniff("short"));
         assert!(!sniff("link"));
         assert!(!sniff("fifo"));
         assert!(!sniff("missing"));
-        let file = WalkedFile {
-            dir: &dir,
-            name: OsStr::new("db"),
-            path: dir.fd_path("db"),
-        };
+        let file = walked("db");
         assert_eq!(
             fs::read(file.path()).unwrap(),
             b"SQLite format 3\0 and pages"

@@ -13,7 +13,6 @@ use crate::id::SnapshotId;
 use crate::lock::FileLock;
 use crate::manifest::{Manifest, Shape, StoreRecord, StoreStatus};
 use crate::plugin::Depth;
-use crate::problem::Problem;
 use crate::repo::{Repository, STORES_DIR};
 use crate::stores::{self, RecordHandler, Store, Stores};
 use crate::validate;
@@ -179,11 +178,12 @@ pub fn plan<'a>(cfg: &Config, stores: &'a Stores, req: &RestoreRequest) -> Resul
 }
 
 impl RestorePlan<'_> {
-    /// What is wrong with the snapshot's copy of the stores to restore
-    /// that shows without reading a byte: a listed entry missing or of
-    /// another type or size, an entry the manifest does not list. Staging
-    /// runs this beside the copy, which hashes every byte.
-    pub(super) fn snapshot_problems(&self) -> Vec<Problem> {
+    /// Refuses a snapshot whose copy of the stores to restore is wrong in
+    /// a way that shows without reading a byte: a listed entry missing or
+    /// of another type or size, an entry the manifest does not list. A dry
+    /// run calls this; staging runs it beside the copy, which hashes every
+    /// byte.
+    pub fn check_snapshot(&self) -> Result<()> {
         let snap_dir = self.repo.snapshot_dir(&self.id);
         let mut problems = Vec::new();
         for job in &self.jobs {
@@ -195,13 +195,6 @@ impl RestorePlan<'_> {
                 problems.extend(validate::check_files(&root, record, Depth::Quick));
             }
         }
-        problems
-    }
-
-    /// [`RestorePlan::snapshot_problems`] as the refusal a restore would
-    /// give: what a dry run checks of the snapshot.
-    pub fn check_snapshot(&self) -> Result<()> {
-        let problems = self.snapshot_problems();
         if problems.is_empty() {
             return Ok(());
         }

@@ -31,7 +31,7 @@ impl<'a> RestorePlan<'a> {
     /// file is copied and hashed on one core, so a tree staged beside it
     /// uses the others), each followed by its kind's own check of the
     /// staged copy; beside them, the snapshot's listing is checked
-    /// ([`RestorePlan::snapshot_problems`]). Any problem refuses the
+    /// ([`RestorePlan::check_snapshot`]). Any problem refuses the
     /// restore with every store's problems, and leaves no trace: not even
     /// the empty directories staging created (a restore elsewhere, a
     /// missing parent).
@@ -50,20 +50,17 @@ impl<'a> RestorePlan<'a> {
         // entries) is checked beside the copy: it is a walk of `stat`s
         // that would otherwise hold up every store's first byte.
         let (listing, results) = std::thread::scope(|scope| {
-            let listing = scope.spawn(|| plan.snapshot_problems());
+            let listing = scope.spawn(|| plan.check_snapshot());
             let results = plan.stage_each();
             (listing.join(), results)
         });
         let listing = listing.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        if !listing.is_empty() {
+        if let Err(refused) = listing {
             // What the listing found is the refusal, as it was when it ran
             // first: a file missing is not also reported as unreadable.
             drop(results);
             super::plan::remove_created(&self.jobs);
-            return Err(Error::Unsound {
-                id: self.id.to_string(),
-                problems: listing,
-            });
+            return Err(refused);
         }
         let (staged, kind_problems) = collect_staged(&self.id, results)
             .and_then(|(staged, kind_problems)| {
