@@ -227,3 +227,45 @@ fn a_damaged_parent_snapshot_does_not_damage_the_next_one() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.json()["validated"], true);
 }
+
+/// A tree nested past what one system call takes (`PATH_MAX`, 4,096
+/// bytes) cannot be copied into the repository by path: the snapshot must
+/// say so, name the path, and publish nothing, rather than a snapshot
+/// with a hole in it. The snapshots before it stay valid.
+#[test]
+fn a_tree_nested_past_path_max_fails_the_snapshot_loudly_and_publishes_nothing() {
+    let env = Env::new();
+    let earlier = env.snapshot(&[]);
+    // 20 names of 250 bytes (5,020 bytes of path), made one level at a
+    // time, so no single path given to the kernel is over the limit.
+    let name = "n".repeat(250);
+    let mut parent: rustix::fd::OwnedFd =
+        std::fs::File::open(env.path("data/chroma")).unwrap().into();
+    for _ in 0..20 {
+        rustix::fs::mkdirat(
+            &parent,
+            name.as_str(),
+            rustix::fs::Mode::from_raw_mode(0o755),
+        )
+        .unwrap();
+        parent = rustix::fs::openat(
+            &parent,
+            name.as_str(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+    }
+
+    let run = env.cairn(&["snapshot"]);
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    no_panic(&run, "deep tree");
+    assert!(
+        run.stderr.contains("File name too long") && run.stderr.contains(&name),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.listed_ids(), vec![earlier]);
+    assert_eq!(tmp_entries(&env), Vec::<String>::new());
+    assert_all_valid(&env, "after the refused snapshot");
+}
