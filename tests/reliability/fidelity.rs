@@ -522,3 +522,80 @@ fn a_default_acl_on_a_live_directory_is_not_handed_down_to_what_is_restored() {
         "the store's directory is kept as it is"
     );
 }
+
+/// Sets `path`'s own mtime (a symlink's, not its target's).
+fn set_mtime(path: &Path, secs: i64, nanos: i64) {
+    let at = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    };
+    let omit = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_OMIT,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: omit,
+            last_modification: at,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+}
+
+/// Nanoseconds in an `i64` end on 2262-04-11; ext4 keeps times to 2446
+/// and XFS to 2486, and a service can set them (`touch -d 2300-01-01`).
+/// Such a time, and one before 1970, come back to the nanosecond, on a
+/// file, a directory and a symlink. Fails without `i128` for `mtime_ns`
+/// (every time past 2262 came back as 2262-04-11T23:47:16.854775807).
+#[test]
+fn times_past_2262_and_before_1970_come_back_to_the_nanosecond() {
+    let env = Env::new();
+    let chroma = env.path("data/chroma");
+    let far = chroma.join("far-future.bin");
+    std::fs::write(&far, b"from 2300").unwrap();
+    let old = chroma.join("before-1970.bin");
+    std::fs::write(&old, b"from 1950").unwrap();
+    let dir = chroma.join("future-dir");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("inside.txt"), b"x").unwrap();
+    let link = chroma.join("future-link");
+    std::os::unix::fs::symlink("far-future.bin", &link).unwrap();
+    // 2300-01-01T00:00:00.123456789Z, 2400-02-29, 2350-06-15, 1950-01-01.
+    let cases: [(&Path, i64, i64); 4] = [
+        (&far, 10_413_792_000, 123_456_789),
+        (&dir, 13_574_563_200, 0),
+        (&link, 11_991_484_800, 987_654_321),
+        (&old, -631_152_000, 500),
+    ];
+    for (path, secs, nanos) in cases {
+        set_mtime(path, secs, nanos);
+        let m = std::fs::symlink_metadata(path).unwrap();
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec()),
+            (secs, nanos),
+            "the file system under the test's temporary directory does not keep this time for {path:?}"
+        );
+    }
+
+    let id = env.snapshot(&[]);
+    let out = env.path("restored");
+    let run = env.cairn(&["restore", &id, "--to", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for (path, secs, nanos) in cases {
+        let rel = path.strip_prefix(&chroma).unwrap();
+        let m = std::fs::symlink_metadata(out.join("chroma").join(rel)).unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), (secs, nanos), "{rel:?}");
+    }
+
+    // `ls --json` shows the time as a number and as a date.
+    let run = env.cairn(&["--json", "ls", &id, "chroma/far-future.bin"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let shown = run.stdout;
+    assert!(
+        shown.contains("10413792000123456789") && shown.contains("2300-01-01T00:00:00.123456789"),
+        "{shown}"
+    );
+}

@@ -327,7 +327,11 @@ fn entry_doc(store: &str, e: &Entry) -> Value {
     map.insert("size".into(), json!(e.size));
     map.insert("mode".into(), format!("{:04o}", e.mode).into());
     map.insert("mtime".into(), json!(crate::render::mtime(e.mtime_ns)));
-    map.insert("mtime_ns".into(), e.mtime_ns.into());
+    // A JSON number whenever `serde_json` holds one (an `i64` or `u64`:
+    // every time a file system keeps); digits in a string past that.
+    let mtime_ns =
+        serde_json::to_value(e.mtime_ns).unwrap_or_else(|_| e.mtime_ns.to_string().into());
+    map.insert("mtime_ns".into(), mtime_ns);
     map.insert("sha256".into(), json!(e.sha256.map(|c| c.to_hex())));
     map.insert("uid".into(), json!(e.uid));
     map.insert("gid".into(), json!(e.gid));

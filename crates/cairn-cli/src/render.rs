@@ -708,8 +708,8 @@ pub fn repair(o: &RepairOutcome) -> String {
 }
 
 /// An mtime in nanoseconds as a UTC time (`None` when out of range).
-pub(crate) fn mtime(ns: i64) -> Option<DateTime<Utc>> {
-    let secs = ns.div_euclid(1_000_000_000);
+pub(crate) fn mtime(ns: i128) -> Option<DateTime<Utc>> {
+    let secs = i64::try_from(ns.div_euclid(1_000_000_000)).ok()?;
     let nanos = u32::try_from(ns.rem_euclid(1_000_000_000)).unwrap_or(0);
     DateTime::from_timestamp(secs, nanos)
 }

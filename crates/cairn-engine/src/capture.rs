@@ -640,9 +640,11 @@ impl<'a> CaptureCtx<'a> {
         let started = self.started_ns;
         for entry in &mut self.entries {
             let size = entry.size.unwrap_or(0);
-            let racy = entry
-                .source_stat
-                .is_some_and(|stat| !settled_before(size, entry.mtime_ns, stat.ctime_ns, started));
+            let racy = entry.source_stat.is_some_and(|stat| {
+                // Past `i64` (after 2262) is as recent as can be told.
+                let mtime_ns = i64::try_from(entry.mtime_ns).unwrap_or(i64::MAX);
+                !settled_before(size, mtime_ns, stat.ctime_ns, started)
+            });
             if racy {
                 entry.source_stat = None;
             }

@@ -414,10 +414,11 @@ impl DirFd {
     }
 
     /// Sets a child's modification time (a symlink's own, not followed).
-    pub(crate) fn set_mtime_child(&self, name: &OsStr, mtime_ns: i64) -> Result<()> {
+    pub(crate) fn set_mtime_child(&self, name: &OsStr, mtime_ns: i128) -> Result<()> {
+        let (secs, nanos) = crate::fsutil::secs_and_nanos(mtime_ns);
         let mtime = rustix::fs::Timespec {
-            tv_sec: mtime_ns.div_euclid(1_000_000_000),
-            tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+            tv_sec: secs,
+            tv_nsec: nanos.into(),
         };
         let times = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {

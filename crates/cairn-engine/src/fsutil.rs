@@ -426,18 +426,30 @@ pub fn now_ns() -> i64 {
     }
 }
 
-pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
-    meta.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(meta.mtime_nsec())
+/// A file's mtime in nanoseconds, exactly: `i128`, since nanoseconds in
+/// an `i64` end in 2262 and file systems keep later times.
+pub fn mtime_ns(meta: &fs::Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
 }
 
-pub(crate) fn system_time_from_ns(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+/// `ns` since the epoch as a `SystemTime`. Beyond what one holds (only a
+/// manifest's bytes can say so), the nearest time it holds.
+pub(crate) fn system_time_from_ns(ns: i128) -> SystemTime {
+    let (secs, nanos) = secs_and_nanos(ns);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nanos)
     } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos.into())
     }
+}
+
+/// `ns` since the epoch as whole seconds (floored, within `i64`, as the
+/// kernel takes them) and the nanoseconds after them.
+pub(crate) fn secs_and_nanos(ns: i128) -> (i64, u32) {
+    let secs = ns
+        .div_euclid(1_000_000_000)
+        .clamp(i128::from(i64::MIN + 1), i128::from(i64::MAX));
+    (secs as i64, ns.rem_euclid(1_000_000_000) as u32)
 }
 
 pub fn mode_bits(meta: &fs::Metadata) -> u32 {
@@ -515,6 +527,26 @@ pub fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom};
+
+    #[test]
+    fn any_time_a_manifest_can_hold_becomes_a_time_without_a_panic() {
+        let at = |ns: i128| system_time_from_ns(ns);
+        assert_eq!(at(0), UNIX_EPOCH);
+        assert_eq!(
+            at(10_413_792_000_123_456_789),
+            UNIX_EPOCH + Duration::new(10_413_792_000, 123_456_789)
+        );
+        assert_eq!(
+            at(-631_152_000_000_000_000 + 500),
+            UNIX_EPOCH - Duration::from_secs(631_152_000) + Duration::from_nanos(500)
+        );
+        assert_eq!(secs_and_nanos(-1), (-1, 999_999_999));
+        // Far outside any file system: the nearest time there is.
+        assert_eq!(secs_and_nanos(i128::MAX).0, i64::MAX);
+        assert_eq!(secs_and_nanos(i128::MIN).0, i64::MIN + 1);
+        assert!(at(i128::MAX) > at(10_413_792_000_123_456_789));
+        assert!(at(i128::MIN) < at(-631_152_000_000_000_000));
+    }
 
     #[test]
     fn a_dense_file_is_copied_straight_through_byte_for_byte() {

@@ -46,7 +46,7 @@ pub(crate) struct Parent {
 #[derive(Debug, Clone)]
 pub(crate) struct ParentFile {
     pub size: u64,
-    pub mtime_ns: i64,
+    pub mtime_ns: i128,
     pub source_stat: SourceStat,
     pub sha256: Checksum,
     pub xattrs: Vec<Xattr>,

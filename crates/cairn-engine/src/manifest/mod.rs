@@ -149,8 +149,10 @@ pub struct Entry {
     /// Permission bits of the source (`st_mode & 0o7777`: setuid, setgid
     /// and sticky included).
     pub mode: u32,
-    /// Source modification time, nanoseconds since the Unix epoch.
-    pub mtime_ns: i64,
+    /// Source modification time, nanoseconds since the Unix epoch. Wider
+    /// than `i64`, which ends in 2262: ext4 and XFS keep times to 2446
+    /// and 2486, and a time the file system holds is given back as is.
+    pub mtime_ns: i128,
     pub size: Option<u64>,
     pub sha256: Option<Checksum>,
     /// Identity of the source file when it was captured, so the next
@@ -267,7 +269,7 @@ pub struct Xattr {
 pub struct RootDir {
     pub gid: u32,
     pub mode: u32,
-    pub mtime_ns: i64,
+    pub mtime_ns: i128,
     pub uid: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
@@ -283,7 +285,7 @@ struct EntryOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     link_of_b64: Option<String>,
     mode: u32,
-    mtime_ns: i64,
+    mtime_ns: i128,
     path: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     path_b64: Option<String>,
@@ -349,7 +351,7 @@ struct EntryIn {
     #[serde(default)]
     link_of_b64: Option<String>,
     mode: u32,
-    mtime_ns: i64,
+    mtime_ns: i128,
     path: String,
     #[serde(default)]
     path_b64: Option<String>,
@@ -725,6 +727,29 @@ mod tests {
     }
 
     #[test]
+    fn times_past_what_an_i64_of_nanoseconds_holds_round_trip_in_both_layouts() {
+        let mut m = sample();
+        // 2300-01-01T00:00:00.123456789Z (past i64::MAX ns, 2262), the
+        // last second ext4 keeps (2446), and 1950.
+        m.stores[0].entries[0].mtime_ns = 10_413_792_000_123_456_789;
+        m.stores[0].entries[1].mtime_ns = 16_299_260_425_999_999_999;
+        m.stores[0].root = Some(RootDir {
+            gid: 0,
+            mode: 0o755,
+            mtime_ns: -631_152_000_000_000_000,
+            uid: 0,
+            xattrs: vec![],
+        });
+        let bytes = m.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"mtime_ns\":10413792000123456789"), "{text}");
+        assert_eq!(Manifest::parse(&bytes, &m.id).unwrap(), m);
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<Value>(&bytes).unwrap()).unwrap();
+        assert_eq!(Manifest::parse(&pretty, &m.id).unwrap(), m);
+    }
+
+    #[test]
     fn a_file_store_whose_entry_is_not_a_regular_file_is_refused() {
         let mut m = sample();
         m.stores[0].shape = Shape::File;
@@ -885,8 +910,9 @@ mod tests {
         let m = sample();
         let read = Manifest::parse(&m.to_bytes(), &m.id).unwrap();
         assert!(read.stores[0].entries.iter().all(|e| e.rare.is_none()));
-        // The point of it: an entry of a million stays small.
-        assert!(std::mem::size_of::<Entry>() <= 136);
+        // The point of it: an entry of a million stays small (136 bytes,
+        // and 8 more for a 128-bit mtime).
+        assert!(std::mem::size_of::<Entry>() <= 144);
     }
 
     #[test]
