@@ -563,7 +563,8 @@ fn times_past_2262_and_before_1970_come_back_to_the_nanosecond() {
     std::fs::write(dir.join("inside.txt"), b"x").unwrap();
     let link = chroma.join("future-link");
     std::os::unix::fs::symlink("far-future.bin", &link).unwrap();
-    // 2300-01-01T00:00:00.123456789Z, 2400-02-29, 2350-06-15, 1950-01-01.
+    // 2300-01-01T00:00:00.123456789Z, 2400-02-29, 2349-12-30T08:00:00.987654321Z
+    // and 1950-01-01T00:00:00.0000005Z.
     let cases: [(&Path, i64, i64); 4] = [
         (&far, 10_413_792_000, 123_456_789),
         (&dir, 13_574_563_200, 0),

@@ -730,7 +730,7 @@ mod tests {
     fn times_past_what_an_i64_of_nanoseconds_holds_round_trip_in_both_layouts() {
         let mut m = sample();
         // 2300-01-01T00:00:00.123456789Z (past i64::MAX ns, 2262), the
-        // last second ext4 keeps (2446), and 1950.
+        // last second XFS keeps (2486), and 1950.
         m.stores[0].entries[0].mtime_ns = 10_413_792_000_123_456_789;
         m.stores[0].entries[1].mtime_ns = 16_299_260_425_999_999_999;
         m.stores[0].root = Some(RootDir {
