@@ -468,14 +468,20 @@ impl<'a> ParentCache<'a> {
         let Some(dir) = dir else {
             return Ok((self.base, leaf));
         };
-        let hit = matches!(&self.last, Some((kept, _)) if kept.as_slice() == dir);
-        if !hit {
-            self.last = Some((dir.to_vec(), self.base.open_beneath(dir)?));
-        }
-        match &self.last {
-            Some((_, parent)) => Ok((parent, leaf)),
-            None => Ok((self.base, leaf)),
-        }
+        let kept = match self.last.take() {
+            Some((kept, parent)) if kept.as_slice() == dir => (kept, parent),
+            _ => (dir.to_vec(), self.base.open_beneath(dir)?),
+        };
+        let (_, parent) = self.last.insert(kept);
+        Ok((parent, leaf))
+    }
+
+    /// Opens the regular file at `rel` for reading ([`DirFd::open_file`]
+    /// in its held parent); with its `stat`, and its path for messages.
+    pub(crate) fn open_file(&mut self, rel: &RawPath) -> Result<(File, Stat, PathBuf)> {
+        let (dir, leaf) = self.parent_of(rel)?;
+        let (file, stat) = dir.open_file(leaf)?;
+        Ok((file, stat, dir.shown(leaf)))
     }
 }
 

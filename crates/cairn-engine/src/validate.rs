@@ -904,10 +904,11 @@ fn hash_all(root: &Path, store: &str, entries: &[&Entry]) -> Vec<Problem> {
 }
 
 fn hash_one(parents: &mut ParentCache<'_>, store: &str, entry: &Entry) -> Option<Problem> {
-    let hashed = parents.parent_of(&entry.path).and_then(|(dir, leaf)| {
-        let (file, stat) = dir.open_file(leaf)?;
-        crate::progress::verifying(|| fsutil::hash_open(&file, &stat, &dir.shown(leaf)))
-    });
+    let hashed = parents
+        .open_file(&entry.path)
+        .and_then(|(file, stat, shown)| {
+            crate::progress::verifying(|| fsutil::hash_open(&file, &stat, &shown))
+        });
     match hashed {
         Ok((_, sha)) if Some(sha) == entry.sha256 => None,
         Ok((_, sha)) => Some(Problem::checksum_mismatch(

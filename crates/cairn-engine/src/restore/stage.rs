@@ -493,11 +493,7 @@ fn stage_file(
     entry: &Entry,
     ctx: &Apply<'_>,
 ) -> Result<Option<Problem>> {
-    let opened = sources.parent_of(&entry.path).and_then(|(dir, leaf)| {
-        let (file, stat) = dir.open_file(leaf)?;
-        Ok((file, stat, dir.shown(leaf)))
-    });
-    let (file, stat, src) = match opened {
+    let (file, stat, src) = match sources.open_file(&entry.path) {
         Ok(opened) => opened,
         Err(e) => {
             let why = match e {
